@@ -1,0 +1,98 @@
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "common/atomic_file.h"
+#include "common/logging.h"
+#include "common/mapped_file.h"
+#include "common/status_macros.h"
+#include "common/testing/shared_data.h"
+#include "gtest/gtest.h"
+
+namespace otaro {
+namespace {
+
+TEST(MappedFileTest, MapsContents) {
+  std::string dir = testing::ScratchDir("mapped");
+  std::string path = dir + "/f.bin";
+  ASSERT_TRUE(WriteFileAtomically(path, "hello").ok());
+  auto file = MappedFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>((*file)->data()), (*file)->size()), "hello");
+}
+
+TEST(MappedFileTest, EmptyFileIsEmptySpan) {
+  std::string path = testing::ScratchDir("mapped_empty") + "/e";
+  ASSERT_TRUE(WriteFileAtomically(path, "").ok());
+  auto file = MappedFile::Open(path);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ((*file)->size(), 0u);
+}
+
+TEST(MappedFileTest, MissingFileIsNotFoundNamingPath) {
+  auto file = MappedFile::Open("/nonexistent/otaro/x.bin");
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(file.status().message().find("/nonexistent/otaro/x.bin"), std::string::npos);
+}
+
+TEST(MappedFileTest, DirectoryIsRefused) {
+  auto file = MappedFile::Open(testing::ScratchDir("mapped_dir"));
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(AtomicFileTest, FailedWriteLeavesOldFileAndNoTemporary) {
+  std::string dir = testing::ScratchDir("atomic");
+  std::string path = dir + "/ckpt";
+  ASSERT_TRUE(WriteFileAtomically(path, "old").ok());
+  absl::Status status = WriteFileAtomically(path, [](std::FILE* f) {
+    std::fputs("partial", f);
+    return absl::DataLossError("simulated failure mid-write");
+  });
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  std::string contents;
+  ASSERT_TRUE(ReadFileToString(path, &contents).ok());
+  EXPECT_EQ(contents, "old");
+  int entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) { (void)e; ++entries; }
+  EXPECT_EQ(entries, 1) << "temporary file left behind";
+}
+
+TEST(AtomicFileTest, ReplacesContents) {
+  std::string path = testing::ScratchDir("atomic2") + "/f";
+  ASSERT_TRUE(WriteFileAtomically(path, "one").ok());
+  ASSERT_TRUE(WriteFileAtomically(path, "two").ok());
+  std::string contents;
+  ASSERT_TRUE(ReadFileToString(path, &contents).ok());
+  EXPECT_EQ(contents, "two");
+}
+
+absl::StatusOr<int> Half(int x) {
+  if (x % 2) return absl::InvalidArgumentError("odd");
+  return x / 2;
+}
+
+absl::Status Quarter(int x, int* out) {
+  OTARO_ASSIGN_OR_RETURN(int h, Half(x));
+  OTARO_ASSIGN_OR_RETURN(*out, Half(h));
+  return absl::OkStatus();
+}
+
+TEST(StatusMacrosTest, PropagatesFirstError) {
+  int out = 0;
+  EXPECT_TRUE(Quarter(8, &out).ok());
+  EXPECT_EQ(out, 2);
+  EXPECT_EQ(Quarter(6, &out).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LoggingTest, RejectsUnknownLevelNamingIt) {
+  absl::Status s = SetLogLevel("loud");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("loud"), std::string::npos);
+  EXPECT_TRUE(SetLogLevel("off").ok());
+  EXPECT_TRUE(SetLogLevel("info").ok());
+}
+
+}  // namespace
+}  // namespace otaro

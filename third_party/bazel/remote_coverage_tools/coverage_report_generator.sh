@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "otaro: remote coverage report generation is not configured" >&2
+exit 1
