@@ -1,0 +1,296 @@
+#include "server/config/config.h"
+
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
+#include "yaml-cpp/yaml.h"
+
+namespace otaro::server {
+namespace {
+
+// One configuration key: how to set it from text, print it, and document it.
+struct Key {
+  std::string path;  // "section.name"
+  std::string type;  // shown in the reference
+  std::string doc;
+  std::function<absl::Status(absl::string_view text, Config& config)> set;
+  std::function<std::string(const Config& config)> get;
+};
+
+absl::Status BadValue(absl::string_view path, absl::string_view text, absl::string_view want) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config key '", path, "': invalid value '", text, "' (", want, ")"));
+}
+
+template <typename Accessor>
+Key IntKey(std::string path, std::string doc, Accessor field, int64_t lo, int64_t hi) {
+  using T = std::remove_reference_t<decltype(field(std::declval<Config&>()))>;
+  Key key{path, absl::StrCat("integer ", lo, "..", hi), std::move(doc), nullptr, nullptr};
+  key.set = [=](absl::string_view text, Config& config) -> absl::Status {
+    int64_t value;
+    if (!absl::SimpleAtoi(text, &value) || value < lo || value > hi) {
+      return BadValue(path, text, absl::StrCat("an integer in ", lo, "..", hi));
+    }
+    field(config) = static_cast<T>(value);
+    return absl::OkStatus();
+  };
+  key.get = [=](const Config& config) {
+    return absl::StrCat(field(const_cast<Config&>(config)));
+  };
+  return key;
+}
+
+template <typename Accessor>
+Key NumberKey(std::string path, std::string doc, Accessor field, double lo, double hi) {
+  Key key{path, absl::StrCat("number ", lo, "..", hi), std::move(doc), nullptr, nullptr};
+  key.set = [=](absl::string_view text, Config& config) -> absl::Status {
+    double value;
+    if (!absl::SimpleAtod(text, &value) || !(value >= lo && value <= hi)) {
+      return BadValue(path, text, absl::StrCat("a number in ", lo, "..", hi));
+    }
+    field(config) = value;
+    return absl::OkStatus();
+  };
+  key.get = [=](const Config& config) { return absl::StrCat(field(const_cast<Config&>(config))); };
+  return key;
+}
+
+using StringCheck = std::function<absl::Status(absl::string_view path, absl::string_view text)>;
+
+template <typename Accessor>
+Key StringKey(std::string path, std::string type, std::string doc, Accessor field,
+              StringCheck check = nullptr) {
+  Key key{path, std::move(type), std::move(doc), nullptr, nullptr};
+  key.set = [=](absl::string_view text, Config& config) -> absl::Status {
+    if (check) OTARO_RETURN_IF_ERROR(check(path, text));
+    field(config) = std::string(text);
+    return absl::OkStatus();
+  };
+  key.get = [=](const Config& config) {
+    const std::string& value = field(const_cast<Config&>(config));
+    return value.empty() ? std::string("\"\"") : value;
+  };
+  return key;
+}
+
+StringCheck OneOf(std::vector<std::string> allowed) {
+  return [allowed](absl::string_view path, absl::string_view text) -> absl::Status {
+    for (const auto& a : allowed) {
+      if (text == a) return absl::OkStatus();
+    }
+    return BadValue(path, text, absl::StrCat("one of ", absl::StrJoin(allowed, ", ")));
+  };
+}
+
+// "host:port" or "[v6]:port" with a port in 0..65535 (0 = pick a free port).
+absl::Status CheckAddress(absl::string_view path, absl::string_view text, bool allow_empty) {
+  if (text.empty() && allow_empty) return absl::OkStatus();
+  size_t colon = text.rfind(':');
+  int port;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(text.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return BadValue(path, text, "host:port, e.g. 127.0.0.1:50051 or [::]:50051");
+  }
+  return absl::OkStatus();
+}
+
+const std::vector<Key>& Schema() {
+  static const auto* keys = new std::vector<Key>{
+      StringKey("server.grpc_address", "host:port",
+                "gRPC listen address. Port 0 picks a free port (reported in the log and "
+                "--ready_file).",
+                [](Config& c) -> std::string& { return c.server.grpc_address; },
+                [](absl::string_view p, absl::string_view t) { return CheckAddress(p, t, false); }),
+      StringKey("server.metrics_address", "host:port or empty",
+                "Prometheus /metrics, /healthz and /readyz over HTTP. Empty disables it.",
+                [](Config& c) -> std::string& { return c.server.metrics_address; },
+                [](absl::string_view p, absl::string_view t) { return CheckAddress(p, t, true); }),
+      IntKey("server.metrics_threads", "HTTP worker threads of the metrics endpoint.",
+             [](Config& c) -> int& { return c.server.metrics_threads; }, 1, 64),
+      NumberKey("server.drain_delay_seconds",
+                "After SIGTERM: health turns NOT_SERVING and new calls get UNAVAILABLE for "
+                "this long before the server waits for in-flight calls (lets load balancers "
+                "notice).",
+                [](Config& c) -> double& { return c.server.drain_delay_seconds; }, 0, 3600),
+      NumberKey("server.shutdown_timeout_seconds",
+                "After SIGTERM: how long in-flight calls may run before they are cancelled.",
+                [](Config& c) -> double& { return c.server.shutdown_timeout_seconds; }, 0, 3600),
+      IntKey("server.max_receive_message_bytes", "Largest request message accepted.",
+             [](Config& c) -> int64_t& { return c.server.max_receive_message_bytes; }, 1024,
+             int64_t{1} << 30),
+      StringKey("logging.level", "trace|debug|info|warn|error|critical|off", "Log level.",
+                [](Config& c) -> std::string& { return c.logging.level; },
+                OneOf({"trace", "debug", "info", "warn", "error", "critical", "off"})),
+      StringKey("model.path", "path", "Model to serve: SEFP checkpoint, Hugging Face folder "
+                "or GGUF file. Empty: no model (GetModelInfo says so).",
+                [](Config& c) -> std::string& { return c.model.path; }),
+      IntKey("model.resident_max_bits",
+             "Mantissa bit-planes kept in memory; requests above are refused.",
+             [](Config& c) -> int& { return c.model.resident_max_bits; }, 2, 8),
+      StringKey("engine.device", "auto|cpu|cuda",
+                "Where the model runs; auto picks CUDA when a GPU is present.",
+                [](Config& c) -> std::string& { return c.engine.device; },
+                OneOf({"auto", "cpu", "cuda"})),
+      IntKey("engine.threads", "CPU threads for inference (0 = all cores).",
+             [](Config& c) -> int& { return c.engine.threads; }, 0, 1024),
+      IntKey("engine.kv_cache_mb", "Memory budget of the KV cache, MiB.",
+             [](Config& c) -> int64_t& { return c.engine.kv_cache_mb; }, 1, int64_t{1} << 24),
+      IntKey("generation.default_mantissa_bits",
+             "Precision (mantissa bits 2..8) of requests that do not set one; 0 = "
+             "model.resident_max_bits.",
+             [](Config& c) -> int& { return c.generation.default_mantissa_bits; }, 0, 8),
+      IntKey("generation.default_max_tokens", "max_tokens of requests that do not set it.",
+             [](Config& c) -> int& { return c.generation.default_max_tokens; }, 1, 1 << 20),
+      IntKey("generation.max_tokens_cap", "Largest max_tokens a request may ask for.",
+             [](Config& c) -> int& { return c.generation.max_tokens_cap; }, 1, 1 << 20),
+      IntKey("generation.max_waiting_requests",
+             "Requests waiting for a batch slot beyond this are refused (RESOURCE_EXHAUSTED).",
+             [](Config& c) -> int& { return c.generation.max_waiting_requests; }, 0, 1 << 20),
+      NumberKey("generation.max_queue_time_seconds",
+                "A request that waited this long without starting is refused "
+                "(RESOURCE_EXHAUSTED).",
+                [](Config& c) -> double& { return c.generation.max_queue_time_seconds; }, 0,
+                86400),
+  };
+  return *keys;
+}
+
+const Key* FindKey(absl::string_view path) {
+  for (const Key& key : Schema()) {
+    if (key.path == path) return &key;
+  }
+  return nullptr;
+}
+
+std::set<std::string> Sections() {
+  std::set<std::string> sections;
+  for (const Key& key : Schema()) sections.insert(key.path.substr(0, key.path.find('.')));
+  return sections;
+}
+
+absl::Status UnknownKey(absl::string_view source, absl::string_view path) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(source, ": unknown config key '", path, "'"));
+}
+
+// Rules between keys, checked after everything is set.
+absl::Status CheckConsistency(const Config& config) {
+  if (config.generation.default_mantissa_bits == 1) {
+    return absl::InvalidArgumentError(
+        "config key 'generation.default_mantissa_bits': invalid value '1' (0 or 2..8)");
+  }
+  if (config.generation.default_mantissa_bits > config.model.resident_max_bits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'generation.default_mantissa_bits' (", config.generation.default_mantissa_bits,
+        ") exceeds 'model.resident_max_bits' (", config.model.resident_max_bits, ")"));
+  }
+  if (config.generation.default_max_tokens > config.generation.max_tokens_cap) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'generation.default_max_tokens' (", config.generation.default_max_tokens,
+        ") exceeds 'generation.max_tokens_cap' (", config.generation.max_tokens_cap, ")"));
+  }
+  // Port 0 means "any free port", so two of them never collide.
+  if (config.server.metrics_address == config.server.grpc_address &&
+      !absl::EndsWith(config.server.grpc_address, ":0")) {
+    return absl::InvalidArgumentError(
+        "config keys 'server.grpc_address' and 'server.metrics_address' are the same address");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text, absl::string_view source,
+                                   const std::vector<std::string>& overrides) {
+  Config config;
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML: ", e.what()));
+  }
+  if (root.IsDefined() && !root.IsNull()) {
+    if (!root.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": the top level must be a map of sections (",
+                       absl::StrJoin(Sections(), ", "), ")"));
+    }
+    const std::set<std::string> sections = Sections();
+    for (const auto& section : root) {
+      const std::string name = section.first.as<std::string>();
+      if (!sections.count(name)) return UnknownKey(source, name);
+      if (section.second.IsNull()) continue;
+      if (!section.second.IsMap()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": config key '", name, "' must be a map"));
+      }
+      for (const auto& entry : section.second) {
+        const std::string path = absl::StrCat(name, ".", entry.first.as<std::string>());
+        const Key* key = FindKey(path);
+        if (key == nullptr) return UnknownKey(source, path);
+        if (!entry.second.IsScalar()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(source, ": config key '", path, "' must be a single value"));
+        }
+        absl::Status status = key->set(entry.second.Scalar(), config);
+        if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", status.message()));
+      }
+    }
+  }
+  for (const std::string& override_text : overrides) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(override_text, absl::MaxSplits('=', 1));
+    if (override_text.find('=') == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set ", override_text, ": expected key.path=value"));
+    }
+    const Key* key = FindKey(kv.first);
+    if (key == nullptr) return UnknownKey("--set", kv.first);
+    absl::Status status = key->set(kv.second, config);
+    if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("--set: ", status.message()));
+  }
+  OTARO_RETURN_IF_ERROR(CheckConsistency(config));
+  return config;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path,
+                                  const std::vector<std::string>& overrides) {
+  std::string text;
+  if (!path.empty()) OTARO_RETURN_IF_ERROR(ReadFileToString(path, &text));
+  return ParseConfig(text, path.empty() ? "defaults" : path, overrides);
+}
+
+std::string FormatConfig(const Config& config) {
+  std::ostringstream out;
+  std::string section;
+  for (const Key& key : Schema()) {
+    std::string this_section = key.path.substr(0, key.path.find('.'));
+    if (this_section != section) {
+      section = this_section;
+      out << section << ":\n";
+    }
+    out << "  " << key.path.substr(section.size() + 1) << ": " << key.get(config) << "\n";
+  }
+  return out.str();
+}
+
+std::string ConfigReferenceMarkdown() {
+  const Config defaults;
+  std::ostringstream out;
+  out << "| key | type | default | meaning |\n|---|---|---|---|\n";
+  for (const Key& key : Schema()) {
+    out << "| `" << key.path << "` | " << key.type << " | `" << key.get(defaults) << "` | "
+        << key.doc << " |\n";
+  }
+  return out.str();
+}
+
+}  // namespace otaro::server

@@ -1,0 +1,91 @@
+// otaro_server's configuration: one YAML file (yaml-cpp) plus command-line
+// overrides of any key (`--set server.grpc_address=0.0.0.0:50051`).
+//
+// Every key is declared once in config.cc's schema table, with its type, its
+// bounds, its default and a one-line doc. The same table parses, validates,
+// prints the effective config and generates the README's config reference, so
+// they cannot drift apart. Unknown keys and bad values are errors naming the key.
+#ifndef OTARO_SERVER_CONFIG_CONFIG_H_
+#define OTARO_SERVER_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace otaro::server {
+
+struct ServerSection {
+  std::string grpc_address = "127.0.0.1:50051";
+  // Empty disables the metrics endpoint.
+  std::string metrics_address = "127.0.0.1:9464";
+  int metrics_threads = 2;
+  // After SIGTERM: time between turning health NOT_SERVING (new calls get
+  // UNAVAILABLE) and waiting for in-flight calls, so load balancers notice.
+  double drain_delay_seconds = 0;
+  // After SIGTERM: how long in-flight calls may take to finish before they are
+  // cancelled.
+  double shutdown_timeout_seconds = 30;
+  int64_t max_receive_message_bytes = 4 << 20;
+};
+
+struct LoggingSection {
+  std::string level = "info";
+};
+
+struct ModelSection {
+  // SEFP checkpoint, Hugging Face folder or GGUF file. Empty: no model.
+  std::string path;
+  // Mantissa bit-planes kept in memory (2..8); requests above are refused.
+  int resident_max_bits = 8;
+};
+
+struct EngineSection {
+  std::string device = "auto";  // auto | cpu | cuda
+  int threads = 0;              // 0 = all cores
+  int64_t kv_cache_mb = 512;
+};
+
+struct GenerationSection {
+  // 0 = model.resident_max_bits (the most precise the server holds).
+  int default_mantissa_bits = 0;
+  int default_max_tokens = 256;
+  int max_tokens_cap = 4096;
+  int max_waiting_requests = 64;
+  double max_queue_time_seconds = 30;
+};
+
+struct Config {
+  ServerSection server;
+  LoggingSection logging;
+  ModelSection model;
+  EngineSection engine;
+  GenerationSection generation;
+
+  // Precision of requests that do not ask for one.
+  int DefaultMantissaBits() const {
+    return generation.default_mantissa_bits != 0 ? generation.default_mantissa_bits
+                                                 : model.resident_max_bits;
+  }
+};
+
+// Parses YAML text (may be empty: all defaults), then applies overrides of the
+// form "key.path=value" in order. `source` names the text in error messages.
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text, absl::string_view source,
+                                   const std::vector<std::string>& overrides = {});
+
+// Reads and parses a YAML file (path "" = defaults only).
+absl::StatusOr<Config> LoadConfig(const std::string& path,
+                                  const std::vector<std::string>& overrides = {});
+
+// The effective configuration as YAML, every key, for the start-up log.
+std::string FormatConfig(const Config& config);
+
+// A Markdown table of every key: type, default, meaning.
+std::string ConfigReferenceMarkdown();
+
+}  // namespace otaro::server
+
+#endif  // OTARO_SERVER_CONFIG_CONFIG_H_

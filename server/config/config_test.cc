@@ -1,0 +1,133 @@
+#include "server/config/config.h"
+
+#include "gtest/gtest.h"
+
+namespace otaro::server {
+namespace {
+
+TEST(ConfigTest, EmptyTextGivesDefaults) {
+  auto config = ParseConfig("", "test");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.grpc_address, "127.0.0.1:50051");
+  EXPECT_EQ(config->model.resident_max_bits, 8);
+}
+
+TEST(ConfigTest, ParsesEverySection) {
+  auto config = ParseConfig(R"(
+server:
+  grpc_address: "0.0.0.0:6000"
+  metrics_address: ""
+  shutdown_timeout_seconds: 2.5
+logging:
+  level: debug
+model:
+  path: /models/x.sefp
+  resident_max_bits: 5
+engine:
+  device: cpu
+  threads: 3
+generation:
+  default_mantissa_bits: 4
+)", "test");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.grpc_address, "0.0.0.0:6000");
+  EXPECT_EQ(config->server.metrics_address, "");
+  EXPECT_DOUBLE_EQ(config->server.shutdown_timeout_seconds, 2.5);
+  EXPECT_EQ(config->logging.level, "debug");
+  EXPECT_EQ(config->model.path, "/models/x.sefp");
+  EXPECT_EQ(config->model.resident_max_bits, 5);
+  EXPECT_EQ(config->engine.device, "cpu");
+  EXPECT_EQ(config->engine.threads, 3);
+  EXPECT_EQ(config->generation.default_mantissa_bits, 4);
+}
+
+void ExpectErrorMentions(absl::string_view yaml, std::vector<std::string> overrides,
+                         absl::string_view needle) {
+  auto config = ParseConfig(yaml, "cfg.yaml", overrides);
+  ASSERT_FALSE(config.ok()) << "accepted: " << yaml;
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(config.status().message().find(needle), std::string::npos)
+      << config.status().message() << " should mention " << needle;
+}
+
+TEST(ConfigTest, UnknownKeysNameTheKey) {
+  ExpectErrorMentions("server:\n  grpc_adress: x:1\n", {}, "server.grpc_adress");
+  ExpectErrorMentions("srever:\n  grpc_address: x:1\n", {}, "'srever'");
+  ExpectErrorMentions("", {"model.bits=3"}, "model.bits");
+}
+
+TEST(ConfigTest, BadValuesNameTheKey) {
+  ExpectErrorMentions("model:\n  resident_max_bits: 9\n", {}, "model.resident_max_bits");
+  ExpectErrorMentions("model:\n  resident_max_bits: four\n", {}, "model.resident_max_bits");
+  ExpectErrorMentions("engine:\n  device: tpu\n", {}, "engine.device");
+  ExpectErrorMentions("server:\n  grpc_address: localhost\n", {}, "server.grpc_address");
+  ExpectErrorMentions("server:\n  grpc_address: h:70000\n", {}, "server.grpc_address");
+  ExpectErrorMentions("server:\n  shutdown_timeout_seconds: -1\n", {},
+                      "server.shutdown_timeout_seconds");
+  ExpectErrorMentions("logging:\n  level: loud\n", {}, "logging.level");
+  ExpectErrorMentions("server:\n  grpc_address: [1, 2]\n", {}, "server.grpc_address");
+}
+
+TEST(ConfigTest, StructuralErrors) {
+  ExpectErrorMentions("- a\n- b\n", {}, "top level");
+  ExpectErrorMentions("server: 3\n", {}, "'server' must be a map");
+  ExpectErrorMentions("server: {grpc_address: \"a:1\"\n", {}, "not valid YAML");
+}
+
+TEST(ConfigTest, CrossKeyRules) {
+  ExpectErrorMentions("model:\n  resident_max_bits: 4\ngeneration:\n  default_mantissa_bits: 6\n",
+                      {}, "generation.default_mantissa_bits");
+  ExpectErrorMentions("generation:\n  default_mantissa_bits: 1\n", {},
+                      "generation.default_mantissa_bits");
+  ExpectErrorMentions("generation:\n  default_max_tokens: 100\n  max_tokens_cap: 10\n", {},
+                      "generation.default_max_tokens");
+}
+
+TEST(ConfigTest, SameAddressTwiceIsAnErrorUnlessPortZero) {
+  ExpectErrorMentions("server:\n  grpc_address: \"127.0.0.1:7000\"\n  metrics_address: "
+                      "\"127.0.0.1:7000\"\n",
+                      {}, "same address");
+  EXPECT_TRUE(ParseConfig("server:\n  grpc_address: \"127.0.0.1:0\"\n  metrics_address: "
+                          "\"127.0.0.1:0\"\n",
+                          "t")
+                  .ok());
+}
+
+TEST(ConfigTest, OverridesApplyAfterFileInOrder) {
+  auto config = ParseConfig("model:\n  resident_max_bits: 5\n", "t",
+                            {"model.resident_max_bits=6", "model.resident_max_bits=7",
+                             "model.path=/a=b"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->model.resident_max_bits, 7);
+  EXPECT_EQ(config->DefaultMantissaBits(), 7);
+  EXPECT_EQ(config->model.path, "/a=b");
+  ExpectErrorMentions("", {"model.resident_max_bits"}, "key.path=value");
+  ExpectErrorMentions("", {"model.resident_max_bits=1"}, "model.resident_max_bits");
+}
+
+TEST(ConfigTest, FormatRoundTrips) {
+  auto config = ParseConfig("engine:\n  threads: 7\nmodel:\n  path: /m\n", "t");
+  ASSERT_TRUE(config.ok());
+  std::string text = FormatConfig(*config);
+  EXPECT_NE(text.find("  threads: 7\n"), std::string::npos) << text;
+  auto again = ParseConfig(text, "formatted");
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << text;
+  EXPECT_EQ(FormatConfig(*again), text);
+}
+
+TEST(ConfigTest, ReferenceListsEveryKey) {
+  std::string reference = ConfigReferenceMarkdown();
+  for (const char* key : {"server.grpc_address", "model.resident_max_bits", "engine.device",
+                          "generation.max_queue_time_seconds"}) {
+    EXPECT_NE(reference.find(key), std::string::npos) << key;
+  }
+}
+
+TEST(ConfigTest, MissingFileIsAnError) {
+  auto config = LoadConfig("/nonexistent/otaro.yaml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("/nonexistent/otaro.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace otaro::server

@@ -1,0 +1,162 @@
+// otaro_server: serves one SEFP model over gRPC at the precision each request
+// asks for. Process concerns live here: flags, config loading, signals, exit
+// codes. Exit codes: 0 clean stop, 1 runtime failure or forced stop, 2 bad
+// command line or config.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+#include "common/logging.h"
+#include "server/build_info.h"
+#include "server/config/config.h"
+#include "server/otaro_server.h"
+
+ABSL_FLAG(std::string, config, "", "YAML config file (see README: Configuration).");
+ABSL_FLAG(std::string, model, "", "Model to serve; the same as --set model.path=PATH.");
+ABSL_FLAG(std::string, ready_file, "",
+          "Once serving, write the bound ports here as JSON "
+          "{\"grpc_port\":N,\"metrics_port\":M,\"pid\":P} (for supervisors and tests).");
+ABSL_FLAG(bool, print_config, false, "Print the effective config as YAML and exit.");
+ABSL_FLAG(bool, print_config_reference, false,
+          "Print every config key as a Markdown table and exit.");
+
+namespace {
+
+constexpr char kSetFlagHelp[] =
+    "  --set key.path=value   override one config key (repeatable), e.g.\n"
+    "                         --set server.grpc_address=0.0.0.0:50051\n";
+
+// Takes every `--set k=v` / `--set=k=v` out of argv (absl flags keep only the
+// last value of a repeated flag; overrides must all apply, in order).
+std::vector<std::string> ExtractSetFlags(int* argc, char** argv, std::string* error) {
+  std::vector<std::string> overrides;
+  int out = 1;
+  for (int i = 1; i < *argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--set" || arg == "-set") {
+      if (i + 1 >= *argc) {
+        *error = "--set needs a value: --set key.path=value";
+        return {};
+      }
+      overrides.push_back(argv[++i]);
+    } else if (absl::StartsWith(arg, "--set=") || absl::StartsWith(arg, "-set=")) {
+      overrides.push_back(arg.substr(arg.find('=') + 1));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  *argc = out;
+  return overrides;
+}
+
+int WaitForSignal(const sigset_t& signals) {
+  int signal_number = 0;
+  while (sigwait(&signals, &signal_number) != 0) {
+  }
+  return signal_number;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Signals are taken synchronously by the main thread: block them before any
+  // thread exists, so every thread gRPC or civetweb starts inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::string set_error;
+  std::vector<std::string> overrides = ExtractSetFlags(&argc, argv, &set_error);
+  if (!set_error.empty()) {
+    std::fprintf(stderr, "otaro_server: %s\n", set_error.c_str());
+    return 2;
+  }
+  absl::SetProgramUsageMessage(absl::StrCat(
+      "otaro_server [--config FILE] [--model PATH] [--set key=value ...]\n\n"
+      "Serves one SEFP model over gRPC; every request picks its precision.\n",
+      kSetFlagHelp));
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::fprintf(stderr, "otaro_server: unexpected argument '%s' (see --help)\n", positional[1]);
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_print_config_reference)) {
+    std::fputs(otaro::server::ConfigReferenceMarkdown().c_str(), stdout);
+    return 0;
+  }
+  if (!absl::GetFlag(FLAGS_model).empty()) {
+    overrides.insert(overrides.begin(), "model.path=" + absl::GetFlag(FLAGS_model));
+  }
+  auto config = otaro::server::LoadConfig(absl::GetFlag(FLAGS_config), overrides);
+  if (!config.ok()) {
+    std::fprintf(stderr, "otaro_server: bad configuration: %s\n",
+                 std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_print_config)) {
+    std::fputs(otaro::server::FormatConfig(*config).c_str(), stdout);
+    return 0;
+  }
+
+  otaro::InitLogging();
+  if (auto status = otaro::SetLogLevel(config->logging.level); !status.ok()) {
+    std::fprintf(stderr, "otaro_server: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  OTARO_LOG_INFO("otaro_server {} ({}) starting, pid {}", otaro::server::kVersion,
+                 otaro::server::kGitCommit, ::getpid());
+  OTARO_LOG_INFO("effective configuration:\n{}", otaro::server::FormatConfig(*config));
+
+  auto server = otaro::server::OtaroServer::Start(*config);
+  if (!server.ok()) {
+    OTARO_LOG_ERROR("cannot start: {}", server.status().ToString());
+    return 1;
+  }
+  OTARO_LOG_INFO("serving gRPC on port {}{}", (*server)->grpc_port(),
+                 (*server)->metrics_port() ? absl::StrCat(", metrics on port ",
+                                                          (*server)->metrics_port())
+                                           : std::string(", metrics disabled"));
+  if (const std::string ready_file = absl::GetFlag(FLAGS_ready_file); !ready_file.empty()) {
+    auto status = otaro::WriteFileAtomically(
+        ready_file, absl::StrCat("{\"grpc_port\":", (*server)->grpc_port(),
+                                 ",\"metrics_port\":", (*server)->metrics_port(),
+                                 ",\"pid\":", ::getpid(), "}\n"));
+    if (!status.ok()) OTARO_LOG_ERROR("cannot write --ready_file: {}", status.ToString());
+  }
+
+  int first = WaitForSignal(stop_signals);
+  OTARO_LOG_INFO("received {}: draining (a second signal forces the exit)", strsignal(first));
+
+  std::atomic<bool> drained{false};
+  std::atomic<bool> all_finished{false};
+  std::thread drainer([&] {
+    all_finished = (*server)->Drain();
+    drained = true;
+    // Wake the main thread's sigwait.
+    ::kill(::getpid(), SIGTERM);
+  });
+  WaitForSignal(stop_signals);
+  if (!drained) {
+    OTARO_LOG_ERROR("second signal: exiting now without finishing in-flight calls");
+    std::fflush(nullptr);
+    ::_exit(1);
+  }
+  drainer.join();
+  server->reset();
+  OTARO_LOG_INFO("stopped{}", all_finished ? "" : " (some calls were cancelled at the timeout)");
+  return 0;
+}

@@ -1,0 +1,120 @@
+#include "server/otaro_server.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "server/build_info.h"
+#include "server/metrics/process_metrics.h"
+
+namespace otaro::server {
+namespace {
+
+// Health is reported per service: "" (the whole server) is SERVING while the
+// process answers; the API services are SERVING only once they can do their
+// work (Inference: a model is loaded). Orchestrators probe the one they need.
+constexpr const char* kInferenceService = "otaro.v1.Inference";
+constexpr const char* kTuningService = "otaro.v1.Tuning";
+constexpr const char* kModelVersionsService = "otaro.v1.ModelVersions";
+
+absl::Duration Seconds(double s) { return absl::Milliseconds(static_cast<int64_t>(s * 1000)); }
+
+}  // namespace
+
+OtaroServer::OtaroServer(const Config& config) : config_(config) {}
+
+OtaroServer::~OtaroServer() {
+  if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
+  if (metrics_http_) metrics_http_->Stop();
+}
+
+int OtaroServer::metrics_port() const { return metrics_http_ ? metrics_http_->port() : 0; }
+
+absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& config) {
+  std::unique_ptr<OtaroServer> server(new OtaroServer(config));
+
+  absl::Status status = metrics::RegisterProcessMetrics(
+      server->registry_, metrics::BuildInfo{kVersion, kGitCommit});
+  if (!status.ok()) return status;
+
+  if (!config.server.metrics_address.empty()) {
+    metrics::MetricsHttpServerOptions options;
+    options.listen_address = config.server.metrics_address;
+    options.num_threads = config.server.metrics_threads;
+    OtaroServer* self = server.get();
+    options.readiness = [self] { return self->ready(); };
+    auto http = metrics::MetricsHttpServer::Start(&server->registry_, std::move(options));
+    if (!http.ok()) {
+      return absl::Status(http.status().code(),
+                          absl::StrCat("metrics endpoint (server.metrics_address ",
+                                       config.server.metrics_address,
+                                       "): ", http.status().message()));
+    }
+    server->metrics_http_ = std::move(*http);
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.server.grpc_address, grpc::InsecureServerCredentials(),
+                           &server->grpc_port_);
+  // gRPC sets SO_REUSEPORT by default, which would let a second server bind the
+  // same port and silently split the traffic. A taken port must be an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_receive_message_bytes));
+  builder.RegisterService(&server->inference_);
+  builder.RegisterService(&server->tuning_);
+  builder.RegisterService(&server->model_versions_);
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen for gRPC on ", config.server.grpc_address,
+        " (server.grpc_address): the port is in use or the address is not local"));
+  }
+
+  auto* health = server->grpc_server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  health->SetServingStatus(kInferenceService, server->model_loaded());
+  health->SetServingStatus(kTuningService, false);
+  health->SetServingStatus(kModelVersionsService, false);
+  if (config.model.path.empty()) {
+    OTARO_LOG_WARN(
+        "no model configured (model.path is empty): GetModelInfo answers FAILED_PRECONDITION "
+        "and otaro.v1.Inference reports NOT_SERVING; start with --model PATH to serve one");
+  }
+  return server;
+}
+
+bool OtaroServer::model_loaded() const { return false; }
+
+bool OtaroServer::ready() const { return model_loaded() && !gate_.closed(); }
+
+bool OtaroServer::Drain() {
+  gate_.Close();
+  // The no-argument form flips every service, "" included, to NOT_SERVING.
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  OTARO_LOG_INFO("health is NOT_SERVING; new calls get UNAVAILABLE");
+  if (config_.server.drain_delay_seconds > 0) {
+    absl::SleepFor(Seconds(config_.server.drain_delay_seconds));
+  }
+  int in_flight = gate_.in_flight();
+  if (in_flight > 0) {
+    OTARO_LOG_INFO("waiting up to {} s for {} call(s) in flight",
+                   config_.server.shutdown_timeout_seconds, in_flight);
+  }
+  bool finished = gate_.WaitIdle(Seconds(config_.server.shutdown_timeout_seconds));
+  if (!finished) {
+    OTARO_LOG_WARN("{} call(s) still running after {} s: cancelling them", gate_.in_flight(),
+                   config_.server.shutdown_timeout_seconds);
+  }
+  // Cancels whatever is left (incl. health Watch streams) and closes listeners.
+  grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  grpc_server_->Wait();
+  if (metrics_http_) metrics_http_->Stop();
+  return finished;
+}
+
+}  // namespace otaro::server

@@ -1,0 +1,57 @@
+// The running service: the gRPC server (API v1 + health + reflection), the
+// metrics endpoint, and the shutdown sequence. main.cc owns process concerns
+// (flags, signals); this class owns the serving lifecycle so tests can drive it.
+#ifndef OTARO_SERVER_OTARO_SERVER_H_
+#define OTARO_SERVER_OTARO_SERVER_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+#include "server/config/config.h"
+#include "server/metrics/http_server.h"
+#include "server/metrics/registry.h"
+#include "server/service/call_gate.h"
+#include "server/service/services.h"
+
+namespace otaro::server {
+
+class OtaroServer {
+ public:
+  // Binds every listener and starts serving; errors (port taken, bad address)
+  // are returned, never thrown or aborted on.
+  static absl::StatusOr<std::unique_ptr<OtaroServer>> Start(const Config& config);
+
+  ~OtaroServer();
+
+  int grpc_port() const { return grpc_port_; }
+  // 0 when the metrics endpoint is disabled.
+  int metrics_port() const;
+
+  // The graceful stop, run once on SIGTERM/SIGINT:
+  //  1. health turns NOT_SERVING and new calls get UNAVAILABLE;
+  //  2. after server.drain_delay_seconds, in-flight calls get up to
+  //     server.shutdown_timeout_seconds to finish, then are cancelled;
+  //  3. listeners close. Returns true if every call finished in time.
+  bool Drain();
+
+ private:
+  explicit OtaroServer(const Config& config);
+  bool model_loaded() const;
+  // /readyz: a model is loaded and the server is not draining.
+  bool ready() const;
+
+  Config config_;
+  CallGate gate_;
+  InferenceService inference_{&gate_};
+  TuningService tuning_{&gate_};
+  ModelVersionsService model_versions_{&gate_};
+  metrics::Registry registry_;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int grpc_port_ = 0;
+};
+
+}  // namespace otaro::server
+
+#endif  // OTARO_SERVER_OTARO_SERVER_H_

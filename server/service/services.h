@@ -1,0 +1,84 @@
+// The gRPC services of API v1 (proto/otaro/v1). They adapt the engine and the
+// trainer to the wire: validation, status codes, and the call gate that turns
+// calls away during shutdown. No model logic lives here.
+//
+// RPCs whose backing component has not landed yet answer UNIMPLEMENTED with a
+// message saying so, after the gate (so a draining server still says
+// UNAVAILABLE, as for every other call).
+#ifndef OTARO_SERVER_SERVICE_SERVICES_H_
+#define OTARO_SERVER_SERVICE_SERVICES_H_
+
+#include "otaro/v1/inference.grpc.pb.h"
+#include "otaro/v1/models.grpc.pb.h"
+#include "otaro/v1/tuning.grpc.pb.h"
+#include "server/service/call_gate.h"
+
+namespace otaro::server {
+
+class InferenceService final : public otaro::v1::Inference::Service {
+ public:
+  explicit InferenceService(CallGate* gate) : gate_(gate) {}
+
+  grpc::Status Generate(grpc::ServerContext* context, const otaro::v1::GenerateRequest* request,
+                        otaro::v1::GenerateResponse* response) override;
+  grpc::Status GenerateStream(grpc::ServerContext* context,
+                              const otaro::v1::GenerateRequest* request,
+                              grpc::ServerWriter<otaro::v1::GenerateChunk>* writer) override;
+  grpc::Status Tokenize(grpc::ServerContext* context, const otaro::v1::TokenizeRequest* request,
+                        otaro::v1::TokenizeResponse* response) override;
+  grpc::Status Detokenize(grpc::ServerContext* context,
+                          const otaro::v1::DetokenizeRequest* request,
+                          otaro::v1::DetokenizeResponse* response) override;
+  grpc::Status GetModelInfo(grpc::ServerContext* context,
+                            const otaro::v1::GetModelInfoRequest* request,
+                            otaro::v1::ModelInfo* response) override;
+
+ private:
+  CallGate* gate_;
+};
+
+class TuningService final : public otaro::v1::Tuning::Service {
+ public:
+  explicit TuningService(CallGate* gate) : gate_(gate) {}
+
+  grpc::Status CreateTuningJob(grpc::ServerContext* context,
+                               const otaro::v1::CreateTuningJobRequest* request,
+                               otaro::v1::TuningJob* response) override;
+  grpc::Status GetTuningJob(grpc::ServerContext* context,
+                            const otaro::v1::GetTuningJobRequest* request,
+                            otaro::v1::TuningJob* response) override;
+  grpc::Status ListTuningJobs(grpc::ServerContext* context,
+                              const otaro::v1::ListTuningJobsRequest* request,
+                              otaro::v1::ListTuningJobsResponse* response) override;
+  grpc::Status CancelTuningJob(grpc::ServerContext* context,
+                               const otaro::v1::CancelTuningJobRequest* request,
+                               otaro::v1::TuningJob* response) override;
+  grpc::Status StreamTuningJobEvents(
+      grpc::ServerContext* context, const otaro::v1::StreamTuningJobEventsRequest* request,
+      grpc::ServerWriter<otaro::v1::TuningJobEvent>* writer) override;
+
+ private:
+  CallGate* gate_;
+};
+
+class ModelVersionsService final : public otaro::v1::ModelVersions::Service {
+ public:
+  explicit ModelVersionsService(CallGate* gate) : gate_(gate) {}
+
+  grpc::Status ListModelVersions(grpc::ServerContext* context,
+                                 const otaro::v1::ListModelVersionsRequest* request,
+                                 otaro::v1::ListModelVersionsResponse* response) override;
+  grpc::Status PublishModelVersion(grpc::ServerContext* context,
+                                   const otaro::v1::PublishModelVersionRequest* request,
+                                   otaro::v1::ModelVersion* response) override;
+  grpc::Status RollbackModelVersion(grpc::ServerContext* context,
+                                    const otaro::v1::RollbackModelVersionRequest* request,
+                                    otaro::v1::ModelVersion* response) override;
+
+ private:
+  CallGate* gate_;
+};
+
+}  // namespace otaro::server
+
+#endif  // OTARO_SERVER_SERVICE_SERVICES_H_

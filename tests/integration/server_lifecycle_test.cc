@@ -1,0 +1,309 @@
+// End to end over loopback: the real otaro_server binary, a real gRPC client
+// (health, reflection, the API), a real HTTP scrape checked by promtool, the
+// real `otaro` CLI, and the shutdown sequence driven by real signals.
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/testing/shared_data.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "otaro/v1/inference.grpc.pb.h"
+#include "tests/testing/http_client.h"
+#include "tests/testing/subprocess.h"
+
+namespace otaro {
+namespace {
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+using testing::Subprocess;
+
+std::unique_ptr<grpc::ClientContext> Context(double seconds = 10) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int>(seconds * 1000)));
+  return context;
+}
+
+// One otaro_server process with its own config, on free ports.
+class RunningServer {
+ public:
+  RunningServer(const std::string& name, const std::string& extra_yaml,
+                std::vector<std::string> extra_args = {}) {
+    dir_ = testing::ScratchDir(name);
+    std::string config_path = dir_ + "/otaro.yaml";
+    std::ofstream(config_path) << "server:\n  grpc_address: \"127.0.0.1:0\"\n"
+                                  "  metrics_address: \"127.0.0.1:0\"\n"
+                               << extra_yaml;
+    std::vector<std::string> argv = {testing::RunfilePath("server/otaro_server"),
+                                     "--config", config_path, "--ready_file",
+                                     dir_ + "/ready.json"};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    process_ = std::make_unique<Subprocess>(argv, dir_);
+    std::string ready = testing::WaitForFile(dir_ + "/ready.json", absl::Seconds(30), process_.get());
+    if (ready.empty()) {
+      ADD_FAILURE() << "server did not become ready; stderr:\n" << process_->Stderr();
+      return;
+    }
+    auto json = nlohmann::json::parse(ready);
+    grpc_port_ = json["grpc_port"].get<int>();
+    metrics_port_ = json["metrics_port"].get<int>();
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                   grpc::InsecureChannelCredentials());
+  }
+
+  Subprocess& process() { return *process_; }
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  const std::string& dir() const { return dir_; }
+
+  HealthCheckResponse::ServingStatus Health(const std::string& service = "") {
+    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse response;
+    auto context = Context();
+    grpc::Status status = stub->Check(context.get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.status();
+  }
+
+ private:
+  std::string dir_;
+  std::unique_ptr<Subprocess> process_;
+  std::shared_ptr<grpc::Channel> channel_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+};
+
+TEST(ServerLifecycleTest, HealthIsServingWhileInferenceWaitsForAModel) {
+  RunningServer server("health", "");
+  ASSERT_GT(server.grpc_port(), 0);
+  EXPECT_EQ(server.Health(), HealthCheckResponse::SERVING);
+  // Readiness to generate is per service: no model, not ready.
+  EXPECT_EQ(server.Health("otaro.v1.Inference"), HealthCheckResponse::NOT_SERVING);
+}
+
+TEST(ServerLifecycleTest, ReflectionListsAndDescribesEveryService) {
+  RunningServer server("reflection", "");
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(server.channel());
+  auto context = Context();
+  auto stream = stub->ServerReflectionInfo(context.get());
+
+  grpc::reflection::v1alpha::ServerReflectionRequest list;
+  list.set_list_services("");
+  ASSERT_TRUE(stream->Write(list));
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::set<std::string> names;
+  for (const auto& service : response.list_services_response().service()) {
+    names.insert(service.name());
+  }
+  for (const char* expected : {"otaro.v1.Inference", "otaro.v1.Tuning", "otaro.v1.ModelVersions",
+                               "grpc.health.v1.Health",
+                               "grpc.reflection.v1alpha.ServerReflection"}) {
+    EXPECT_TRUE(names.count(expected)) << expected << " not listed";
+  }
+
+  grpc::reflection::v1alpha::ServerReflectionRequest describe;
+  describe.set_file_containing_symbol("otaro.v1.Inference");
+  ASSERT_TRUE(stream->Write(describe));
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_file_descriptor_response()) << response.DebugString();
+  bool found = false;
+  for (const auto& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(bytes));
+    if (file.name() != "otaro/v1/inference.proto") continue;
+    found = true;
+    ASSERT_EQ(file.service_size(), 1);
+    std::set<std::string> methods;
+    for (const auto& method : file.service(0).method()) methods.insert(method.name());
+    EXPECT_EQ(methods, (std::set<std::string>{"Generate", "GenerateStream", "Tokenize",
+                                              "Detokenize", "GetModelInfo"}));
+  }
+  EXPECT_TRUE(found);
+  stream->WritesDone();
+}
+
+TEST(ServerLifecycleTest, ModelInfoWithoutModelIsFailedPrecondition) {
+  RunningServer server("modelinfo", "");
+  auto stub = otaro::v1::Inference::NewStub(server.channel());
+  otaro::v1::ModelInfo info;
+  auto context = Context();
+  grpc::Status status = stub->GetModelInfo(context.get(), {}, &info);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "no model is loaded"))
+      << status.error_message();
+
+  otaro::v1::GenerateRequest request;
+  request.set_text("hello");
+  otaro::v1::GenerateResponse response;
+  auto context2 = Context();
+  status = stub->Generate(context2.get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST(ServerLifecycleTest, MetricsEndpointPassesPromtool) {
+  RunningServer server("metrics", "");
+  ASSERT_GT(server.metrics_port(), 0);
+  auto response = testing::HttpGet("127.0.0.1", server.metrics_port(), "/metrics");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_TRUE(absl::StartsWith(response->content_type, "text/plain; version=0.0.4"))
+      << response->content_type;
+  for (const char* series : {"otaro_build_info{", "process_start_time_seconds",
+                             "otaro_uptime_seconds", "process_resident_memory_bytes"}) {
+    EXPECT_TRUE(absl::StrContains(response->body, series)) << series << "\n" << response->body;
+  }
+  int exit_code = -1;
+  std::string lint = testing::PromtoolCheckMetrics(response->body, server.dir(), &exit_code);
+  EXPECT_EQ(exit_code, 0) << lint << "\n" << response->body;
+  EXPECT_EQ(lint, "") << "promtool reported problems";
+
+  auto healthz = testing::HttpGet("127.0.0.1", server.metrics_port(), "/healthz");
+  ASSERT_TRUE(healthz.ok());
+  EXPECT_EQ(healthz->status, 200);
+  // Not ready: no model to serve.
+  auto readyz = testing::HttpGet("127.0.0.1", server.metrics_port(), "/readyz");
+  ASSERT_TRUE(readyz.ok());
+  EXPECT_EQ(readyz->status, 503);
+}
+
+TEST(ServerLifecycleTest, SigtermDrainsThenExitsZero) {
+  RunningServer server("drain", "  drain_delay_seconds: 2\n  shutdown_timeout_seconds: 5\n");
+  ASSERT_GT(server.grpc_port(), 0);
+
+  // A health watcher sees the change, as a load balancer would.
+  auto health = grpc::health::v1::Health::NewStub(server.channel());
+  HealthCheckRequest watch_request;
+  auto watch_context = Context(30);
+  auto watch = health->Watch(watch_context.get(), watch_request);
+  HealthCheckResponse update;
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::SERVING);
+
+  absl::Time signalled = absl::Now();
+  server.process().Signal(SIGTERM);
+  ASSERT_TRUE(watch->Read(&update));
+  EXPECT_EQ(update.status(), HealthCheckResponse::NOT_SERVING);
+
+  // During the drain delay new calls are turned away with UNAVAILABLE.
+  auto stub = otaro::v1::Inference::NewStub(server.channel());
+  otaro::v1::ModelInfo info;
+  auto context = Context();
+  grpc::Status status = stub->GetModelInfo(context.get(), {}, &info);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "shutting down"));
+
+  std::optional<int> code = server.process().Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.has_value()) << "server did not exit after SIGTERM";
+  EXPECT_EQ(*code, 0) << server.process().Stderr();
+  EXPECT_GE(absl::Now() - signalled, absl::Seconds(2)) << "drain delay not honoured";
+  std::string log = server.process().Stderr();
+  EXPECT_TRUE(absl::StrContains(log, "draining")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "stopped")) << log;
+}
+
+TEST(ServerLifecycleTest, SecondSignalForcesExit) {
+  RunningServer server("force", "  drain_delay_seconds: 60\n");
+  ASSERT_GT(server.grpc_port(), 0);
+  server.process().Signal(SIGTERM);
+  absl::SleepFor(absl::Milliseconds(300));
+  server.process().Signal(SIGINT);
+  std::optional<int> code = server.process().Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.has_value()) << "second signal did not force the exit";
+  EXPECT_EQ(*code, 1);
+  EXPECT_TRUE(absl::StrContains(server.process().Stderr(), "second signal"));
+}
+
+TEST(ServerLifecycleTest, PortInUseIsAClearStartupError) {
+  RunningServer first("port_first", "");
+  ASSERT_GT(first.grpc_port(), 0);
+  std::string dir = testing::ScratchDir("port_second");
+  auto result = testing::Run({testing::RunfilePath("server/otaro_server"), "--set",
+                              absl::StrCat("server.grpc_address=127.0.0.1:", first.grpc_port()),
+                              "--set", "server.metrics_address=127.0.0.1:0"},
+                             dir, absl::Seconds(30));
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_TRUE(absl::StrContains(result.err, absl::StrCat(first.grpc_port()))) << result.err;
+}
+
+struct BadConfigCase {
+  const char* yaml;
+  const char* names;
+};
+
+TEST(ServerLifecycleTest, BadConfigExitsTwoNamingTheKey) {
+  std::string dir = testing::ScratchDir("badconfig");
+  for (const BadConfigCase& c : {BadConfigCase{"server:\n  grpc_adress: \"a:1\"\n",
+                                               "server.grpc_adress"},
+                                 BadConfigCase{"model:\n  resident_max_bits: 12\n",
+                                               "model.resident_max_bits"},
+                                 BadConfigCase{"engine:\n  device: tpu\n", "engine.device"},
+                                 BadConfigCase{"server: [\n", "not valid YAML"}}) {
+    std::string path = dir + "/bad.yaml";
+    std::ofstream(path) << c.yaml;
+    auto result = testing::Run({testing::RunfilePath("server/otaro_server"), "--config", path},
+                               dir, absl::Seconds(30));
+    EXPECT_EQ(result.exit_code, 2) << c.yaml;
+    EXPECT_TRUE(absl::StrContains(result.err, c.names)) << result.err;
+  }
+  auto missing = testing::Run({testing::RunfilePath("server/otaro_server"), "--config",
+                               dir + "/missing.yaml"},
+                              dir, absl::Seconds(30));
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(missing.err, "missing.yaml")) << missing.err;
+}
+
+TEST(ServerLifecycleTest, CliHealthAndInfo) {
+  RunningServer server("cli", "");
+  std::string otaro = testing::RunfilePath("client/otaro");
+  auto health = testing::Run({otaro, "health", "--server", server.address()}, server.dir());
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_EQ(health.out, "SERVING\n");
+
+  auto ready = testing::Run({otaro, "health", "--server", server.address(), "--service",
+                             "otaro.v1.Inference"},
+                            server.dir());
+  EXPECT_EQ(ready.exit_code, 1);
+  EXPECT_EQ(ready.out, "NOT_SERVING\n");
+
+  auto info = testing::Run({otaro, "info", "--server", server.address()}, server.dir());
+  EXPECT_EQ(info.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(info.err, "no model is loaded")) << info.err;
+}
+
+TEST(ServerLifecycleTest, CliExplainsUnreachableServerAndBadUsage) {
+  std::string dir = testing::ScratchDir("cli_errors");
+  std::string otaro = testing::RunfilePath("client/otaro");
+  auto down = testing::Run({otaro, "health", "--server", "127.0.0.1:1", "--timeout_seconds", "3"},
+                           dir);
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(down.err, "cannot reach otaro_server at 127.0.0.1:1")) << down.err;
+
+  auto bad_address = testing::Run({otaro, "info", "--server", "no-such-host.invalid:50051",
+                                   "--timeout_seconds", "3"},
+                                  dir);
+  EXPECT_EQ(bad_address.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(bad_address.err, "no-such-host.invalid:50051")) << bad_address.err;
+
+  auto usage = testing::Run({otaro, "frobnicate"}, dir);
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(usage.err, "unknown command 'frobnicate'")) << usage.err;
+}
+
+}  // namespace
+}  // namespace otaro

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages otaro builds and tests with. Idempotent: it
+# only calls apt-get when something is missing. Why each library is here:
+# README.md, "Dependencies".
+set -euo pipefail
+
+PACKAGES=(
+  # Build
+  bazel-bootstrap bazel-platforms bazel-rules-java g++ clang git python3
+  # gRPC, Protobuf (compiler + runtime), Abseil
+  libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
+  # Config, logging, metrics HTTP, JSON, Unicode regexes, BLAS
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libcivetweb-dev nlohmann-json3-dev libpcre2-dev
+  libopenblas-dev
+  # Tests and benchmarks; promtool checks our metrics output
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install_deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's test command: builds everything and runs every test, then prints
+# "N passed, M failed" counting individual test cases (from the gtest XML that
+# bazel test leaves in bazel-testlogs). Extra arguments go to `bazel test`.
+#
+# Tests read the shared data folder (real models, corpora, golden vectors) from
+# $OTARO_SHARED_DIR, by default ../shared beside this checkout.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/install_deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+shared="${OTARO_SHARED_DIR:-$(cd .. && pwd)/shared}"
+if [ ! -f "$shared/design/SEFP.md" ]; then
+  echo "test.sh: shared data not found at $shared (set OTARO_SHARED_DIR)" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+config=()
+if [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  echo "test.sh: no CUDA toolkit at /usr/local/cuda: building with --config=cpu" >&2
+  config=(--config=cpu)
+fi
+
+# Compile everything first (incl. CUDA objects and benchmarks), then test.
+bazel build "${config[@]}" //...
+build_rc=$?
+bazel test "${config[@]}" //... --test_env=OTARO_SHARED_DIR="$shared" "$@"
+test_rc=$?
+
+tests=$(bazel query 'tests(//...)' 2>/dev/null)
+python3 tools/count_test_cases.py bazel-testlogs $tests
+count_rc=$?
+
+if [ $build_rc -ne 0 ] || [ $test_rc -ne 0 ] || [ $count_rc -ne 0 ]; then
+  exit 1
+fi
