@@ -116,6 +116,8 @@ class Tokenizer {
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Create(VocabSpec spec);
   ~Tokenizer();
 
+  // Everything the tokenizer was built from (for saving it; see vocab_json.h).
+  const VocabSpec& spec() const { return spec_; }
   ModelKind kind() const { return spec_.kind; }
   const PreTokenizer& pre_tokenizer() const { return spec_.pre; }
   int32_t vocab_size() const { return static_cast<int32_t>(spec_.tokens.size()); }

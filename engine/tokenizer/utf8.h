@@ -8,22 +8,9 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "common/utf8.h"  // Generic UTF-8; this file adds the byte-level BPE mapping.
 
 namespace otaro::engine::tokenizer {
-
-// Length of the UTF-8 sequence that starts with `lead` (1 for an invalid
-// lead byte, so that any byte string can be walked character by character).
-size_t Utf8SequenceLength(uint8_t lead);
-
-// Appends the UTF-8 encoding of `cp` (U+FFFD for invalid code points).
-void AppendUtf8(uint32_t cp, std::string* out);
-
-// Decodes one code point at s[*pos] and advances *pos; nullopt (and a one-byte
-// advance) on an invalid or truncated sequence.
-std::optional<uint32_t> DecodeUtf8(absl::string_view s, size_t* pos);
-
-// True when `s` is entirely valid UTF-8.
-bool IsValidUtf8(absl::string_view s);
 
 // GPT-2's reversible byte <-> printable code point mapping used by byte-level
 // BPE vocabularies ("Ġ" = space, "Ċ" = newline, ...).

@@ -1,5 +1,7 @@
 #include "server/metrics/registry.h"
 
+#include "common/utf8.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,61 +20,6 @@ namespace {
   std::fprintf(stderr, "otaro::metrics: metric family \"%s\" expects %zu label value(s), got %zu\n",
                family.c_str(), expected, got);
   std::abort();
-}
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is invalid
-// (truncated, overlong, a surrogate, or above U+10FFFF).
-size_t Utf8SequenceLength(absl::string_view s, size_t i) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  if (c < 0x80) return 1;
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF;  // Allowed range of the second byte.
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;  // Overlong.
-    if (c == 0xED) hi = 0x9F;  // Surrogates.
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;  // Overlong.
-    if (c == 0xF4) hi = 0x8F;  // Above U+10FFFF.
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
-  if (c1 < lo || c1 > hi) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    unsigned char ck = static_cast<unsigned char>(s[i + k]);
-    if (ck < 0x80 || ck > 0xBF) return 0;
-  }
-  return len;
-}
-
-bool IsValidUtf8(absl::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    size_t len = Utf8SequenceLength(s, i);
-    if (len == 0) return false;
-    i += len;
-  }
-  return true;
-}
-
-std::string ToValidUtf8(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 8);
-  for (size_t i = 0; i < s.size();) {
-    size_t len = Utf8SequenceLength(s, i);
-    if (len == 0) {
-      out.append("\xEF\xBF\xBD");  // U+FFFD REPLACEMENT CHARACTER.
-      ++i;
-    } else {
-      out.append(s.data() + i, len);
-      i += len;
-    }
-  }
-  return out;
 }
 
 // Label values after UTF-8 repair. Valid input (the normal case) is not copied.

@@ -1,0 +1,64 @@
+// Where a model's weights come from, independent of the file format. Every
+// source speaks the Hugging Face tensor names and layouts ([out, in] row-major
+// linear weights, rotate_half RoPE order for q/k), so the SEFP converter, the
+// engines and the trainer are written once for one naming.
+//
+//   model.embed_tokens.weight                      [vocab, hidden]
+//   model.layers.{i}.input_layernorm.weight        [hidden]
+//   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight
+//   model.layers.{i}.self_attn.{q,k,v}_proj.bias   (qwen2)
+//   model.layers.{i}.post_attention_layernorm.weight
+//   model.layers.{i}.mlp.{gate,up,down}_proj.weight
+//   model.norm.weight, lm_head.weight (absent when tied)
+#ifndef OTARO_ENGINE_MODEL_TENSOR_SOURCE_H_
+#define OTARO_ENGINE_MODEL_TENSOR_SOURCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/model/model_config.h"
+
+namespace otaro::engine {
+
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+
+  // Canonical names of every tensor the source holds.
+  virtual std::vector<std::string> Names() const = 0;
+  virtual bool Has(absl::string_view name) const = 0;
+  // Shape in Hugging Face order; NotFound naming the tensor if absent.
+  virtual absl::StatusOr<std::vector<int64_t>> Shape(absl::string_view name) const = 0;
+  // The values as float32 (converted or dequantized), Hugging Face layout.
+  virtual absl::StatusOr<std::vector<float>> ReadFloat32(absl::string_view name) const = 0;
+  // The storage type of a tensor as the file has it ("F32", "BF16", "Q4_1", ...).
+  virtual std::string StorageType(absl::string_view name) const = 0;
+  // e.g. "Hugging Face folder /m (2 shards)".
+  virtual std::string Describe() const = 0;
+};
+
+// Opens a Hugging Face model folder: config.json, generation_config.json,
+// model.safetensors or model-0000x-of-0000y.safetensors + index.json; F32, F16
+// and BF16 tensors, memory-mapped.
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenHfFolder(const std::string& dir,
+                                                           ModelConfig* config);
+
+// Opens a GGUF file (v2/v3): names mapped to the Hugging Face ones, q/k rows
+// un-permuted, quantized types dequantized.
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenGguf(const std::string& path,
+                                                       ModelConfig* config);
+
+// The tensor names a model with this config must have, in load order.
+std::vector<std::string> ExpectedTensorNames(const ModelConfig& config);
+
+// Checks that every expected tensor exists with the expected shape; the error
+// names the first tensor that is missing or wrong.
+absl::Status CheckTensors(const TensorSource& source, const ModelConfig& config);
+
+}  // namespace otaro::engine
+
+#endif  // OTARO_ENGINE_MODEL_TENSOR_SOURCE_H_

@@ -1,0 +1,33 @@
+// Fake quantization for training: W -> Q(W, m) elementwise over a float32 tensor,
+// with the group exponents recomputed from the current weights on every call (the
+// trainer calls this in every forward pass). It is built from the same EncodeGroup
+// / DecodeWeight as the checkpoint and the kernels, so training sees exactly the
+// function the engine serves. Backward is the straight-through estimator: the
+// trainer passes dL/dQ through unchanged (nothing to do here).
+#ifndef OTARO_SEFP_FAKE_QUANT_H_
+#define OTARO_SEFP_FAKE_QUANT_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "sefp/format.h"
+
+namespace otaro::sefp {
+
+struct FakeQuantStats {
+  int64_t saturated = 0;    // weights clamped to q8 = 255 (exponent clamped at 15)
+  int64_t zero_groups = 0;  // all-zero groups
+};
+
+// out = Q(w, m) for a row-major [rows, cols] tensor (groups of 64 along cols; the
+// last group of a row may be shorter). `out` may alias `w`. NaN/Inf are refused
+// with an error naming `name`. `stats` may be null.
+absl::Status FakeQuantize(absl::string_view name, absl::Span<const float> w, int64_t rows,
+                          int64_t cols, int m, Reconstruction mode, absl::Span<float> out,
+                          FakeQuantStats* stats = nullptr);
+
+}  // namespace otaro::sefp
+
+#endif  // OTARO_SEFP_FAKE_QUANT_H_
