@@ -3,11 +3,18 @@
 //
 //   otaro health [--service NAME]   exit 0 when SERVING, 1 otherwise
 //   otaro info [--json]             what the server serves
+//   otaro COMMAND ...               any other command runs the offline tool
+//                                   otaro-COMMAND (e.g. otaro convert IN OUT),
+//                                   as git does: this binary stays a pure API
+//                                   client and never links the engine.
 //
 // Exit codes: 0 success, 1 the server said no or could not be reached,
 // 2 bad command line.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -17,6 +24,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/connection.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -116,6 +124,28 @@ int InfoCommand() {
   return 0;
 }
 
+// Where an offline tool otaro-NAME may live: beside this binary (an install),
+// in the Bazel output tree (bazel-bin/tools/NAME/), then on PATH.
+std::string FindTool(const std::string& name) {
+  const std::string tool = "otaro-" + name;
+  std::error_code error;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  std::vector<std::filesystem::path> candidates;
+  if (!error) {
+    candidates.push_back(self.parent_path() / tool);
+    candidates.push_back(self.parent_path().parent_path() / "tools" / name / tool);
+  }
+  if (const char* path = std::getenv("PATH")) {
+    for (absl::string_view dir : absl::StrSplit(path, ':')) {
+      if (!dir.empty()) candidates.push_back(std::filesystem::path(std::string(dir)) / tool);
+    }
+  }
+  for (const auto& candidate : candidates) {
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
 struct Command {
   const char* summary;
   std::function<int()> run;
@@ -134,6 +164,7 @@ std::string Usage() {
   for (const auto& [name, command] : Commands()) {
     absl::StrAppend(&usage, "  ", name, std::string(10 - name.size(), ' '), command.summary, "\n");
   }
+  absl::StrAppend(&usage, "  convert   IN OUT: a HF folder or GGUF file to a SEFP checkpoint (offline)\n");
   absl::StrAppend(&usage, "\nflags: --server host:port, --timeout_seconds S; otaro --help for all");
   return usage;
 }
@@ -143,6 +174,19 @@ std::string Usage() {
 
 int main(int argc, char** argv) {
   using otaro::client::Commands;
+  // An offline tool (otaro convert ...) takes its own flags: hand it the raw
+  // arguments before this binary's flag parser could reject them.
+  if (argc >= 2 && argv[1][0] != '-' && !Commands().count(argv[1])) {
+    const std::string tool = otaro::client::FindTool(argv[1]);
+    if (!tool.empty()) {
+      std::vector<char*> tool_args = {const_cast<char*>(tool.c_str())};
+      for (int i = 2; i < argc; ++i) tool_args.push_back(argv[i]);
+      tool_args.push_back(nullptr);
+      ::execv(tool.c_str(), tool_args.data());
+      std::fprintf(stderr, "otaro: cannot run %s\n", tool.c_str());
+      return 1;
+    }
+  }
   absl::SetProgramUsageMessage(otaro::client::Usage());
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {

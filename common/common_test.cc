@@ -86,6 +86,11 @@ TEST(StatusMacrosTest, PropagatesFirstError) {
   EXPECT_EQ(Quarter(6, &out).code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(LoggingTest, FormatsAbslTypes) {
+  EXPECT_EQ(fmt::format("{}|{}", absl::string_view("view"), absl::NotFoundError("gone")),
+            "view|NOT_FOUND: gone");
+}
+
 TEST(LoggingTest, RejectsUnknownLevelNamingIt) {
   absl::Status s = SetLogLevel("loud");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

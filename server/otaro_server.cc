@@ -39,6 +39,20 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   absl::Status status = metrics::RegisterProcessMetrics(
       server->registry_, metrics::BuildInfo{kVersion, kGitCommit});
   if (!status.ok()) return status;
+  if (status = server->RegisterModelMetrics(); !status.ok()) return status;
+
+  // The model loads before any listener opens: a bad model.path is a start-up
+  // error with a clear message, never a server that answers without a model.
+  if (!config.model.path.empty()) {
+    auto model = LoadServedModel(config);
+    if (!model.ok()) return model.status();
+    const ServedModel& served = **model;
+    server->model_info_->Set(
+        {absl::StrCat(served.version), served.model->source_format, served.device,
+         sefp::ReconstructionName(served.model->reconstruction)},
+        [] { return 1.0; });
+    server->models_.Set(*std::move(model));
+  }
 
   if (!config.server.metrics_address.empty()) {
     metrics::MetricsHttpServerOptions options;
@@ -88,7 +102,43 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   return server;
 }
 
-bool OtaroServer::model_loaded() const { return false; }
+bool OtaroServer::model_loaded() const { return models_.current() != nullptr; }
+
+absl::Status OtaroServer::RegisterModelMetrics() {
+  auto info = registry_.AddCallbackGauge(
+      "otaro_model_info", "The served model (value 1), by version, source format and device.",
+      {"version", "format", "device", "reconstruction"});
+  if (!info.ok()) return info.status();
+  auto bytes = registry_.AddCallbackGauge(
+      "otaro_model_weight_bytes",
+      "Bytes of the served model's weights: SEFP planes held (sefp) or dense tensors (dense).",
+      {"kind"});
+  if (!bytes.ok()) return bytes.status();
+  auto read = registry_.AddCallbackGauge(
+      "otaro_model_weight_bytes_per_token",
+      "Bytes of SEFP linear weights one token reads, by precision.", {"precision"});
+  if (!read.ok()) return read.status();
+  // The families exist from the start; their samples follow the served model.
+  const ModelHost* host = &models_;
+  for (int m = sefp::kMinBits; m <= sefp::kMasterBits; ++m) {
+    (*read)->Set({absl::StrCat("E5M", m)}, [host, m] {
+      auto served = host->current();
+      return served && m <= served->model->resident_max_bits
+                 ? static_cast<double>(served->model->LinearBytesRead(m))
+                 : 0.0;
+    });
+  }
+  (*bytes)->Set({"sefp"}, [host] {
+    auto served = host->current();
+    return served ? static_cast<double>(served->model->LinearWeightBytes()) : 0.0;
+  });
+  (*bytes)->Set({"dense"}, [host] {
+    auto served = host->current();
+    return served ? static_cast<double>(served->model->DenseBytes()) : 0.0;
+  });
+  model_info_ = *info;
+  return absl::OkStatus();
+}
 
 bool OtaroServer::ready() const { return model_loaded() && !gate_.closed(); }
 

@@ -11,6 +11,7 @@
 #include "server/config/config.h"
 #include "server/metrics/http_server.h"
 #include "server/metrics/registry.h"
+#include "server/model/served_model.h"
 #include "server/service/call_gate.h"
 #include "server/service/services.h"
 
@@ -38,15 +39,18 @@ class OtaroServer {
  private:
   explicit OtaroServer(const Config& config);
   bool model_loaded() const;
+  absl::Status RegisterModelMetrics();
   // /readyz: a model is loaded and the server is not draining.
   bool ready() const;
 
   Config config_;
   CallGate gate_;
-  InferenceService inference_{&gate_};
+  ModelHost models_;
+  InferenceService inference_{&gate_, &models_};
   TuningService tuning_{&gate_};
   ModelVersionsService model_versions_{&gate_};
   metrics::Registry registry_;
+  metrics::CallbackGaugeFamily* model_info_ = nullptr;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;

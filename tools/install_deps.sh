@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   # Build
-  bazel-bootstrap bazel-platforms bazel-rules-java g++ clang git python3
+  bazel-bootstrap bazel-platforms bazel-rules-java g++ clang git python3 python3-pip
   # gRPC, Protobuf (compiler + runtime), Abseil
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
   # Config, logging, metrics HTTP, JSON, Unicode regexes, BLAS

@@ -17,6 +17,9 @@ if [ ! -f "$shared/design/SEFP.md" ]; then
   exit 1
 fi
 
+# The quick start's default model (SmolLM2-135M-Instruct); some tests load it.
+default_model=$(bash tools/fetch_default_model.sh) || { echo "0 passed, 1 failed"; exit 1; }
+
 config=()
 if [ ! -x /usr/local/cuda/bin/nvcc ]; then
   echo "test.sh: no CUDA toolkit at /usr/local/cuda: building with --config=cpu" >&2
@@ -26,7 +29,8 @@ fi
 # Compile everything first (incl. CUDA objects and benchmarks), then test.
 bazel build "${config[@]}" //...
 build_rc=$?
-bazel test "${config[@]}" //... --test_env=OTARO_SHARED_DIR="$shared" "$@"
+bazel test "${config[@]}" //... --test_env=OTARO_SHARED_DIR="$shared" \
+  --test_env=OTARO_DEFAULT_MODEL="$default_model" "$@"
 test_rc=$?
 
 tests=$(bazel query 'tests(//...)' 2>/dev/null)

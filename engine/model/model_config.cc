@@ -167,6 +167,67 @@ absl::StatusOr<ModelConfig> ParseHfConfig(absl::string_view config_json,
   return c;
 }
 
+std::string ModelConfigToJson(const ModelConfig& c) {
+  json j = {{"architecture", c.architecture},
+            {"vocab_size", c.vocab_size},
+            {"hidden_size", c.hidden_size},
+            {"intermediate_size", c.intermediate_size},
+            {"num_layers", c.num_layers},
+            {"num_heads", c.num_heads},
+            {"num_kv_heads", c.num_kv_heads},
+            {"head_dim", c.head_dim},
+            {"max_position", c.max_position},
+            {"rms_norm_eps", c.rms_norm_eps},
+            {"rope_theta", c.rope_theta},
+            {"rope_scaling",
+             {{"factor", c.rope_scaling.factor},
+              {"low_freq_factor", c.rope_scaling.low_freq_factor},
+              {"high_freq_factor", c.rope_scaling.high_freq_factor},
+              {"original_max_position", c.rope_scaling.original_max_position}}},
+            {"tie_word_embeddings", c.tie_word_embeddings},
+            {"attention_bias", c.attention_bias},
+            {"bos_token_id", c.bos_token_id},
+            {"eos_token_ids", c.eos_token_ids}};
+  return j.dump();
+}
+
+absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view text) {
+  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("model config JSON: not a JSON object");
+  }
+  ModelConfig c;
+  try {
+    c.architecture = j.at("architecture").get<std::string>();
+    c.vocab_size = j.at("vocab_size").get<int64_t>();
+    c.hidden_size = j.at("hidden_size").get<int64_t>();
+    c.intermediate_size = j.at("intermediate_size").get<int64_t>();
+    c.num_layers = j.at("num_layers").get<int64_t>();
+    c.num_heads = j.at("num_heads").get<int64_t>();
+    c.num_kv_heads = j.at("num_kv_heads").get<int64_t>();
+    c.head_dim = j.at("head_dim").get<int64_t>();
+    c.max_position = j.at("max_position").get<int64_t>();
+    c.rms_norm_eps = j.at("rms_norm_eps").get<double>();
+    c.rope_theta = j.at("rope_theta").get<double>();
+    const json& rs = j.at("rope_scaling");
+    c.rope_scaling.factor = rs.at("factor").get<double>();
+    c.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
+    c.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
+    c.rope_scaling.original_max_position = rs.at("original_max_position").get<int64_t>();
+    c.tie_word_embeddings = j.at("tie_word_embeddings").get<bool>();
+    c.attention_bias = j.at("attention_bias").get<bool>();
+    c.bos_token_id = j.at("bos_token_id").get<int64_t>();
+    c.eos_token_ids = j.at("eos_token_ids").get<std::vector<int64_t>>();
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("model config JSON: ", e.what()));
+  }
+  if (c.architecture != "llama" && c.architecture != "qwen2") {
+    return ConfigError("architecture", absl::StrCat("unsupported '", c.architecture, "'"));
+  }
+  OTARO_RETURN_IF_ERROR(ValidateConfig(c));
+  return c;
+}
+
 absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   OTARO_ASSIGN_OR_RETURN(absl::string_view arch, file.GetString("general.architecture"));
   ModelConfig c;
@@ -207,8 +268,16 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   } else if (auto tokens = file.GetStringArray("tokenizer.ggml.tokens"); tokens.ok()) {
     c.vocab_size = static_cast<int64_t>(tokens->size());
   }
-  // GGUF has no flag for tied embeddings: they are tied when no output tensor exists.
-  c.tie_word_embeddings = file.FindTensor("output.weight") == nullptr;
+  // GGUF has no flag for tied embeddings: they are tied when there is no output
+  // tensor, or when it is a byte-identical copy of the embedding (stories260K's
+  // converter wrote one); sharing it saves a vocab x hidden copy.
+  const gguf::TensorInfo* output = file.FindTensor("output.weight");
+  const gguf::TensorInfo* embedding = file.FindTensor("token_embd.weight");
+  c.tie_word_embeddings =
+      output == nullptr ||
+      (embedding != nullptr && output->raw_type == embedding->raw_type &&
+       output->dims == embedding->dims && output->data.size() == embedding->data.size() &&
+       std::equal(output->data.begin(), output->data.end(), embedding->data.begin()));
   c.bos_token_id = file.GetInt64("tokenizer.ggml.bos_token_id").value_or(-1);
   if (auto eos = file.GetInt64("tokenizer.ggml.eos_token_id"); eos.ok()) {
     c.eos_token_ids.push_back(*eos);

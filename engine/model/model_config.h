@@ -63,6 +63,11 @@ absl::StatusOr<ModelConfig> ParseHfConfig(absl::string_view config_json,
 // Reads the same from GGUF metadata ({arch}.embedding_length, ...).
 absl::StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file);
 
+// The config as JSON (our own keys, not HF's), for SEFP checkpoints; the
+// reader validates as for any other source.
+std::string ModelConfigToJson(const ModelConfig& config);
+absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json);
+
 // Checks the numbers fit together (heads divide hidden, kv heads divide heads, ...).
 absl::Status ValidateConfig(const ModelConfig& config);
 

@@ -155,7 +155,7 @@ class GgufSource final : public TensorSource {
     };
     map("model.embed_tokens.weight", "token_embd.weight");
     map("model.norm.weight", "output_norm.weight");
-    map("lm_head.weight", "output.weight");
+    if (!config->tie_word_embeddings) map("lm_head.weight", "output.weight");
     for (int64_t i = 0; i < config->num_layers; ++i) {
       const std::string hf = absl::StrCat("model.layers.", i, ".");
       const std::string blk = absl::StrCat("blk.", i, ".");

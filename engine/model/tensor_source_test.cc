@@ -48,6 +48,8 @@ TEST(TensorSourceTest, GgufAndHfFolderHoldIdenticalTensors) {
   EXPECT_EQ(gguf_config.head_dim, hf_config.head_dim);
   EXPECT_EQ(gguf_config.vocab_size, hf_config.vocab_size);
   EXPECT_NEAR(gguf_config.rms_norm_eps, hf_config.rms_norm_eps, 1e-12);
+  // The GGUF's output.weight is a byte-identical copy of token_embd.weight: tied.
+  EXPECT_TRUE(gguf_config.tie_word_embeddings);
   ASSERT_TRUE(CheckTensors(**gguf, gguf_config).ok());
   int compared = 0;
   for (const std::string& name : ExpectedTensorNames(hf_config)) {

@@ -2,6 +2,9 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "common/utf8.h"
+
 namespace otaro::server {
 namespace {
 
@@ -33,26 +36,77 @@ grpc::Status InferenceService::GenerateStream(grpc::ServerContext*,
   return NotYetAvailable("GenerateStream", "the inference engine");
 }
 
-grpc::Status InferenceService::Tokenize(grpc::ServerContext*, const otaro::v1::TokenizeRequest*,
-                                        otaro::v1::TokenizeResponse*) {
+grpc::Status InferenceService::CurrentModel(std::shared_ptr<const ServedModel>* model) const {
+  *model = models_->current();
+  if (*model == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "no model is loaded: set model.path in the config file or start "
+                        "otaro_server with --model PATH");
+  }
+  if ((*model)->model->tokenizer == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "the served model has no tokenizer: only token-id prompts work");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
+                                        const otaro::v1::TokenizeRequest* request,
+                                        otaro::v1::TokenizeResponse* response) {
   OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("Tokenize", "model loading");
+  std::shared_ptr<const ServedModel> served;
+  if (grpc::Status status = CurrentModel(&served); !status.ok()) return status;
+  const auto& tokenizer = *served->model->tokenizer;
+  engine::tokenizer::EncodeOptions options;
+  options.add_special = request->has_add_special_tokens() ? request->add_special_tokens()
+                                                          : tokenizer.add_bos();
+  for (engine::tokenizer::TokenId id : tokenizer.Encode(request->text(), options)) {
+    response->add_token_ids(static_cast<uint32_t>(id));
+    // Pieces of raw-byte vocabularies (tiktoken) need not be UTF-8; protobuf
+    // strings must be.
+    response->add_pieces(ToValidUtf8(tokenizer.TokenPiece(id).value_or("")));
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status InferenceService::Detokenize(grpc::ServerContext*,
-                                          const otaro::v1::DetokenizeRequest*,
-                                          otaro::v1::DetokenizeResponse*) {
+                                          const otaro::v1::DetokenizeRequest* request,
+                                          otaro::v1::DetokenizeResponse* response) {
   OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("Detokenize", "model loading");
+  std::shared_ptr<const ServedModel> served;
+  if (grpc::Status status = CurrentModel(&served); !status.ok()) return status;
+  const auto& tokenizer = *served->model->tokenizer;
+  std::vector<engine::tokenizer::TokenId> ids;
+  ids.reserve(request->token_ids_size());
+  for (int i = 0; i < request->token_ids_size(); ++i) {
+    uint32_t id = request->token_ids(i);
+    if (id >= static_cast<uint32_t>(tokenizer.vocab_size())) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("token_ids[", i, "] = ", id,
+                                       " is outside the vocabulary (size ",
+                                       tokenizer.vocab_size(), ")"));
+    }
+    ids.push_back(static_cast<engine::tokenizer::TokenId>(id));
+  }
+  engine::tokenizer::DecodeOptions options;
+  options.render_special = !request->skip_special_tokens();
+  // A cut-off multi-byte character becomes U+FFFD: the reply must be UTF-8.
+  response->set_text(ToValidUtf8(tokenizer.Decode(ids, options)));
+  return grpc::Status::OK;
 }
 
 grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*,
                                             const otaro::v1::GetModelInfoRequest*,
-                                            otaro::v1::ModelInfo*) {
+                                            otaro::v1::ModelInfo* response) {
   OTARO_ENTER_GATE(gate_);
-  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                      "no model is loaded: set model.path in the config file or start "
-                      "otaro_server with --model PATH");
+  std::shared_ptr<const ServedModel> served = models_->current();
+  if (served == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "no model is loaded: set model.path in the config file or start "
+                        "otaro_server with --model PATH");
+  }
+  *response = served->Info();
+  return grpc::Status::OK;
 }
 
 // --- Tuning ----------------------------------------------------------------

@@ -11,13 +11,14 @@
 #include "otaro/v1/inference.grpc.pb.h"
 #include "otaro/v1/models.grpc.pb.h"
 #include "otaro/v1/tuning.grpc.pb.h"
+#include "server/model/served_model.h"
 #include "server/service/call_gate.h"
 
 namespace otaro::server {
 
 class InferenceService final : public otaro::v1::Inference::Service {
  public:
-  explicit InferenceService(CallGate* gate) : gate_(gate) {}
+  InferenceService(CallGate* gate, const ModelHost* models) : gate_(gate), models_(models) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const otaro::v1::GenerateRequest* request,
                         otaro::v1::GenerateResponse* response) override;
@@ -34,7 +35,11 @@ class InferenceService final : public otaro::v1::Inference::Service {
                             otaro::v1::ModelInfo* response) override;
 
  private:
+  // The served model, or FAILED_PRECONDITION when none is loaded.
+  grpc::Status CurrentModel(std::shared_ptr<const ServedModel>* model) const;
+
   CallGate* gate_;
+  const ModelHost* models_;
 };
 
 class TuningService final : public otaro::v1::Tuning::Service {

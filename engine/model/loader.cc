@@ -1,0 +1,353 @@
+#include "engine/model/loader.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/float16.h"
+#include "common/logging.h"
+#include "common/safetensors/safetensors.h"
+#include "common/status_macros.h"
+#include "engine/formats/gguf.h"
+#include "engine/tokenizer/loaders.h"
+#include "engine/tokenizer/vocab_json.h"
+
+namespace otaro::engine {
+namespace {
+
+// Keys of sefp::CheckpointMetadata::extra that make a checkpoint a whole model.
+constexpr char kModelConfigKey[] = "model_config";
+constexpr char kTokenizerKey[] = "tokenizer";
+
+bool IsLinear(absl::string_view name) {
+  return absl::EndsWith(name, "_proj.weight");
+}
+
+std::string LayerName(int64_t layer, absl::string_view tail) {
+  return absl::StrCat("model.layers.", layer, ".", tail);
+}
+
+// Reads one model's tensors by canonical name, whatever the file.
+class WeightReader {
+ public:
+  virtual ~WeightReader() = default;
+  virtual absl::StatusOr<std::vector<float>> Dense(const std::string& name) const = 0;
+  // A linear weight as SEFP (encoded here from float, or as stored).
+  virtual absl::StatusOr<sefp::SefpTensor> Quantized(const std::string& name, int64_t rows,
+                                                     int64_t cols,
+                                                     int64_t* saturated) const = 0;
+  // A linear weight as float32.
+  virtual absl::StatusOr<std::vector<float>> LinearDense(const std::string& name) const = 0;
+};
+
+class SourceReader final : public WeightReader {
+ public:
+  explicit SourceReader(const TensorSource* source) : source_(source) {}
+  absl::StatusOr<std::vector<float>> Dense(const std::string& name) const override {
+    return source_->ReadFloat32(name);
+  }
+  absl::StatusOr<sefp::SefpTensor> Quantized(const std::string& name, int64_t rows, int64_t cols,
+                                             int64_t* saturated) const override {
+    OTARO_ASSIGN_OR_RETURN(std::vector<float> values, source_->ReadFloat32(name));
+    OTARO_ASSIGN_OR_RETURN(sefp::SefpTensor tensor,
+                           sefp::EncodeTensor(name, values, rows, cols));
+    *saturated += tensor.saturated;
+    return tensor;
+  }
+  absl::StatusOr<std::vector<float>> LinearDense(const std::string& name) const override {
+    return source_->ReadFloat32(name);
+  }
+
+ private:
+  const TensorSource* source_;
+};
+
+absl::StatusOr<std::vector<float>> DenseToFloat(const safetensors::TensorView& view) {
+  std::vector<float> out(static_cast<size_t>(view.num_elements()));
+  const uint8_t* bytes = view.bytes.data();
+  for (size_t i = 0; i < out.size(); ++i) {
+    uint16_t half;
+    switch (view.dtype) {
+      case safetensors::DType::kF32:
+        std::memcpy(&out[i], bytes + 4 * i, 4);
+        break;
+      case safetensors::DType::kF16:
+        std::memcpy(&half, bytes + 2 * i, 2);
+        out[i] = Fp16ToFloat(half);
+        break;
+      case safetensors::DType::kBF16:
+        std::memcpy(&half, bytes + 2 * i, 2);
+        out[i] = Bf16ToFloat(half);
+        break;
+      default:
+        return absl::DataLossError(absl::StrCat("tensor '", view.name, "' has dtype ",
+                                                safetensors::DTypeName(view.dtype)));
+    }
+  }
+  return out;
+}
+
+class CheckpointWeightReader final : public WeightReader {
+ public:
+  explicit CheckpointWeightReader(const sefp::CheckpointReader* reader) : reader_(reader) {}
+  absl::StatusOr<std::vector<float>> Dense(const std::string& name) const override {
+    const safetensors::TensorView* view = reader_->FindDense(name);
+    if (view == nullptr) {
+      return absl::NotFoundError(absl::StrCat("tensor '", name, "' missing from the checkpoint"));
+    }
+    return DenseToFloat(*view);
+  }
+  absl::StatusOr<sefp::SefpTensor> Quantized(const std::string& name, int64_t rows, int64_t cols,
+                                             int64_t* saturated) const override {
+    OTARO_ASSIGN_OR_RETURN(sefp::SefpTensor tensor, reader_->LoadQuantized(name));
+    if (tensor.rows != rows || tensor.cols != cols) {
+      return absl::DataLossError(absl::StrCat("tensor '", name, "' is [", tensor.rows, ", ",
+                                              tensor.cols, "], the config says [", rows, ", ",
+                                              cols, "]"));
+    }
+    *saturated += tensor.saturated;
+    return tensor;
+  }
+  absl::StatusOr<std::vector<float>> LinearDense(const std::string& name) const override {
+    OTARO_ASSIGN_OR_RETURN(sefp::SefpTensor tensor, reader_->LoadQuantized(name));
+    return tensor.DecodeAll(sefp::kMasterBits, reader_->metadata().reconstruction);
+  }
+
+ private:
+  const sefp::CheckpointReader* reader_;
+};
+
+struct LinearShape {
+  const char* tail;
+  Linear LlamaLayer::*member;
+};
+
+std::vector<LinearShape> LinearShapes() {
+  return {{"self_attn.q_proj", &LlamaLayer::q},   {"self_attn.k_proj", &LlamaLayer::k},
+          {"self_attn.v_proj", &LlamaLayer::v},   {"self_attn.o_proj", &LlamaLayer::o},
+          {"mlp.gate_proj", &LlamaLayer::gate},   {"mlp.up_proj", &LlamaLayer::up},
+          {"mlp.down_proj", &LlamaLayer::down}};
+}
+
+std::pair<int64_t, int64_t> LinearDims(const ModelConfig& c, absl::string_view tail) {
+  if (tail == "self_attn.q_proj") return {c.q_dim(), c.hidden_size};
+  if (tail == "self_attn.k_proj" || tail == "self_attn.v_proj") return {c.kv_dim(), c.hidden_size};
+  if (tail == "self_attn.o_proj") return {c.hidden_size, c.q_dim()};
+  if (tail == "mlp.down_proj") return {c.hidden_size, c.intermediate_size};
+  return {c.intermediate_size, c.hidden_size};  // gate, up
+}
+
+absl::Status FillModel(const WeightReader& reader, const LoadOptions& options, LlamaModel* model) {
+  const ModelConfig& c = model->config;
+  const int64_t total = static_cast<int64_t>(ExpectedTensorNames(c).size());
+  int64_t done = 0;
+  auto step = [&](const std::string& name) {
+    if (options.progress) options.progress(++done, total, name);
+  };
+  auto dense = [&](const std::string& name, std::vector<float>* out) -> absl::Status {
+    OTARO_ASSIGN_OR_RETURN(*out, reader.Dense(name));
+    step(name);
+    return absl::OkStatus();
+  };
+  OTARO_RETURN_IF_ERROR(dense("model.embed_tokens.weight", &model->embed));
+  model->layers.resize(c.num_layers);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    LlamaLayer& layer = model->layers[i];
+    OTARO_RETURN_IF_ERROR(dense(LayerName(i, "input_layernorm.weight"), &layer.input_norm));
+    OTARO_RETURN_IF_ERROR(
+        dense(LayerName(i, "post_attention_layernorm.weight"), &layer.post_attention_norm));
+    for (const LinearShape& shape : LinearShapes()) {
+      const std::string name = LayerName(i, absl::StrCat(shape.tail, ".weight"));
+      Linear& linear = layer.*shape.member;
+      std::tie(linear.out_features, linear.in_features) = LinearDims(c, shape.tail);
+      if (options.quantize) {
+        OTARO_ASSIGN_OR_RETURN(
+            sefp::SefpTensor tensor,
+            reader.Quantized(name, linear.out_features, linear.in_features,
+                             &model->saturated_groups));
+        OTARO_ASSIGN_OR_RETURN(sefp::PackedMatrix packed,
+                               sefp::PackedMatrix::Pack(tensor, options.resident_max_bits));
+        linear.packed.emplace(std::move(packed));
+      } else {
+        OTARO_ASSIGN_OR_RETURN(linear.dense, reader.LinearDense(name));
+      }
+      step(name);
+      if (c.attention_bias && absl::StartsWith(shape.tail, "self_attn.") &&
+          shape.tail != std::string("self_attn.o_proj")) {
+        OTARO_RETURN_IF_ERROR(dense(LayerName(i, absl::StrCat(shape.tail, ".bias")), &linear.bias));
+      }
+    }
+  }
+  OTARO_RETURN_IF_ERROR(dense("model.norm.weight", &model->final_norm));
+  if (!c.tie_word_embeddings) OTARO_RETURN_IF_ERROR(dense("lm_head.weight", &model->lm_head));
+  model->quantized = options.quantize;
+  model->resident_max_bits = options.quantize ? options.resident_max_bits : sefp::kMasterBits;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenSource(const std::string& path,
+                                                         ModelFormat format,
+                                                         ModelConfig* config) {
+  if (format == ModelFormat::kHfFolder) return OpenHfFolder(path, config);
+  return OpenGguf(path, config);
+}
+
+}  // namespace
+
+absl::string_view ModelFormatName(ModelFormat format) {
+  switch (format) {
+    case ModelFormat::kSefp: return "sefp";
+    case ModelFormat::kHfFolder: return "hf";
+    case ModelFormat::kGguf: return "gguf";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<ModelFormat> DetectModelFormat(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("model path ", path, " does not exist"));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (::stat((path + "/config.json").c_str(), &st) == 0) return ModelFormat::kHfFolder;
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is a folder without config.json: not a Hugging Face model folder"));
+  }
+  char magic[8] = {};
+  std::ifstream(path, std::ios::binary).read(magic, sizeof(magic));
+  if (std::memcmp(magic, "GGUF", 4) == 0) return ModelFormat::kGguf;
+  auto file = safetensors::File::Open(path);
+  if (file.ok()) {
+    auto it = (*file)->metadata().find("format");
+    if (it != (*file)->metadata().end() && it->second == sefp::kCheckpointFormat) {
+      return ModelFormat::kSefp;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is a safetensors file but not a SEFP checkpoint; to load a Hugging Face "
+              "model, pass its folder (with config.json)"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, " is not a model: expected a SEFP checkpoint, a Hugging Face folder or a GGUF file"));
+}
+
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const std::string& path) {
+  OTARO_ASSIGN_OR_RETURN(ModelFormat format, DetectModelFormat(path));
+  switch (format) {
+    case ModelFormat::kGguf: {
+      OTARO_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::Open(path));
+      if (!file->Has("tokenizer.ggml.tokens")) {
+        return absl::NotFoundError(absl::StrCat(path, " has no tokenizer in its metadata"));
+      }
+      return tokenizer::LoadFromGguf(*file);
+    }
+    case ModelFormat::kHfFolder:
+      return tokenizer::LoadFromHfDirectory(path);
+    case ModelFormat::kSefp: {
+      OTARO_ASSIGN_OR_RETURN(auto reader, sefp::CheckpointReader::Open(path));
+      auto it = reader->metadata().extra.find(kTokenizerKey);
+      if (it == reader->metadata().extra.end()) {
+        return absl::NotFoundError(absl::StrCat(path, " carries no tokenizer"));
+      }
+      OTARO_ASSIGN_OR_RETURN(tokenizer::VocabSpec spec, tokenizer::VocabSpecFromJson(it->second));
+      return tokenizer::Tokenizer::Create(std::move(spec));
+    }
+  }
+  return absl::InternalError("unreachable");
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& path,
+                                                      const LoadOptions& options) {
+  OTARO_RETURN_IF_ERROR(sefp::CheckPrecision(options.resident_max_bits));
+  OTARO_ASSIGN_OR_RETURN(ModelFormat format, DetectModelFormat(path));
+  auto model = std::make_unique<LlamaModel>();
+  model->source = path;
+  model->source_format = std::string(ModelFormatName(format));
+  if (format == ModelFormat::kSefp) {
+    OTARO_ASSIGN_OR_RETURN(auto reader, sefp::CheckpointReader::Open(path));
+    auto config = reader->metadata().extra.find(kModelConfigKey);
+    if (config == reader->metadata().extra.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, " is a SEFP checkpoint without a model config (x.model_config): it holds "
+                "tensors, not a whole model"));
+    }
+    OTARO_ASSIGN_OR_RETURN(model->config, ModelConfigFromJson(config->second));
+    model->reconstruction = reader->metadata().reconstruction;
+    OTARO_RETURN_IF_ERROR(FillModel(CheckpointWeightReader(reader.get()), options, model.get()));
+  } else {
+    OTARO_ASSIGN_OR_RETURN(auto source, OpenSource(path, format, &model->config));
+    OTARO_RETURN_IF_ERROR(CheckTensors(*source, model->config));
+    model->reconstruction = options.reconstruction;
+    OTARO_RETURN_IF_ERROR(FillModel(SourceReader(source.get()), options, model.get()));
+  }
+  auto tok = LoadModelTokenizer(path);
+  if (tok.ok()) {
+    model->tokenizer = std::move(*tok);
+  } else if (tok.status().code() == absl::StatusCode::kNotFound) {
+    OTARO_LOG_WARN("model {} has no tokenizer: only token-id prompts will work ({})", path,
+                   tok.status().message());
+  } else {
+    return tok.status();
+  }
+  if (model->saturated_groups > 0) {
+    OTARO_LOG_WARN("model {}: {} SEFP groups saturated (exponent clamped at 15)", path,
+                   model->saturated_groups);
+  }
+  return model;
+}
+
+absl::StatusOr<ConversionSummary> ConvertToSefpCheckpoint(const std::string& in_path,
+                                                          const std::string& out_path,
+                                                          sefp::Reconstruction reconstruction,
+                                                          const LoadProgress& progress) {
+  OTARO_ASSIGN_OR_RETURN(ModelFormat format, DetectModelFormat(in_path));
+  if (format == ModelFormat::kSefp) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(in_path, " is already a SEFP checkpoint; convert from the original model"));
+  }
+  ModelConfig config;
+  OTARO_ASSIGN_OR_RETURN(auto source, OpenSource(in_path, format, &config));
+  OTARO_RETURN_IF_ERROR(CheckTensors(*source, config));
+
+  sefp::Checkpoint checkpoint;
+  checkpoint.metadata.reconstruction = reconstruction;
+  checkpoint.metadata.source_model = absl::StrCat(source->Describe());
+  checkpoint.metadata.extra[kModelConfigKey] = ModelConfigToJson(config);
+  auto tok = LoadModelTokenizer(in_path);
+  if (tok.ok()) {
+    checkpoint.metadata.extra[kTokenizerKey] = tokenizer::VocabSpecToJson((*tok)->spec());
+  } else if (tok.status().code() != absl::StatusCode::kNotFound) {
+    return tok.status();
+  }
+
+  ConversionSummary summary;
+  summary.parameters = config.ParameterCount();
+  summary.linear_parameters = config.LinearParameterCount();
+  const std::vector<std::string> names = ExpectedTensorNames(config);
+  int64_t done = 0;
+  for (const std::string& name : names) {
+    OTARO_ASSIGN_OR_RETURN(std::vector<float> values, source->ReadFloat32(name));
+    OTARO_ASSIGN_OR_RETURN(std::vector<int64_t> shape, source->Shape(name));
+    if (IsLinear(name)) {
+      OTARO_ASSIGN_OR_RETURN(sefp::SefpTensor tensor,
+                             sefp::EncodeTensor(name, values, shape[0], shape[1]));
+      summary.saturated_groups += tensor.saturated;
+      checkpoint.quantized.emplace(name, std::move(tensor));
+    } else {
+      sefp::DenseTensor dense;
+      dense.dtype = safetensors::DType::kF32;
+      dense.shape = shape;
+      dense.bytes.resize(values.size() * sizeof(float));
+      if (!values.empty()) std::memcpy(dense.bytes.data(), values.data(), dense.bytes.size());
+      checkpoint.dense.emplace(name, std::move(dense));
+    }
+    ++summary.tensors;
+    if (progress) progress(++done, static_cast<int64_t>(names.size()), name);
+  }
+  OTARO_RETURN_IF_ERROR(sefp::WriteCheckpoint(out_path, checkpoint));
+  return summary;
+}
+
+}  // namespace otaro::engine

@@ -1,0 +1,67 @@
+// Loads any supported model file into a LlamaModel, and converts any of them
+// into the project's SEFP checkpoint.
+//
+// Formats (detected from the path, not its name):
+//   sefp  a SEFP checkpoint (safetensors, __metadata__ format "otaro-sefp"):
+//         the fastest to load, and what tuning jobs publish. Self-contained:
+//         it carries the model config and the tokenizer.
+//   hf    a Hugging Face folder (config.json + safetensors shards).
+//   gguf  a GGUF v2/v3 file (quantized types are dequantized, then SEFP-encoded).
+#ifndef OTARO_ENGINE_MODEL_LOADER_H_
+#define OTARO_ENGINE_MODEL_LOADER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/model/llama_model.h"
+#include "engine/model/tensor_source.h"
+#include "sefp/checkpoint.h"
+
+namespace otaro::engine {
+
+enum class ModelFormat { kSefp, kHfFolder, kGguf };
+absl::string_view ModelFormatName(ModelFormat format);
+absl::StatusOr<ModelFormat> DetectModelFormat(const std::string& path);
+
+// Called after each tensor: (tensors done, tensors in all, the tensor's name).
+using LoadProgress = std::function<void(int64_t done, int64_t total, absl::string_view name)>;
+
+struct LoadOptions {
+  // Keep SEFP planes down to this precision (2..8); requests above it are refused.
+  int resident_max_bits = sefp::kMasterBits;
+  // false: keep the linear layers in float32 (reference runs; no SEFP).
+  bool quantize = true;
+  // Reconstruction for models that are not SEFP checkpoints (a checkpoint
+  // records the mode it was tuned for, and that mode is used).
+  sefp::Reconstruction reconstruction = sefp::Reconstruction::kMidpoint;
+  LoadProgress progress;
+};
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& path,
+                                                      const LoadOptions& options = {});
+
+// The tokenizer that comes with a model (GGUF metadata, tokenizer.json in a HF
+// folder, or the one a SEFP checkpoint carries). NotFound if it has none.
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const std::string& path);
+
+// What a conversion did, for `otaro convert`'s summary.
+struct ConversionSummary {
+  int64_t parameters = 0;
+  int64_t linear_parameters = 0;
+  int64_t saturated_groups = 0;
+  int64_t tensors = 0;
+};
+
+// Converts an HF folder or GGUF file (or re-encodes a SEFP checkpoint's source)
+// into a SEFP checkpoint written atomically at `out_path`.
+absl::StatusOr<ConversionSummary> ConvertToSefpCheckpoint(const std::string& in_path,
+                                                          const std::string& out_path,
+                                                          sefp::Reconstruction reconstruction,
+                                                          const LoadProgress& progress = {});
+
+}  // namespace otaro::engine
+
+#endif  // OTARO_ENGINE_MODEL_LOADER_H_

@@ -1,0 +1,82 @@
+#include "server/model/served_model.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "engine/model/loader.h"
+
+namespace otaro::server {
+
+otaro::v1::ModelInfo ServedModel::Info() const {
+  const engine::LlamaModel& m = *model;
+  otaro::v1::ModelInfo info;
+  info.set_architecture(m.config.architecture);
+  info.set_source(m.source);
+  info.set_parameter_count(static_cast<uint64_t>(m.config.ParameterCount()));
+  info.set_vocab_size(static_cast<uint32_t>(m.config.vocab_size));
+  info.set_context_length(static_cast<uint32_t>(m.config.max_position));
+  info.set_num_layers(static_cast<uint32_t>(m.config.num_layers));
+  info.set_hidden_size(static_cast<uint32_t>(m.config.hidden_size));
+  info.set_group_size(sefp::kGroupSize);
+  info.set_master_mantissa_bits(sefp::kMasterBits);
+  info.set_resident_max_bits(static_cast<uint32_t>(m.resident_max_bits));
+  for (int bits = sefp::kMinBits; bits <= m.resident_max_bits; ++bits) {
+    info.add_supported_mantissa_bits(bits);
+    (*info.mutable_weight_bytes_per_token())[bits] = m.LinearBytesRead(bits);
+  }
+  info.set_default_mantissa_bits(static_cast<uint32_t>(default_mantissa_bits));
+  info.set_reconstruction(m.reconstruction == sefp::Reconstruction::kMidpoint
+                              ? otaro::v1::RECONSTRUCTION_MIDPOINT
+                              : otaro::v1::RECONSTRUCTION_TRUNCATE);
+  info.set_model_version(version);
+  info.set_device(device);
+  info.mutable_memory()->set_weight_bytes(m.LinearWeightBytes());
+  info.mutable_memory()->set_dense_bytes(m.DenseBytes());
+  info.set_has_chat_template(chat_format.has_value());
+  return info;
+}
+
+absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config) {
+  if (config.engine.device == "cuda") {
+    return absl::UnimplementedError(
+        "engine.device is 'cuda' but this server has no CUDA backend yet; use 'cpu' or 'auto'");
+  }
+  engine::LoadOptions options;
+  options.resident_max_bits = config.model.resident_max_bits;
+  absl::Time start = absl::Now();
+  OTARO_LOG_INFO("loading model {} (SEFP planes resident down to E5M{})", config.model.path,
+                 options.resident_max_bits);
+  auto model = engine::LoadModel(config.model.path, options);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(),
+                        absl::StrCat("cannot load model.path ", config.model.path, ": ",
+                                     model.status().message()));
+  }
+  auto served = std::make_shared<ServedModel>();
+  served->model = std::move(*model);
+  served->default_mantissa_bits = config.DefaultMantissaBits();
+  if (served->default_mantissa_bits > served->model->resident_max_bits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "generation.default_mantissa_bits ", served->default_mantissa_bits,
+        " exceeds the resident planes of the model (E5M", served->model->resident_max_bits, ")"));
+  }
+  if (served->model->tokenizer != nullptr) {
+    auto format = engine::tokenizer::RecognizeChatTemplate(*served->model->tokenizer);
+    if (format.ok()) {
+      served->chat_format = *format;
+    } else {
+      OTARO_LOG_WARN("chat prompts are unavailable for this model: {}", format.status());
+    }
+  }
+  const engine::LlamaModel& m = *served->model;
+  OTARO_LOG_INFO(
+      "loaded {} model from {} ({}): {} parameters, {} layers, SEFP {:.1f} MiB resident, "
+      "{:.1f} MiB dense, {} reconstruction, in {:.2f} s",
+      m.config.architecture, m.source_format, m.source, m.config.ParameterCount(),
+      m.config.num_layers, m.LinearWeightBytes() / 1048576.0, m.DenseBytes() / 1048576.0,
+      sefp::ReconstructionName(m.reconstruction), absl::ToDoubleSeconds(absl::Now() - start));
+  return std::shared_ptr<const ServedModel>(std::move(served));
+}
+
+}  // namespace otaro::server

@@ -1,0 +1,56 @@
+// The model the server answers with: the engine's LlamaModel plus what the API
+// reports about it (version, device, default precision). Requests hold a
+// shared_ptr for their whole life, so a later hot swap (tuning jobs) can
+// replace the current model without touching requests in flight.
+#ifndef OTARO_SERVER_MODEL_SERVED_MODEL_H_
+#define OTARO_SERVER_MODEL_SERVED_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/model/llama_model.h"
+#include "engine/tokenizer/chat_template.h"
+#include "otaro/v1/inference.pb.h"
+#include "server/config/config.h"
+
+namespace otaro::server {
+
+struct ServedModel {
+  std::unique_ptr<engine::LlamaModel> model;
+  uint64_t version = 1;
+  std::string device = "cpu";
+  int default_mantissa_bits = 8;
+  // The model's chat template, if it has one otaro can render.
+  std::optional<engine::tokenizer::ChatFormat> chat_format;
+
+  otaro::v1::ModelInfo Info() const;
+};
+
+// Loads config.model.path for serving, on the device config.engine.device picks.
+absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config);
+
+// Holds the model being served. Readers take a reference for the duration of a
+// request; Set swaps atomically.
+class ModelHost {
+ public:
+  std::shared_ptr<const ServedModel> current() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return current_;
+  }
+  void Set(std::shared_ptr<const ServedModel> model) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    current_ = std::move(model);
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const ServedModel> current_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace otaro::server
+
+#endif  // OTARO_SERVER_MODEL_SERVED_MODEL_H_
