@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/float16.h"
 #include "common/logging.h"
 #include "common/safetensors/safetensors.h"
@@ -191,8 +192,11 @@ absl::Status FillModel(const WeightReader& reader, const LoadOptions& options, L
 absl::StatusOr<std::unique_ptr<TensorSource>> OpenSource(const std::string& path,
                                                          ModelFormat format,
                                                          ModelConfig* config) {
-  if (format == ModelFormat::kHfFolder) return OpenHfFolder(path, config);
-  return OpenGguf(path, config);
+  switch (format) {
+    case ModelFormat::kHfFolder: return OpenHfFolder(path, config);
+    case ModelFormat::kLlama2c: return OpenLlama2c(path, config);
+    default: return OpenGguf(path, config);
+  }
 }
 
 }  // namespace
@@ -202,6 +206,7 @@ absl::string_view ModelFormatName(ModelFormat format) {
     case ModelFormat::kSefp: return "sefp";
     case ModelFormat::kHfFolder: return "hf";
     case ModelFormat::kGguf: return "gguf";
+    case ModelFormat::kLlama2c: return "llama2c";
   }
   return "unknown";
 }
@@ -229,6 +234,8 @@ absl::StatusOr<ModelFormat> DetectModelFormat(const std::string& path) {
         path, " is a safetensors file but not a SEFP checkpoint; to load a Hugging Face "
               "model, pass its folder (with config.json)"));
   }
+  ModelConfig unused;
+  if (OpenLlama2c(path, &unused).ok()) return ModelFormat::kLlama2c;
   return absl::InvalidArgumentError(absl::StrCat(
       path, " is not a model: expected a SEFP checkpoint, a Hugging Face folder or a GGUF file"));
 }
@@ -245,6 +252,22 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const s
     }
     case ModelFormat::kHfFolder:
       return tokenizer::LoadFromHfDirectory(path);
+    case ModelFormat::kLlama2c: {
+      // llama2.c ships its tokenizer beside the weights: tokenizer.bin, or
+      // tok<vocab>.bin for its small custom vocabularies.
+      ModelConfig config;
+      OTARO_RETURN_IF_ERROR(OpenLlama2c(path, &config).status());
+      const std::string dir = path.substr(0, path.find_last_of('/') + 1);
+      for (const std::string& name :
+           {std::string("tokenizer.bin"), absl::StrCat("tok", config.vocab_size, ".bin")}) {
+        std::string contents;
+        if (ReadFileToString(dir + name, &contents).ok()) {
+          return tokenizer::LoadFromLlama2cTokenizer(contents);
+        }
+      }
+      return absl::NotFoundError(absl::StrCat("no tokenizer.bin or tok", config.vocab_size,
+                                              ".bin beside ", path));
+    }
     case ModelFormat::kSefp: {
       OTARO_ASSIGN_OR_RETURN(auto reader, sefp::CheckpointReader::Open(path));
       auto it = reader->metadata().extra.find(kTokenizerKey);

@@ -7,6 +7,8 @@
 //         it carries the model config and the tokenizer.
 //   hf    a Hugging Face folder (config.json + safetensors shards).
 //   gguf  a GGUF v2/v3 file (quantized types are dequantized, then SEFP-encoded).
+//   llama2c  a llama2.c checkpoint (run.c's format), with tokenizer.bin or
+//         tok<vocab>.bin beside it.
 #ifndef OTARO_ENGINE_MODEL_LOADER_H_
 #define OTARO_ENGINE_MODEL_LOADER_H_
 
@@ -22,7 +24,7 @@
 
 namespace otaro::engine {
 
-enum class ModelFormat { kSefp, kHfFolder, kGguf };
+enum class ModelFormat { kSefp, kHfFolder, kGguf, kLlama2c };
 absl::string_view ModelFormatName(ModelFormat format);
 absl::StatusOr<ModelFormat> DetectModelFormat(const std::string& path);
 

@@ -17,8 +17,16 @@ std::string StoriesGguf() {
 }
 std::string StoriesHf() { return testing::SharedPath("data/models/stories260K-hf-converted"); }
 
+std::string StoriesLlama2c() {
+  return testing::SharedPath("data/models/stories260K-llama2c/stories260K.bin");
+}
+
 TEST(LoaderTest, DetectsEachFormat) {
   EXPECT_EQ(*DetectModelFormat(StoriesGguf()), ModelFormat::kGguf);
+  EXPECT_EQ(*DetectModelFormat(StoriesLlama2c()), ModelFormat::kLlama2c);
+  // tok512.bin is not a model, though it is a .bin too.
+  EXPECT_FALSE(
+      DetectModelFormat(testing::SharedPath("data/models/stories260K-llama2c/tok512.bin")).ok());
   EXPECT_EQ(*DetectModelFormat(StoriesHf()), ModelFormat::kHfFolder);
   std::string dir = testing::ScratchDir("detect");
   std::ofstream(dir + "/junk.bin") << "this is not a model at all";
@@ -93,6 +101,38 @@ TEST(LoaderTest, HfFolderUnquantizedMatchesGgufValues) {
   EXPECT_EQ((*hf)->layers[4].down.dense, (*gguf)->layers[4].down.dense);
   EXPECT_EQ((*hf)->final_norm, (*gguf)->final_norm);
   EXPECT_EQ(&(*hf)->LmHead(), &(*hf)->embed);  // tied
+}
+
+// The three published forms of stories260K load to the same model.
+TEST(LoaderTest, Llama2cMatchesTheOtherForms) {
+  LoadOptions options;
+  options.quantize = false;
+  auto llama2c = LoadModel(StoriesLlama2c(), options);
+  auto hf = LoadModel(StoriesHf(), options);
+  ASSERT_TRUE(llama2c.ok()) << llama2c.status();
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const LlamaModel& a = **llama2c;
+  const LlamaModel& b = **hf;
+  EXPECT_EQ(a.source_format, "llama2c");
+  EXPECT_EQ(a.config.ParameterCount(), 260032);
+  EXPECT_EQ(a.config.max_position, 512);
+  EXPECT_EQ(a.embed, b.embed);
+  EXPECT_EQ(a.final_norm, b.final_norm);
+  for (size_t i = 0; i < b.layers.size(); ++i) {
+    EXPECT_EQ(a.layers[i].q.dense, b.layers[i].q.dense) << i;  // RoPE rows un-permuted
+    EXPECT_EQ(a.layers[i].k.dense, b.layers[i].k.dense) << i;
+    EXPECT_EQ(a.layers[i].v.dense, b.layers[i].v.dense) << i;
+    EXPECT_EQ(a.layers[i].gate.dense, b.layers[i].gate.dense) << i;
+    EXPECT_EQ(a.layers[i].down.dense, b.layers[i].down.dense) << i;
+    EXPECT_EQ(a.layers[i].up.dense, b.layers[i].up.dense) << i;
+    EXPECT_EQ(a.layers[i].post_attention_norm, b.layers[i].post_attention_norm) << i;
+  }
+  // Its tokenizer (tok512.bin beside it) encodes like the GGUF's.
+  auto gguf = LoadModel(StoriesGguf(), options);
+  ASSERT_TRUE(gguf.ok());
+  ASSERT_NE(a.tokenizer, nullptr);
+  const std::string text = "Lily and Ben played in the park.";
+  EXPECT_EQ(a.tokenizer->Encode(text), (*gguf)->tokenizer->Encode(text));
 }
 
 TEST(LoaderTest, SefpCheckpointRoundTripKeepsEverything) {

@@ -1,5 +1,6 @@
 #include "engine/model/tensor_source.h"
 
+#include <cstring>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -9,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
 #include "common/float16.h"
+#include "common/mapped_file.h"
 #include "common/safetensors/safetensors.h"
 #include "common/status_macros.h"
 #include "engine/formats/gguf.h"
@@ -234,7 +236,134 @@ class GgufSource final : public TensorSource {
   std::map<std::string, GgufName> names_;
 };
 
+// --- llama2.c --------------------------------------------------------------
+
+class Llama2cSource final : public TensorSource {
+ public:
+  static absl::StatusOr<std::unique_ptr<TensorSource>> Open(const std::string& path,
+                                                            ModelConfig* config) {
+    OTARO_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+    auto not_llama2c = [&](absl::string_view why) {
+      return absl::NotFoundError(absl::StrCat(path, " is not a llama2.c checkpoint: ", why));
+    };
+    if (file->size() < 7 * sizeof(int32_t)) return not_llama2c("shorter than its header");
+    int32_t h[7];
+    std::memcpy(h, file->data(), sizeof(h));
+    const int64_t dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4];
+    const int64_t vocab = std::abs(static_cast<int64_t>(h[5])), seq_len = h[6];
+    const bool shared = h[5] > 0;
+    const int64_t limit = int64_t{1} << 20;
+    for (int64_t v : {dim, hidden, layers, heads, kv_heads, vocab, seq_len}) {
+      if (v <= 0 || v > limit) return not_llama2c("implausible header");
+    }
+    if (dim % heads != 0 || heads % kv_heads != 0) return not_llama2c("implausible header");
+    const int64_t head = dim / heads, kv_dim = kv_heads * head;
+
+    auto source = std::unique_ptr<Llama2cSource>(new Llama2cSource(path, std::move(file)));
+    uint64_t offset = sizeof(h);
+    auto take = [&](int64_t count) {
+      uint64_t at = offset;
+      offset += static_cast<uint64_t>(count) * sizeof(float);
+      return at;
+    };
+    auto add = [&](const std::string& name, std::vector<int64_t> shape, uint64_t at,
+                   int64_t permute_heads = 0) {
+      source->tensors_[name] = {std::move(shape), at, permute_heads};
+    };
+    add("model.embed_tokens.weight", {vocab, dim}, take(vocab * dim));
+    // Per-kind arrays hold every layer back to back.
+    auto per_layer = [&](const char* tail, std::vector<int64_t> shape, int64_t permute = 0) {
+      int64_t count = 1;
+      for (int64_t d : shape) count *= d;
+      for (int64_t l = 0; l < layers; ++l) {
+        add(absl::StrCat("model.layers.", l, ".", tail), shape, take(count), permute);
+      }
+    };
+    per_layer("input_layernorm.weight", {dim});
+    // q/k rows are in llama2.c's interleaved RoPE order, as in GGUF.
+    per_layer("self_attn.q_proj.weight", {dim, dim}, heads);
+    per_layer("self_attn.k_proj.weight", {kv_dim, dim}, kv_heads);
+    per_layer("self_attn.v_proj.weight", {kv_dim, dim});
+    per_layer("self_attn.o_proj.weight", {dim, dim});
+    per_layer("post_attention_layernorm.weight", {dim});
+    per_layer("mlp.gate_proj.weight", {hidden, dim});
+    per_layer("mlp.down_proj.weight", {dim, hidden});
+    per_layer("mlp.up_proj.weight", {hidden, dim});
+    add("model.norm.weight", {dim}, take(dim));
+    take(seq_len * head);  // Legacy freq_cis_real + freq_cis_imag tables (unused).
+    if (!shared) add("lm_head.weight", {vocab, dim}, take(vocab * dim));
+    if (offset != source->file_->size()) {
+      return not_llama2c(absl::StrCat("the header implies ", offset, " bytes, the file has ",
+                                      source->file_->size()));
+    }
+    ModelConfig c;
+    c.architecture = "llama";
+    c.vocab_size = vocab;
+    c.hidden_size = dim;
+    c.intermediate_size = hidden;
+    c.num_layers = layers;
+    c.num_heads = heads;
+    c.num_kv_heads = kv_heads;
+    c.head_dim = head;
+    c.max_position = seq_len;
+    c.rms_norm_eps = 1e-5;  // run.c's constant
+    c.rope_theta = 10000;   // run.c's constant
+    c.tie_word_embeddings = shared;
+    c.bos_token_id = 1;  // llama2.c's SentencePiece convention
+    c.eos_token_ids = {2};
+    OTARO_RETURN_IF_ERROR(ValidateConfig(c));
+    *config = c;
+    return std::unique_ptr<TensorSource>(std::move(source));
+  }
+
+  std::vector<std::string> Names() const override {
+    std::vector<std::string> names;
+    for (const auto& [name, t] : tensors_) names.push_back(name);
+    return names;
+  }
+  bool Has(absl::string_view name) const override { return tensors_.count(std::string(name)); }
+  absl::StatusOr<std::vector<int64_t>> Shape(absl::string_view name) const override {
+    auto it = tensors_.find(std::string(name));
+    if (it == tensors_.end()) return MissingTensor(name, path_);
+    return it->second.shape;
+  }
+  std::string StorageType(absl::string_view name) const override { return Has(name) ? "F32" : ""; }
+  absl::StatusOr<std::vector<float>> ReadFloat32(absl::string_view name) const override {
+    auto it = tensors_.find(std::string(name));
+    if (it == tensors_.end()) return MissingTensor(name, path_);
+    const Entry& e = it->second;
+    int64_t count = 1;
+    for (int64_t d : e.shape) count *= d;
+    std::vector<float> values(static_cast<size_t>(count));
+    std::memcpy(values.data(), file_->data() + e.offset, values.size() * sizeof(float));
+    if (e.permute_heads > 0) {
+      OTARO_RETURN_IF_ERROR(gguf::UndoGgufRotaryPermutation(absl::MakeSpan(values), e.shape[0],
+                                                            e.shape[1], e.permute_heads));
+    }
+    return values;
+  }
+  std::string Describe() const override { return absl::StrCat("llama2.c checkpoint ", path_); }
+
+ private:
+  struct Entry {
+    std::vector<int64_t> shape;
+    uint64_t offset = 0;
+    int64_t permute_heads = 0;
+  };
+  Llama2cSource(std::string path, std::unique_ptr<MappedFile> file)
+      : path_(std::move(path)), file_(std::move(file)) {}
+
+  std::string path_;
+  std::unique_ptr<MappedFile> file_;
+  std::map<std::string, Entry> tensors_;
+};
+
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenLlama2c(const std::string& path,
+                                                          ModelConfig* config) {
+  return Llama2cSource::Open(path, config);
+}
 
 absl::StatusOr<std::unique_ptr<TensorSource>> OpenHfFolder(const std::string& dir,
                                                            ModelConfig* config) {

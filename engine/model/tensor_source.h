@@ -52,6 +52,13 @@ absl::StatusOr<std::unique_ptr<TensorSource>> OpenHfFolder(const std::string& di
 absl::StatusOr<std::unique_ptr<TensorSource>> OpenGguf(const std::string& path,
                                                        ModelConfig* config);
 
+// Opens a llama2.c checkpoint (Karpathy's run.c format, "version 0": a 7-int32
+// header, then float32 weights). It has no magic number: a file is taken as
+// llama2.c only when its header is plausible and its size matches exactly.
+// NotFound if it is not one.
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenLlama2c(const std::string& path,
+                                                          ModelConfig* config);
+
 // The tensor names a model with this config must have, in load order.
 std::vector<std::string> ExpectedTensorNames(const ModelConfig& config);
 
