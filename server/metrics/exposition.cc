@@ -95,44 +95,32 @@ absl::Status ValidateLabelName(absl::string_view name, bool for_histogram) {
   return absl::OkStatus();
 }
 
-std::string EscapeLabelValue(absl::string_view value) {
+namespace {
+
+// The text format escapes backslash and newline everywhere, and the double
+// quote inside label values only.
+std::string Escape(absl::string_view text, bool quotes) {
   std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    switch (c) {
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      default:
-        out.push_back(c);
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\\') {
+      out.append("\\\\");
+    } else if (c == '\n') {
+      out.append("\\n");
+    } else if (c == '"' && quotes) {
+      out.append("\\\"");
+    } else {
+      out.push_back(c);
     }
   }
   return out;
 }
 
-std::string EscapeHelp(absl::string_view help) {
-  std::string out;
-  out.reserve(help.size());
-  for (char c : help) {
-    switch (c) {
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
+}  // namespace
+
+std::string EscapeLabelValue(absl::string_view value) { return Escape(value, /*quotes=*/true); }
+
+std::string EscapeHelp(absl::string_view help) { return Escape(help, /*quotes=*/false); }
 
 std::string FormatValue(double value) {
   if (std::isnan(value)) return "NaN";
