@@ -1,0 +1,426 @@
+#include "engine/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <thread>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/cpu/dense.h"
+#include "sefp/format.h"
+
+namespace otaro::engine::cpu {
+namespace {
+
+absl::Status CheckLinear(const LlamaModel& model, const Linear& lin, int64_t out, int64_t in,
+                         const std::string& name) {
+  if (lin.out_features != out || lin.in_features != in) {
+    return absl::InvalidArgumentError(absl::StrCat("CPU backend: ", name, " is [",
+                                                   lin.out_features, ", ", lin.in_features,
+                                                   "], want [", out, ", ", in, "]"));
+  }
+  if (model.quantized != lin.quantized()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CPU backend: ", name, (lin.quantized() ? " is" : " is not"),
+        " SEFP-packed but the model says quantized = ", model.quantized));
+  }
+  if (lin.quantized()) {
+    if (lin.packed->rows() != out || lin.packed->cols() != in) {
+      return absl::InvalidArgumentError(absl::StrCat("CPU backend: ", name, "'s planes are [",
+                                                     lin.packed->rows(), ", ",
+                                                     lin.packed->cols(), "]"));
+    }
+  } else if (static_cast<int64_t>(lin.dense.size()) != out * in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CPU backend: ", name, " has ", lin.dense.size(), " weights, want ", out * in));
+  }
+  if (!lin.bias.empty() && static_cast<int64_t>(lin.bias.size()) != out) {
+    return absl::InvalidArgumentError(absl::StrCat("CPU backend: ", name, "'s bias has ",
+                                                   lin.bias.size(), " values, want ", out));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckModel(const LlamaModel& m) {
+  const ModelConfig& c = m.config;
+  if (c.num_layers <= 0 || c.hidden_size <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 ||
+      c.head_dim <= 0 || c.head_dim % 2 != 0 || c.num_heads % c.num_kv_heads != 0 ||
+      c.vocab_size <= 0 || c.max_position <= 0) {
+    return absl::InvalidArgumentError("CPU backend: inconsistent model config");
+  }
+  if (static_cast<int64_t>(m.layers.size()) != c.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("CPU backend: model has ", m.layers.size(),
+                                                   " layers, config says ", c.num_layers));
+  }
+  const size_t table = static_cast<size_t>(c.vocab_size * c.hidden_size);
+  if (m.embed.size() != table || m.LmHead().size() != table ||
+      m.final_norm.size() != static_cast<size_t>(c.hidden_size)) {
+    return absl::InvalidArgumentError("CPU backend: embedding / lm_head / final norm sizes do not match the config");
+  }
+  const int64_t h = c.hidden_size, i = c.intermediate_size;
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const LlamaLayer& L = m.layers[l];
+    const std::string p = absl::StrCat("layer ", l, " ");
+    if (L.input_norm.size() != static_cast<size_t>(h) ||
+        L.post_attention_norm.size() != static_cast<size_t>(h)) {
+      return absl::InvalidArgumentError(absl::StrCat("CPU backend: ", p, "norm sizes"));
+    }
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, L.q, c.q_dim(), h, p + "q_proj"));
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, L.k, c.kv_dim(), h, p + "k_proj"));
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, L.v, c.kv_dim(), h, p + "v_proj"));
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, L.o, h, c.q_dim(), p + "o_proj"));
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, L.gate, i, h, p + "gate_proj"));
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, L.up, i, h, p + "up_proj"));
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, L.down, h, i, p + "down_proj"));
+  }
+  return absl::OkStatus();
+}
+
+// HF's default RoPE frequencies, then LLaMA 3.1's scaling
+// (transformers' _compute_llama3_parameters), in double.
+std::vector<float> RopeFrequencies(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> out(half);
+  const Llama3RopeScaling& s = c.rope_scaling;
+  for (int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
+    if (s.factor > 0) {
+      const double low_wavelen = s.original_max_position / s.low_freq_factor;
+      const double high_wavelen = s.original_max_position / s.high_freq_factor;
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f = f / s.factor;
+      } else if (wavelen >= high_wavelen) {  // medium: interpolate
+        const double smooth = (s.original_max_position / wavelen - s.low_freq_factor) /
+                              (s.high_freq_factor - s.low_freq_factor);
+        f = (1 - smooth) * f / s.factor + smooth * f;
+      }
+    }
+    out[i] = static_cast<float>(f);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel* model,
+                                                               const CpuBackendOptions& options) {
+  if (model == nullptr) return absl::InvalidArgumentError("CPU backend: no model");
+  OTARO_RETURN_IF_ERROR(CheckModel(*model));
+  OTARO_RETURN_IF_ERROR(sefp::ResolveIsa(options.isa).status());
+  if (options.num_threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CPU backend: num_threads must be >= 0, got ", options.num_threads));
+  }
+  const ModelConfig& c = model->config;
+  KvCacheShape shape;
+  shape.num_layers = c.num_layers;
+  shape.num_kv_heads = c.num_kv_heads;
+  shape.head_dim = c.head_dim;
+  shape.bytes_per_element = sizeof(float);
+  shape.max_context = c.max_position;
+  OTARO_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> kv, KVCache::Create(shape, options.kv_cache));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(model, options, std::move(kv)));
+}
+
+CpuBackend::CpuBackend(const LlamaModel* model, const CpuBackendOptions& options,
+                       std::unique_ptr<KVCache> kv)
+    : model_(*model), isa_(options.isa), kv_(std::move(kv)) {
+  // Uninitialised on purpose: pages are touched only as blocks get used, and a
+  // block is always written before it is read (KVCache lengths).
+  kv_storage_.reset(new float[kv_->num_blocks() * kv_->BytesPerBlock() / sizeof(float)]);
+  int threads = options.num_threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  pool_ = std::make_unique<sefp::ThreadPool>(threads);
+  inv_freq_ = RopeFrequencies(model_.config);
+}
+
+CpuBackend::~CpuBackend() = default;
+
+absl::Status CpuBackend::CheckPrecision(int m) const {
+  OTARO_RETURN_IF_ERROR(sefp::CheckPrecision(m));
+  if (model_.quantized && m > model_.resident_max_bits) {
+    return absl::InvalidArgumentError(absl::StrCat("precision E5M", m,
+                                                   " is above the resident precision E5M",
+                                                   model_.resident_max_bits, " of this model"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Validate(const BatchStep& step,
+                                  std::vector<std::vector<int32_t>>* tables) const {
+  if (step.sequences.empty()) return absl::InvalidArgumentError("empty batch step");
+  std::unordered_set<SequenceHandle> seen;
+  tables->clear();
+  for (size_t i = 0; i < step.sequences.size(); ++i) {
+    const SequenceStep& s = step.sequences[i];
+    const std::string who = absl::StrCat("batch entry ", i, " (sequence ", s.seq, "): ");
+    if (!seen.insert(s.seq).second) {
+      return absl::InvalidArgumentError(absl::StrCat(who, "listed twice in one step"));
+    }
+    if (s.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat(who, "no tokens"));
+    for (Token t : s.tokens) {
+      if (t < 0 || t >= model_.config.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat(who, "token id ", t, " outside [0, ",
+                                                       model_.config.vocab_size, ")"));
+      }
+    }
+    if (absl::Status p = CheckPrecision(s.precision); !p.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(who, p.message()));
+    }
+    OTARO_ASSIGN_OR_RETURN(const int64_t length, kv_->Length(s.seq));
+    OTARO_ASSIGN_OR_RETURN(const int64_t capacity, kv_->Capacity(s.seq));
+    const int64_t end = s.start_position + static_cast<int64_t>(s.tokens.size());
+    if (s.start_position < 0 || s.start_position > length) {
+      return absl::InvalidArgumentError(absl::StrCat(who, "start position ", s.start_position,
+                                                     " but ", length, " tokens are cached"));
+    }
+    if (end > capacity) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          who, "positions up to ", end, " but only ", capacity, " KV slots are allocated"));
+    }
+    if (end > model_.config.max_position) {
+      return absl::OutOfRangeError(absl::StrCat(who, "positions up to ", end,
+                                                " exceed the model's context of ",
+                                                model_.config.max_position));
+    }
+    OTARO_ASSIGN_OR_RETURN(std::vector<int32_t> table, kv_->BlockTable(s.seq));
+    tables->push_back(std::move(table));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ApplyLinear(const Linear& lin, const std::vector<Group>& groups,
+                                     const float* in, float* out) {
+  const int64_t n = lin.out_features, k = lin.in_features;
+  for (const Group& g : groups) {
+    const float* x = in + g.row0 * k;
+    float* y = out + g.row0 * n;
+    if (lin.quantized()) {
+      sefp::GemmOptions opts;
+      opts.mode = model_.reconstruction;
+      opts.isa = isa_;
+      opts.pool = pool_.get();
+      OTARO_RETURN_IF_ERROR(sefp::Gemm(*lin.packed, g.m, absl::MakeConstSpan(x, g.rows * k), g.rows,
+                                       absl::MakeSpan(y, g.rows * n), opts));
+    } else {
+      DenseGemm(lin.dense.data(), n, k, x, g.rows, y, pool_.get());
+    }
+  }
+  if (!lin.bias.empty()) {
+    int64_t rows = 0;
+    for (const Group& g : groups) rows += g.rows;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < n; ++j) out[r * n + j] += lin.bias[j];
+    }
+  }
+  return absl::OkStatus();
+}
+
+void CpuBackend::RmsNorm(const float* x, const std::vector<float>& weight, int64_t rows,
+                         float* out) const {
+  const int64_t h = model_.config.hidden_size;
+  const double eps = model_.config.rms_norm_eps;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * h;
+    double sum = 0;
+    for (int64_t j = 0; j < h; ++j) sum += static_cast<double>(xr[j]) * xr[j];
+    const float scale = static_cast<float>(1.0 / std::sqrt(sum / h + eps));
+    for (int64_t j = 0; j < h; ++j) out[r * h + j] = weight[j] * (xr[j] * scale);
+  }
+}
+
+// HF rotate_half: dims i and i + d/2 form a pair. Angles in float32 as HF
+// computes them (position * inv_freq), cos / sin from that angle.
+void CpuBackend::Rope(float* x, int64_t heads, const std::vector<RowInfo>& rows) const {
+  const int64_t d = model_.config.head_dim, half = d / 2;
+  std::vector<float> cs(half), sn(half);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const float pos = static_cast<float>(rows[r].position);
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = pos * inv_freq_[i];
+      cs[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      sn[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    }
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + (static_cast<int64_t>(r) * heads + h) * d;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + half] = b * cs[i] + a * sn[i];
+      }
+    }
+  }
+}
+
+float* CpuBackend::KvSlot(int32_t block, int64_t layer, int kv, int64_t head, int64_t slot) {
+  const ModelConfig& c = model_.config;
+  const int64_t bs = kv_->block_size();
+  const int64_t index =
+      (((static_cast<int64_t>(block) * c.num_layers + layer) * 2 + kv) * c.num_kv_heads + head) *
+          bs +
+      slot;
+  return kv_storage_.get() + index * c.head_dim;
+}
+
+void CpuBackend::Attention(int64_t layer, const std::vector<RowInfo>& rows,
+                           const std::vector<std::vector<int32_t>>& tables, const float* q,
+                           float* out) {
+  const ModelConfig& c = model_.config;
+  const int64_t d = c.head_dim, heads = c.num_heads, per_kv = c.num_heads / c.num_kv_heads;
+  const int64_t bs = kv_->block_size();
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const int64_t items = static_cast<int64_t>(rows.size()) * heads;
+  // One (row, head) per item: its scores, softmax and weighted sum of V in a
+  // fixed order, whatever else is in the step.
+  pool_->ParallelFor(items, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<float> scores;
+    std::vector<float> acc(d);
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t r = item / heads, h = item % heads, kvh = h / per_kv;
+      const RowInfo& row = rows[r];
+      const std::vector<int32_t>& table = tables[row.seq];
+      const float* qv = q + (r * heads + h) * d;
+      const int64_t n = row.position + 1;  // causal: positions 0..position
+      scores.resize(n);
+      float max_score = -INFINITY;
+      for (int64_t j = 0; j < n; ++j) {
+        const float* kv = KvSlot(table[j / bs], layer, 0, kvh, j % bs);
+        float dot = 0;
+        for (int64_t t = 0; t < d; ++t) dot += qv[t] * kv[t];
+        scores[j] = dot * scale;
+        max_score = std::max(max_score, scores[j]);
+      }
+      float sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        scores[j] = std::exp(scores[j] - max_score);
+        sum += scores[j];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t j = 0; j < n; ++j) {
+        const float* vv = KvSlot(table[j / bs], layer, 1, kvh, j % bs);
+        const float p = scores[j];
+        for (int64_t t = 0; t < d; ++t) acc[t] += p * vv[t];
+      }
+      const float inv = 1.0f / sum;
+      float* o = out + (r * heads + h) * d;
+      for (int64_t t = 0; t < d; ++t) o[t] = acc[t] * inv;
+    }
+  });
+}
+
+absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
+  std::vector<std::vector<int32_t>> tables;
+  OTARO_RETURN_IF_ERROR(Validate(step, &tables));
+  const ModelConfig& c = model_.config;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, QD = c.q_dim(), KD = c.kv_dim();
+  const size_t num_seqs = step.sequences.size();
+
+  // Rows ordered by precision (stable), so each (layer, m) is one Gemm over
+  // consecutive rows. Float32 models compute the same function at every m:
+  // one group.
+  std::vector<size_t> order(num_seqs);
+  std::iota(order.begin(), order.end(), 0);
+  auto key = [&](size_t i) { return model_.quantized ? step.sequences[i].precision : 0; };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+  std::vector<RowInfo> rows;
+  std::vector<Token> tokens;
+  std::vector<int64_t> seq_row0(num_seqs);
+  std::vector<Group> groups;
+  for (size_t i : order) {
+    const SequenceStep& s = step.sequences[i];
+    seq_row0[i] = static_cast<int64_t>(rows.size());
+    const int m = model_.quantized ? s.precision : sefp::kMasterBits;
+    if (groups.empty() || groups.back().m != m) {
+      groups.push_back({m, static_cast<int64_t>(rows.size()), 0});
+    }
+    for (size_t t = 0; t < s.tokens.size(); ++t) {
+      rows.push_back({s.start_position + static_cast<int64_t>(t), i});
+      tokens.push_back(s.tokens[t]);
+    }
+    groups.back().rows += static_cast<int64_t>(s.tokens.size());
+  }
+  const int64_t T = static_cast<int64_t>(rows.size());
+
+  x_.resize(T * H);
+  h_.resize(T * H);
+  q_.resize(T * QD);
+  k_.resize(T * KD);
+  v_.resize(T * KD);
+  attn_.resize(T * QD);
+  proj_.resize(T * H);
+  gate_.resize(T * I);
+  up_.resize(T * I);
+
+  for (int64_t r = 0; r < T; ++r) {
+    std::memcpy(&x_[r * H], &model_.embed[static_cast<int64_t>(tokens[r]) * H], H * sizeof(float));
+  }
+
+  const int64_t bs = kv_->block_size(), d = c.head_dim;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LlamaLayer& L = model_.layers[l];
+    RmsNorm(x_.data(), L.input_norm, T, h_.data());
+    OTARO_RETURN_IF_ERROR(ApplyLinear(L.q, groups, h_.data(), q_.data()));
+    OTARO_RETURN_IF_ERROR(ApplyLinear(L.k, groups, h_.data(), k_.data()));
+    OTARO_RETURN_IF_ERROR(ApplyLinear(L.v, groups, h_.data(), v_.data()));
+    Rope(q_.data(), c.num_heads, rows);
+    Rope(k_.data(), c.num_kv_heads, rows);
+    // This step's K/V go into the cache first: attention then reads every
+    // position (earlier steps and this chunk) from one place.
+    for (int64_t r = 0; r < T; ++r) {
+      const int64_t pos = rows[r].position;
+      const int32_t block = tables[rows[r].seq][pos / bs];
+      for (int64_t kvh = 0; kvh < c.num_kv_heads; ++kvh) {
+        std::memcpy(KvSlot(block, l, 0, kvh, pos % bs), &k_[(r * c.num_kv_heads + kvh) * d],
+                    d * sizeof(float));
+        std::memcpy(KvSlot(block, l, 1, kvh, pos % bs), &v_[(r * c.num_kv_heads + kvh) * d],
+                    d * sizeof(float));
+      }
+    }
+    Attention(l, rows, tables, q_.data(), attn_.data());
+    OTARO_RETURN_IF_ERROR(ApplyLinear(L.o, groups, attn_.data(), proj_.data()));
+    for (int64_t i = 0; i < T * H; ++i) x_[i] += proj_[i];
+
+    RmsNorm(x_.data(), L.post_attention_norm, T, h_.data());
+    OTARO_RETURN_IF_ERROR(ApplyLinear(L.gate, groups, h_.data(), gate_.data()));
+    OTARO_RETURN_IF_ERROR(ApplyLinear(L.up, groups, h_.data(), up_.data()));
+    for (int64_t i = 0; i < T * I; ++i) {
+      const float g = gate_[i];
+      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SiLU(gate) * up
+    }
+    OTARO_RETURN_IF_ERROR(ApplyLinear(L.down, groups, gate_.data(), proj_.data()));
+    for (int64_t i = 0; i < T * H; ++i) x_[i] += proj_[i];
+  }
+
+  // Output rows in the step's order: the last token of each sequence, or all.
+  out->vocab_size = c.vocab_size;
+  out->first_row.assign(num_seqs, 0);
+  out->num_rows.assign(num_seqs, 0);
+  std::vector<int64_t> selected;
+  for (size_t i = 0; i < num_seqs; ++i) {
+    const SequenceStep& s = step.sequences[i];
+    const int64_t n = static_cast<int64_t>(s.tokens.size());
+    out->first_row[i] = static_cast<int64_t>(selected.size());
+    out->num_rows[i] = s.all_logits ? n : 1;
+    for (int64_t t = s.all_logits ? 0 : n - 1; t < n; ++t) selected.push_back(seq_row0[i] + t);
+  }
+  const int64_t R = static_cast<int64_t>(selected.size());
+  for (int64_t j = 0; j < R; ++j) {
+    std::memcpy(&proj_[j * H], &x_[selected[j] * H], H * sizeof(float));
+  }
+  RmsNorm(proj_.data(), model_.final_norm, R, h_.data());
+  out->values.resize(R * c.vocab_size);
+  DenseGemm(model_.LmHead().data(), c.vocab_size, H, h_.data(), R, out->values.data(),
+            pool_.get());
+
+  for (const SequenceStep& s : step.sequences) {
+    OTARO_RETURN_IF_ERROR(
+        kv_->SetLength(s.seq, s.start_position + static_cast<int64_t>(s.tokens.size())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace otaro::engine::cpu

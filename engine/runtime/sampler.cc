@@ -1,0 +1,169 @@
+#include "engine/runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+
+namespace otaro::engine {
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+int32_t Argmax(absl::Span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+}  // namespace
+
+absl::Status ValidateSamplingParams(const SamplingParams& p) {
+  if (!std::isfinite(p.temperature) || p.temperature < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be finite and >= 0, got ", p.temperature));
+  }
+  if (p.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", p.top_k));
+  }
+  if (!(p.top_p > 0 && p.top_p <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
+  }
+  return absl::OkStatus();
+}
+
+double SampleUniform(uint64_t seed, uint64_t step) {
+  // Two rounds so that nearby (seed, step) pairs give unrelated numbers.
+  const uint64_t bits = SplitMix64(SplitMix64(seed) ^ step);
+  return static_cast<double>(bits >> 11) * 0x1.0p-53;  // 53 random bits
+}
+
+double LogSoftmaxAt(absl::Span<const float> logits, int32_t id) {
+  double max = -INFINITY;
+  for (float v : logits) max = std::max(max, static_cast<double>(v));
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - max);
+  return static_cast<double>(logits[id]) - max - std::log(sum);
+}
+
+absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const SamplingParams& params,
+                                    uint64_t step) {
+  if (absl::Status s = ValidateSamplingParams(params); !s.ok()) return s;
+  if (logits.empty()) return absl::InvalidArgumentError("no logits to sample from");
+  for (float v : logits) {
+    if (std::isnan(v)) return absl::InternalError("logits contain NaN");
+  }
+  SampledToken out;
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  if (params.temperature == 0 || params.top_k == 1) {
+    out.id = Argmax(logits);
+    out.logprob = LogSoftmaxAt(logits, out.id);
+    return out;
+  }
+
+  // Candidates, most likely first (ties: lower id first) -- only as sorted as
+  // top-k / top-p need.
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  auto more_likely = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  int64_t keep = vocab;
+  if (params.top_k > 0 && params.top_k < vocab) {
+    keep = params.top_k;
+    std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), more_likely);
+    ids.resize(keep);
+  } else if (params.top_p < 1) {
+    std::sort(ids.begin(), ids.end(), more_likely);
+  }
+
+  // Probabilities at the temperature, in float64, over the kept candidates.
+  double max = -INFINITY;
+  for (int32_t id : ids) max = std::max(max, static_cast<double>(logits[id]));
+  std::vector<double> w(ids.size());
+  double total = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    w[i] = std::exp((static_cast<double>(logits[ids[i]]) - max) / params.temperature);
+    total += w[i];
+  }
+  if (params.top_p < 1) {
+    // The smallest prefix (ids are sorted here) whose mass reaches top_p.
+    double mass = 0;
+    size_t n = 0;
+    while (n < w.size()) {
+      mass += w[n++];
+      if (mass >= params.top_p * total) break;
+    }
+    w.resize(n);
+    ids.resize(n);
+    total = mass;
+  }
+  const double target = SampleUniform(params.seed, step) * total;
+  double cumulative = 0;
+  out.id = ids.back();  // rounding can leave target just past the last sum
+  for (size_t i = 0; i < w.size(); ++i) {
+    cumulative += w[i];
+    if (target < cumulative) {
+      out.id = ids[i];
+      break;
+    }
+  }
+  out.logprob = LogSoftmaxAt(logits, out.id);
+  return out;
+}
+
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) {
+  for (std::string& s : stops) {
+    if (!s.empty()) stops_.push_back(std::move(s));
+  }
+}
+
+std::string StopStringMatcher::Push(absl::string_view text) {
+  if (stopped_) return "";
+  pending_.append(text.data(), text.size());
+  // The earliest stop string occurrence ends the text.
+  size_t first = std::string::npos;
+  for (const std::string& s : stops_) {
+    const size_t at = pending_.find(s);
+    if (at != std::string::npos && (first == std::string::npos || at < first)) {
+      first = at;
+      matched_ = s;
+    }
+  }
+  if (first != std::string::npos) {
+    stopped_ = true;
+    std::string out = pending_.substr(0, first);
+    pending_.clear();
+    return out;
+  }
+  // Hold back the longest suffix that is a proper prefix of some stop string.
+  size_t hold = 0;
+  for (const std::string& s : stops_) {
+    const size_t max_len = std::min(s.size() - 1, pending_.size());
+    for (size_t len = max_len; len > hold; --len) {
+      if (pending_.compare(pending_.size() - len, len, s, 0, len) == 0) {
+        hold = len;
+        break;
+      }
+    }
+  }
+  std::string out = pending_.substr(0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
+  return out;
+}
+
+std::string StopStringMatcher::Flush() {
+  std::string out;
+  out.swap(pending_);
+  return out;
+}
+
+}  // namespace otaro::engine

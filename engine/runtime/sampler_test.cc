@@ -1,0 +1,175 @@
+#include "engine/runtime/sampler.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "gtest/gtest.h"
+
+namespace otaro::engine {
+namespace {
+
+std::vector<float> SomeLogits() {
+  // Distinct values, the maximum not at an end.
+  std::vector<float> l(50);
+  for (int i = 0; i < 50; ++i) l[i] = std::sin(i * 1.7f) * 3 + (i == 31 ? 4 : 0);
+  return l;
+}
+
+TEST(SamplerTest, GreedyIsArgmaxWithLowestIdOnTies) {
+  const std::vector<float> l = SomeLogits();
+  auto t = Sample(l, {}, 0);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->id, std::max_element(l.begin(), l.end()) - l.begin());
+  std::vector<float> tie = {1, 5, 2, 5};
+  EXPECT_EQ(Sample(tie, {}, 3)->id, 1);
+  SamplingParams top1;
+  top1.temperature = 1.5;
+  top1.top_k = 1;
+  EXPECT_EQ(Sample(tie, top1, 9)->id, 1);
+}
+
+TEST(SamplerTest, LogprobIsTheLogSoftmaxOfTheChosenToken) {
+  std::vector<float> l = {1, 2, 3};
+  const double z = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  auto t = Sample(l, {}, 0);
+  EXPECT_EQ(t->id, 2);
+  EXPECT_NEAR(t->logprob, 3 - z, 1e-12);
+  EXPECT_NEAR(LogSoftmaxAt(l, 0), 1 - z, 1e-12);
+  // Large logits do not overflow (float64, max subtracted).
+  std::vector<float> big = {1000, 1000};
+  EXPECT_NEAR(LogSoftmaxAt(big, 1), std::log(0.5), 1e-12);
+  // Sampled tokens report their own log p under the raw distribution.
+  SamplingParams p;
+  p.temperature = 0.7;
+  for (uint64_t step = 0; step < 20; ++step) {
+    auto s = Sample(l, p, step);
+    EXPECT_NEAR(s->logprob, l[s->id] - z, 1e-12);
+  }
+}
+
+TEST(SamplerTest, SeededSamplingIsReproducibleAndKeyedBySeedAndStep) {
+  const std::vector<float> l = SomeLogits();
+  SamplingParams p;
+  p.temperature = 1.0;
+  p.seed = 1234;
+  std::vector<int32_t> first, again, other_seed;
+  for (uint64_t step = 0; step < 200; ++step) {
+    first.push_back(Sample(l, p, step)->id);
+    again.push_back(Sample(l, p, step)->id);
+  }
+  p.seed = 1235;
+  for (uint64_t step = 0; step < 200; ++step) other_seed.push_back(Sample(l, p, step)->id);
+  EXPECT_EQ(first, again);
+  EXPECT_NE(first, other_seed);
+  // Not constant across steps.
+  EXPECT_GT(std::set<int32_t>(first.begin(), first.end()).size(), 5u);
+  EXPECT_EQ(SampleUniform(7, 3), SampleUniform(7, 3));
+  EXPECT_NE(SampleUniform(7, 3), SampleUniform(7, 4));
+}
+
+TEST(SamplerTest, FrequenciesFollowTheTemperedDistribution) {
+  // p = softmax(l / T): with l = {0, ln 3} and T = 1, p = {1/4, 3/4}; with
+  // T = 0.5, p = {1/10, 9/10}.
+  std::vector<float> l = {0.0f, static_cast<float>(std::log(3.0))};
+  for (double temp : {1.0, 0.5}) {
+    SamplingParams p;
+    p.temperature = temp;
+    p.seed = 99;
+    int ones = 0;
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) ones += Sample(l, p, i)->id;
+    const double want = temp == 1.0 ? 0.75 : 0.9;
+    EXPECT_NEAR(static_cast<double>(ones) / n, want, 0.015) << "T = " << temp;
+  }
+}
+
+TEST(SamplerTest, TopKAndTopPRestrictTheSupport) {
+  const std::vector<float> l = SomeLogits();
+  std::vector<int32_t> by_logit(l.size());
+  for (size_t i = 0; i < l.size(); ++i) by_logit[i] = i;
+  std::sort(by_logit.begin(), by_logit.end(), [&](int a, int b) { return l[a] > l[b]; });
+
+  SamplingParams k;
+  k.temperature = 5;  // flat: without top-k almost every token would appear
+  k.top_k = 4;
+  std::set<int32_t> seen;
+  for (int i = 0; i < 3000; ++i) seen.insert(Sample(l, k, i)->id);
+  EXPECT_EQ(seen, std::set<int32_t>(by_logit.begin(), by_logit.begin() + 4));
+
+  // top_p: the smallest most-likely prefix with mass >= top_p (at temperature 1).
+  std::vector<double> p(l.size());
+  double z = 0;
+  for (size_t i = 0; i < l.size(); ++i) z += p[i] = std::exp(l[i]);
+  size_t n = 0;
+  double mass = 0;
+  while (mass < 0.8 * z) mass += p[by_logit[n++]];
+  ASSERT_GT(n, 1u);
+  ASSERT_LT(n, l.size() / 2);
+  SamplingParams tp;
+  tp.temperature = 1;
+  tp.top_p = 0.8;
+  seen.clear();
+  for (int i = 0; i < 5000; ++i) seen.insert(Sample(l, tp, i)->id);
+  EXPECT_EQ(seen, std::set<int32_t>(by_logit.begin(), by_logit.begin() + n));
+
+  SamplingParams none;
+  none.temperature = 5;
+  seen.clear();
+  for (int i = 0; i < 5000; ++i) seen.insert(Sample(l, none, i)->id);
+  EXPECT_GT(seen.size(), 40u);
+}
+
+TEST(SamplerTest, RejectsBadValuesNamingTheField) {
+  std::vector<float> l = {1, 2};
+  SamplingParams p;
+  p.temperature = -1;
+  EXPECT_NE(Sample(l, p, 0).status().message().find("temperature"), std::string::npos);
+  p = {};
+  p.top_k = -2;
+  EXPECT_NE(ValidateSamplingParams(p).message().find("top_k"), std::string::npos);
+  for (double bad : {0.0, 1.5, std::nan("")}) {
+    p = {};
+    p.top_p = bad;
+    EXPECT_NE(ValidateSamplingParams(p).message().find("top_p"), std::string::npos) << bad;
+  }
+  p = {};
+  p.temperature = INFINITY;
+  EXPECT_FALSE(ValidateSamplingParams(p).ok());
+  EXPECT_FALSE(Sample({}, {}, 0).ok());
+}
+
+TEST(StopStringMatcherTest, HoldsBackPossiblePrefixesAndCutsAtTheStop) {
+  StopStringMatcher m({"\n\nUser:", "END"});
+  std::string shown;
+  shown += m.Push("Hello");
+  EXPECT_EQ(shown, "Hello");
+  shown += m.Push(" wor");
+  shown += m.Push("ld\n");  // "\n" could start "\n\nUser:"
+  EXPECT_EQ(shown, "Hello world");
+  shown += m.Push("\nUs");
+  EXPECT_EQ(shown, "Hello world");
+  shown += m.Push("ual");  // not the stop after all: released
+  EXPECT_EQ(shown, "Hello world\n\nUsual");
+  shown += m.Push(" text EN");
+  EXPECT_EQ(shown, "Hello world\n\nUsual text ");
+  shown += m.Push("Dless");
+  EXPECT_TRUE(m.stopped());
+  EXPECT_EQ(m.matched(), "END");
+  EXPECT_EQ(shown, "Hello world\n\nUsual text ");
+  EXPECT_EQ(m.Push("more"), "");
+
+  // A stop inside one push, the earliest of two wins; Flush releases the rest.
+  StopStringMatcher two({"b", "cd"});
+  EXPECT_EQ(two.Push("xxcdyyb"), "xx");
+  EXPECT_EQ(two.matched(), "cd");
+  StopStringMatcher tail({"abc"});
+  EXPECT_EQ(tail.Push("zab"), "z");
+  EXPECT_EQ(tail.Flush(), "ab");
+  EXPECT_FALSE(tail.stopped());
+  StopStringMatcher none({});
+  EXPECT_EQ(none.Push("anything"), "anything");
+}
+
+}  // namespace
+}  // namespace otaro::engine
