@@ -4,7 +4,9 @@
 
 namespace otaro::sefp {
 namespace {
-constexpr int kSpinIterations = 20000;
+// ~50 us of PAUSE on current x86 cores: longer than the gap between the
+// kernel calls of one decode step, far shorter than a scheduler timeslice.
+constexpr int kSpinIterations = 2000;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -49,7 +51,14 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   }
   wake_.notify_all();
   RunRange(0);
-  while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinIterations) {
+      CpuRelax();
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+  }
 }
 
 void ThreadPool::WorkerLoop(int index) {
@@ -67,7 +76,12 @@ void ThreadPool::WorkerLoop(int index) {
     seen = generation_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) return;
     RunRange(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // The caller may be asleep; taking the lock orders this wake after its
+      // predicate check.
+      std::lock_guard<std::mutex> lock(mu_);
+      done_.notify_one();
+    }
   }
 }
 

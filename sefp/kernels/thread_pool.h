@@ -6,6 +6,10 @@
 //
 // Workers spin briefly after a job (decode calls come back-to-back, ~10-100 us
 // apart, and a futex wake costs several us) and then sleep on a condition variable.
+// The caller waits for the workers the same way. Both spins are short and
+// bounded: on a machine whose cores are shared (the server's gRPC threads, a
+// tuning job, other processes), a thread that spins for long steals the core
+// from the very thread it waits for.
 #ifndef OTARO_SEFP_KERNELS_THREAD_POOL_H_
 #define OTARO_SEFP_KERNELS_THREAD_POOL_H_
 
@@ -41,7 +45,8 @@ class ThreadPool {
   const int num_threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::condition_variable wake_;
+  std::condition_variable wake_;  // workers: a new job (or stop)
+  std::condition_variable done_;  // caller: the last worker finished
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
