@@ -23,6 +23,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/connection.h"
@@ -37,6 +38,19 @@ ABSL_FLAG(std::string, service, "",
           "health: the service to check (empty = the whole server; otaro.v1.Inference = "
           "ready to generate).");
 ABSL_FLAG(bool, json, false, "info: print the raw response as JSON.");
+ABSL_FLAG(std::string, bits, "",
+          "generate: decode precision, mantissa bits 2..8 as 4 or E5M4 (default: the server's).");
+ABSL_FLAG(std::string, prefill_bits, "",
+          "generate: prompt (prefill) precision, as --bits (default: same as --bits).");
+ABSL_FLAG(int, max_tokens, 0, "generate: most tokens to generate (0 = the server's default).");
+ABSL_FLAG(double, temperature, 0, "generate: 0 = greedy; otherwise sampling temperature.");
+ABSL_FLAG(int, top_k, 0, "generate: keep the k most likely tokens (0 = all).");
+ABSL_FLAG(double, top_p, 0, "generate: nucleus sampling threshold in (0, 1] (0 = off).");
+ABSL_FLAG(int64_t, seed, -1, "generate: sampling seed (-1 = the server draws one).");
+ABSL_FLAG(std::vector<std::string>, stop, {}, "generate: stop strings, comma-separated.");
+ABSL_FLAG(bool, chat, false,
+          "generate: send the prompt as a user message through the model's chat template.");
+ABSL_FLAG(std::string, system, "", "generate --chat: a system message to put first.");
 
 namespace otaro::client {
 namespace {
@@ -146,15 +160,103 @@ std::string FindTool(const std::string& name) {
   return "";
 }
 
+// "4" or "E5M4" -> 4; "" -> 0 (unset). The server checks the range.
+bool ParseBits(const std::string& text, uint32_t* bits) {
+  std::string digits = text;
+  if (digits.size() > 3 && (digits.rfind("E5M", 0) == 0 || digits.rfind("e5m", 0) == 0)) {
+    digits = digits.substr(3);
+  }
+  if (digits.empty()) {
+    *bits = 0;
+    return text.empty();
+  }
+  return absl::SimpleAtoi(digits, bits);
+}
+
+int GenerateCommand(const std::vector<std::string>& words) {
+  ConnectionOptions options = OptionsFromFlags();
+  std::string prompt = absl::StrJoin(words, " ");
+  if (prompt.empty() || prompt == "-") {
+    // Read the prompt from standard input.
+    std::string line;
+    prompt.clear();
+    char buffer[4096];
+    size_t n;
+    while ((n = std::fread(buffer, 1, sizeof(buffer), stdin)) > 0) prompt.append(buffer, n);
+  }
+  otaro::v1::GenerateRequest request;
+  uint32_t bits = 0, prefill_bits = 0;
+  if (!ParseBits(absl::GetFlag(FLAGS_bits), &bits)) {
+    return Fail("--bits: expected mantissa bits like 4 or E5M4");
+  }
+  if (!ParseBits(absl::GetFlag(FLAGS_prefill_bits), &prefill_bits)) {
+    return Fail("--prefill_bits: expected mantissa bits like 8 or E5M8");
+  }
+  if (bits) request.mutable_decode_precision()->set_mantissa_bits(bits);
+  if (prefill_bits) request.mutable_prefill_precision()->set_mantissa_bits(prefill_bits);
+  if (absl::GetFlag(FLAGS_chat)) {
+    if (!absl::GetFlag(FLAGS_system).empty()) {
+      auto* system = request.mutable_chat()->add_messages();
+      system->set_role("system");
+      system->set_content(absl::GetFlag(FLAGS_system));
+    }
+    auto* user = request.mutable_chat()->add_messages();
+    user->set_role("user");
+    user->set_content(prompt);
+  } else {
+    request.set_text(prompt);
+  }
+  request.set_max_tokens(static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_max_tokens))));
+  auto* sampling = request.mutable_sampling();
+  sampling->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
+  sampling->set_top_k(static_cast<uint32_t>(std::max(0, absl::GetFlag(FLAGS_top_k))));
+  sampling->set_top_p(static_cast<float>(absl::GetFlag(FLAGS_top_p)));
+  if (absl::GetFlag(FLAGS_seed) >= 0) sampling->set_seed(absl::GetFlag(FLAGS_seed));
+  for (const std::string& stop : absl::GetFlag(FLAGS_stop)) request.add_stop(stop);
+
+  auto stub = otaro::v1::Inference::NewStub(Connect(options));
+  // Generation can take a while: the deadline covers the whole stream.
+  auto context = NewContext(options);
+  auto stream = stub->GenerateStream(context.get(), request);
+  otaro::v1::GenerateChunk chunk, last;
+  while (stream->Read(&chunk)) {
+    std::fwrite(chunk.text().data(), 1, chunk.text().size(), stdout);
+    std::fflush(stdout);
+    if (chunk.finish_reason() != otaro::v1::FINISH_REASON_UNSPECIFIED) last = chunk;
+  }
+  grpc::Status status = stream->Finish();
+  std::printf("\n");
+  if (!status.ok()) return Fail(DescribeError(options, "generate", status));
+  const auto& t = last.timings();
+  const double decode_rate = t.decode_seconds() > 0 && last.usage().generated_tokens() > 1
+                                 ? (last.usage().generated_tokens() - 1) / t.decode_seconds()
+                                 : 0;
+  std::fprintf(stderr,
+               "[%s; E5M%u prefill, E5M%u decode; model v%llu; %u prompt + %u generated tokens; "
+               "TTFT %.3f s, %.1f tokens/s; seed %llu]\n",
+               otaro::v1::FinishReason_Name(last.finish_reason()).c_str(),
+               last.prefill_precision().mantissa_bits(), last.decode_precision().mantissa_bits(),
+               static_cast<unsigned long long>(last.model_version()),
+               last.usage().prompt_tokens(), last.usage().generated_tokens(),
+               t.time_to_first_token_seconds(), decode_rate,
+               static_cast<unsigned long long>(last.seed()));
+  return 0;
+}
+
 struct Command {
   const char* summary;
-  std::function<int()> run;
+  std::function<int(const std::vector<std::string>& args)> run;
+  bool takes_args = false;
 };
 
 const std::map<std::string, Command>& Commands() {
   static const auto* commands = new std::map<std::string, Command>{
-      {"health", {"check the server's health (exit 0 when SERVING)", HealthCommand}},
-      {"info", {"show the served model: size, precisions, version, memory", InfoCommand}},
+      {"health", {"check the server's health (exit 0 when SERVING)",
+                  [](const std::vector<std::string>&) { return HealthCommand(); }}},
+      {"info", {"show the served model: size, precisions, version, memory",
+                [](const std::vector<std::string>&) { return InfoCommand(); }}},
+      {"generate", {"PROMPT...: stream a completion (--bits 4, --chat, ...; - = stdin)",
+                    GenerateCommand, /*takes_args=*/true}},
   };
   return *commands;
 }
@@ -162,7 +264,8 @@ const std::map<std::string, Command>& Commands() {
 std::string Usage() {
   std::string usage = "otaro COMMAND [flags]\n\ncommands:\n";
   for (const auto& [name, command] : Commands()) {
-    absl::StrAppend(&usage, "  ", name, std::string(10 - name.size(), ' '), command.summary, "\n");
+    absl::StrAppend(&usage, "  ", name, std::string(10 - std::min<size_t>(name.size(), 9), ' '),
+                    command.summary, "\n");
   }
   absl::StrAppend(&usage, "  convert   IN OUT: a HF folder or GGUF file to a SEFP checkpoint (offline)\n");
   absl::StrAppend(&usage, "\nflags: --server host:port, --timeout_seconds S; otaro --help for all");
@@ -194,11 +297,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto it = Commands().find(args[1]);
-  if (it == Commands().end() || args.size() > 2) {
+  if (it == Commands().end() || (args.size() > 2 && !it->second.takes_args)) {
     std::fprintf(stderr, "otaro: unknown command '%s'\n\n%s\n",
                  absl::StrJoin(args.begin() + 1, args.end(), " ").c_str(),
                  otaro::client::Usage().c_str());
     return 2;
   }
-  return it->second.run();
+  return it->second.run(std::vector<std::string>(args.begin() + 2, args.end()));
 }

@@ -24,6 +24,18 @@ absl::Duration Seconds(double s) { return absl::Milliseconds(static_cast<int64_t
 
 }  // namespace
 
+namespace {
+
+GenerateLimits LimitsFrom(const Config& config) {
+  GenerateLimits limits;
+  limits.default_mantissa_bits = config.DefaultMantissaBits();
+  limits.default_max_tokens = config.generation.default_max_tokens;
+  limits.max_tokens_cap = config.generation.max_tokens_cap;
+  return limits;
+}
+
+}  // namespace
+
 OtaroServer::OtaroServer(const Config& config) : config_(config) {}
 
 OtaroServer::~OtaroServer() {
@@ -40,6 +52,11 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
       server->registry_, metrics::BuildInfo{kVersion, kGitCommit});
   if (!status.ok()) return status;
   if (status = server->RegisterModelMetrics(); !status.ok()) return status;
+  auto generation_metrics = GenerationMetrics::Register(&server->registry_, &server->models_);
+  if (!generation_metrics.ok()) return generation_metrics.status();
+  server->generation_metrics_ = std::move(*generation_metrics);
+  server->inference_ = std::make_unique<InferenceService>(
+      &server->gate_, &server->models_, LimitsFrom(config), server->generation_metrics_.get());
 
   // The model loads before any listener opens: a bad model.path is a start-up
   // error with a clear message, never a server that answers without a model.
@@ -79,7 +96,7 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   // same port and silently split the traffic. A taken port must be an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_receive_message_bytes));
-  builder.RegisterService(&server->inference_);
+  builder.RegisterService(server->inference_.get());
   builder.RegisterService(&server->tuning_);
   builder.RegisterService(&server->model_versions_);
   server->grpc_server_ = builder.BuildAndStart();

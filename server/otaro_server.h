@@ -46,10 +46,11 @@ class OtaroServer {
   Config config_;
   CallGate gate_;
   ModelHost models_;
-  InferenceService inference_{&gate_, &models_};
+  std::unique_ptr<InferenceService> inference_;
   TuningService tuning_{&gate_};
   ModelVersionsService model_versions_{&gate_};
   metrics::Registry registry_;
+  std::unique_ptr<GenerationMetrics> generation_metrics_;
   metrics::CallbackGaugeFamily* model_info_ = nullptr;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -34,7 +34,10 @@ bazel test "${config[@]}" //... --test_env=OTARO_SHARED_DIR="$shared" \
 test_rc=$?
 
 tests=$(bazel query 'tests(//...)' 2>/dev/null)
-python3 tools/count_test_cases.py bazel-testlogs $tests
+# Ask Bazel where the logs are: the bazel-testlogs symlink follows whichever
+# output base last ran in this folder.
+testlogs=$(bazel info "${config[@]}" bazel-testlogs 2>/dev/null)
+python3 tools/count_test_cases.py "$testlogs" $tests
 count_rc=$?
 
 if [ $build_rc -ne 0 ] || [ $test_rc -ne 0 ] || [ $count_rc -ne 0 ]; then

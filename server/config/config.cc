@@ -144,6 +144,9 @@ const std::vector<Key>& Schema() {
              [](Config& c) -> int& { return c.engine.threads; }, 0, 1024),
       IntKey("engine.kv_cache_mb", "Memory budget of the KV cache, MiB.",
              [](Config& c) -> int64_t& { return c.engine.kv_cache_mb; }, 1, int64_t{1} << 24),
+      IntKey("engine.max_batch_sequences",
+             "Sequences decoded together in one step (continuous batching).",
+             [](Config& c) -> int& { return c.engine.max_batch_sequences; }, 1, 1024),
       IntKey("generation.default_mantissa_bits",
              "Precision (mantissa bits 2..8) of requests that do not set one; 0 = "
              "model.resident_max_bits.",

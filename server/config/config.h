@@ -46,6 +46,7 @@ struct EngineSection {
   std::string device = "auto";  // auto | cpu | cuda
   int threads = 0;              // 0 = all cores
   int64_t kv_cache_mb = 512;
+  int max_batch_sequences = 16;
 };
 
 struct GenerationSection {

@@ -4,6 +4,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "engine/cpu/cpu_backend.h"
 #include "engine/model/loader.h"
 
 namespace otaro::server {
@@ -61,6 +62,26 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
         "generation.default_mantissa_bits ", served->default_mantissa_bits,
         " exceeds the resident planes of the model (E5M", served->model->resident_max_bits, ")"));
   }
+  engine::cpu::CpuBackendOptions backend_options;
+  backend_options.num_threads = config.engine.threads;
+  backend_options.kv_cache.budget_bytes = config.engine.kv_cache_mb << 20;
+  auto backend = engine::cpu::CpuBackend::Create(served->model.get(), backend_options);
+  if (!backend.ok()) {
+    return absl::Status(backend.status().code(),
+                        absl::StrCat("cannot start the CPU backend (engine.kv_cache_mb ",
+                                     config.engine.kv_cache_mb, "): ", backend.status().message()));
+  }
+  served->backend = std::move(*backend);
+  engine::SchedulerOptions scheduler_options;
+  scheduler_options.max_running = config.engine.max_batch_sequences;
+  scheduler_options.max_waiting = config.generation.max_waiting_requests;
+  scheduler_options.max_queue_time =
+      absl::Milliseconds(static_cast<int64_t>(config.generation.max_queue_time_seconds * 1000));
+  auto scheduler = engine::Scheduler::Create(served->backend.get(), served->model->tokenizer.get(),
+                                             scheduler_options);
+  if (!scheduler.ok()) return scheduler.status();
+  served->scheduler = std::move(*scheduler);
+
   if (served->model->tokenizer != nullptr) {
     auto format = engine::tokenizer::RecognizeChatTemplate(*served->model->tokenizer);
     if (format.ok()) {

@@ -13,6 +13,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/model/llama_model.h"
+#include "engine/runtime/backend.h"
+#include "engine/serving/scheduler.h"
 #include "engine/tokenizer/chat_template.h"
 #include "otaro/v1/inference.pb.h"
 #include "server/config/config.h"
@@ -20,7 +22,10 @@
 namespace otaro::server {
 
 struct ServedModel {
+  // Declared in dependency order: destroyed scheduler first, model last.
   std::unique_ptr<engine::LlamaModel> model;
+  std::unique_ptr<engine::Backend> backend;
+  std::unique_ptr<engine::Scheduler> scheduler;
   uint64_t version = 1;
   std::string device = "cpu";
   int default_mantissa_bits = 8;

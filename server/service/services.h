@@ -13,12 +13,18 @@
 #include "otaro/v1/tuning.grpc.pb.h"
 #include "server/model/served_model.h"
 #include "server/service/call_gate.h"
+#include "server/service/generate_request.h"
+#include "server/service/generation_call.h"
+#include "server/service/generation_metrics.h"
 
 namespace otaro::server {
 
 class InferenceService final : public otaro::v1::Inference::Service {
  public:
-  InferenceService(CallGate* gate, const ModelHost* models) : gate_(gate), models_(models) {}
+  // `metrics` may be null (no recording).
+  InferenceService(CallGate* gate, const ModelHost* models, GenerateLimits limits,
+                   GenerationMetrics* metrics)
+      : gate_(gate), models_(models), limits_(limits), metrics_(metrics) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const otaro::v1::GenerateRequest* request,
                         otaro::v1::GenerateResponse* response) override;
@@ -37,9 +43,18 @@ class InferenceService final : public otaro::v1::Inference::Service {
  private:
   // The served model, or FAILED_PRECONDITION when none is loaded.
   grpc::Status CurrentModel(std::shared_ptr<const ServedModel>* model) const;
+  // The served model and the validated request, or the error for the caller.
+  grpc::Status Prepare(const otaro::v1::GenerateRequest& request,
+                       std::shared_ptr<const ServedModel>* served,
+                       PreparedRequest* prepared) const;
+  // Records a finished call in the metrics and returns its status.
+  grpc::Status Finish(absl::string_view method, const PreparedRequest& prepared,
+                      const GenerationOutcome* outcome, const grpc::Status& status);
 
   CallGate* gate_;
   const ModelHost* models_;
+  const GenerateLimits limits_;
+  GenerationMetrics* metrics_;
 };
 
 class TuningService final : public otaro::v1::Tuning::Service {

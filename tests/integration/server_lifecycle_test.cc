@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "otaro/v1/inference.grpc.pb.h"
+#include "otaro/v1/tuning.grpc.pb.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/subprocess.h"
 
@@ -153,7 +154,16 @@ TEST(ServerLifecycleTest, ModelInfoWithoutModelIsFailedPrecondition) {
   otaro::v1::GenerateResponse response;
   auto context2 = Context();
   status = stub->Generate(context2.get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "no model is loaded"));
+
+  // The tuning worker is not part of this build yet: it says so.
+  auto tuning = otaro::v1::Tuning::NewStub(server.channel());
+  otaro::v1::TuningJob job;
+  auto context3 = Context();
+  status = tuning->CreateTuningJob(context3.get(), {}, &job);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "tuning worker")) << status.error_message();
 }
 
 TEST(ServerLifecycleTest, MetricsEndpointPassesPromtool) {

@@ -1,0 +1,86 @@
+#include "server/service/generation_call.h"
+
+#include <chrono>
+#include <memory>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace otaro::server {
+namespace {
+
+struct CallState {
+  absl::Mutex mu;
+  GenerationDelta pending ABSL_GUARDED_BY(mu);
+  absl::Time last_token ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  std::vector<absl::Duration> gaps ABSL_GUARDED_BY(mu);
+  bool finished ABSL_GUARDED_BY(mu) = false;
+  GenerationOutcome outcome ABSL_GUARDED_BY(mu);
+};
+
+// How often the handler looks at the client while no token arrives.
+constexpr absl::Duration kClientPoll = absl::Milliseconds(20);
+
+}  // namespace
+
+GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::GenerationRequest request,
+                                grpc::ServerContext* context,
+                                const std::function<bool(const GenerationDelta&)>& emit) {
+  auto state = std::make_shared<CallState>();
+  engine::RequestCallbacks callbacks;
+  const bool want_deltas = static_cast<bool>(emit);
+  callbacks.on_token = [state, want_deltas](engine::Token token, absl::string_view text,
+                                            double logprob) {
+    const absl::Time now = absl::Now();
+    absl::MutexLock lock(&state->mu);
+    if (state->last_token != absl::InfinitePast()) state->gaps.push_back(now - state->last_token);
+    state->last_token = now;
+    if (!want_deltas) return;  // Unary calls read the final result only.
+    state->pending.tokens.push_back(token);
+    state->pending.text.append(text.data(), text.size());
+    state->pending.logprobs.push_back(static_cast<float>(logprob));
+  };
+  callbacks.on_finish = [state](const absl::Status& status,
+                                const engine::GenerationResult& result,
+                                const engine::RequestTimings& timings) {
+    absl::MutexLock lock(&state->mu);
+    state->outcome = {status, result, timings};
+    state->finished = true;
+  };
+  auto handle = scheduler.Submit(std::move(request), std::move(callbacks));
+  if (!handle.ok()) return {handle.status(), {}, {}};
+
+  bool cancelled = false;
+  while (true) {
+    GenerationDelta delta;
+    bool finished;
+    {
+      absl::MutexLock lock(&state->mu);
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
+        return state->finished || !state->pending.tokens.empty();
+      };
+      state->mu.AwaitWithTimeout(absl::Condition(&ready), kClientPoll);
+      std::swap(delta, state->pending);
+      finished = state->finished;
+    }
+    if (!delta.tokens.empty() && !cancelled && !emit(delta)) {
+      (*handle)->Cancel();  // The client is gone: stop spending compute on it.
+      cancelled = true;
+    }
+    if (finished) break;
+    if (!cancelled && context->IsCancelled()) {
+      (*handle)->Cancel();
+      cancelled = true;
+    }
+  }
+  absl::MutexLock lock(&state->mu);
+  GenerationOutcome outcome = state->outcome;
+  outcome.inter_token_gaps = std::move(state->gaps);
+  if (cancelled && outcome.status.code() == absl::StatusCode::kCancelled &&
+      context->deadline() <= std::chrono::system_clock::now()) {
+    outcome.status = absl::DeadlineExceededError("the call's deadline passed during generation");
+  }
+  return outcome;
+}
+
+}  // namespace otaro::server
