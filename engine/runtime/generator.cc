@@ -1,5 +1,7 @@
 #include "engine/runtime/generator.h"
 
+#include "engine/runtime/sequence_output.h"
+
 #include <algorithm>
 #include <memory>
 #include <optional>
@@ -78,10 +80,7 @@ struct Running {
   int64_t max_total = 0;
   int64_t prefilled = 0;  // prompt tokens in the cache
   Token next = -1;        // sampled, not yet fed back
-  bool done = false;
-  std::optional<tokenizer::StreamingDecoder> decoder;
-  std::optional<StopStringMatcher> stops;
-  GenerationResult result;
+  std::optional<SequenceOutput> out;
 };
 
 // Frees every sequence it holds, however GenerateBatch returns.
@@ -118,49 +117,21 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
     Running& r = run[i];
     r.request = &requests[i];
     r.max_total = MaxTotal(requests[i], kv);
-    r.result.prompt_tokens = static_cast<int64_t>(requests[i].prompt.size());
     OTARO_ASSIGN_OR_RETURN(r.seq, kv.Allocate(0, r.max_total));
     guard.Add(r.seq);
-    if (tokenizer_ != nullptr) r.decoder.emplace(tokenizer_);
-    r.stops.emplace(requests[i].stop);
+    r.out.emplace(requests[i], tokenizer_, [this](Token id) { return IsEndOfGeneration(id); },
+                  r.max_total);
   }
 
-  // Takes the token sampled for sequence i; returns whether it continues.
+  // Takes the token sampled for sequence i.
   auto accept = [&](size_t i, absl::Span<const float> logits) -> absl::Status {
     Running& r = run[i];
-    const GenerationRequest& q = *r.request;
-    const uint64_t index = r.result.tokens.size();
-    OTARO_ASSIGN_OR_RETURN(const SampledToken tok, Sample(logits, q.sampling, index));
-    if (!q.ignore_eos && IsEndOfGeneration(tok.id)) {
-      r.done = true;
-      r.result.finish = FinishReason::kEos;
-    } else {
-      r.result.tokens.push_back(tok.id);
-      if (q.logprobs) r.result.logprobs.push_back(tok.logprob);
-      std::string text;
-      if (r.decoder) text = r.stops->Push(r.decoder->Push(tok.id));
-      r.result.text += text;
-      if (on_token) on_token(i, tok.id, text);
-      const int64_t length = r.result.prompt_tokens + static_cast<int64_t>(r.result.tokens.size());
-      if (r.stops->stopped()) {
-        r.done = true;
-        r.result.finish = FinishReason::kStopString;
-      } else if (q.max_tokens > 0 && static_cast<int64_t>(r.result.tokens.size()) >= q.max_tokens) {
-        r.done = true;
-        r.result.finish = FinishReason::kMaxTokens;
-      } else if (length >= r.max_total) {
-        r.done = true;
-        r.result.finish = FinishReason::kContextFull;
-      }
+    const uint64_t index = r.out->result().tokens.size();
+    OTARO_ASSIGN_OR_RETURN(const SampledToken tok, Sample(logits, r.request->sampling, index));
+    SequenceOutput::Accepted accepted = r.out->Accept(tok);
+    if (accepted.appended) {
+      if (on_token) on_token(i, tok.id, accepted.text);
       r.next = tok.id;
-    }
-    if (r.done && !r.stops->stopped()) {
-      // Release what was held back for UTF-8 or a stop-string prefix.
-      std::string tail;
-      if (r.decoder) tail = r.stops->Push(r.decoder->Flush());
-      if (!r.stops->stopped()) tail += r.stops->Flush();
-      else r.result.finish = FinishReason::kStopString;
-      r.result.text += tail;
     }
     return absl::OkStatus();
   };
@@ -173,7 +144,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
     for (size_t i = 0; i < run.size(); ++i) {
       Running& r = run[i];
       const int64_t n = std::min<int64_t>(options_.prefill_chunk,
-                                          r.result.prompt_tokens - r.prefilled);
+                                          r.out->result().prompt_tokens - r.prefilled);
       if (n == 0) continue;
       SequenceStep s;
       s.seq = r.seq;
@@ -192,7 +163,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
     for (size_t j = 0; j < index.size(); ++j) {
       Running& r = run[index[j]];
       r.prefilled += static_cast<int64_t>(step.sequences[j].tokens.size());
-      if (r.prefilled == r.result.prompt_tokens) {
+      if (r.prefilled == r.out->result().prompt_tokens) {
         OTARO_RETURN_IF_ERROR(accept(index[j], logits.Last(j)));
       }
     }
@@ -204,8 +175,9 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
     std::vector<size_t> index;
     for (size_t i = 0; i < run.size(); ++i) {
       Running& r = run[i];
-      if (r.done) continue;
-      const int64_t pos = r.result.prompt_tokens + static_cast<int64_t>(r.result.tokens.size()) - 1;
+      if (r.out->done()) continue;
+      const int64_t pos = r.out->result().prompt_tokens +
+                          static_cast<int64_t>(r.out->result().tokens.size()) - 1;
       OTARO_RETURN_IF_ERROR(kv.Extend(r.seq, pos + 1));
       SequenceStep s;
       s.seq = r.seq;
@@ -224,7 +196,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
 
   std::vector<GenerationResult> results;
   results.reserve(run.size());
-  for (Running& r : run) results.push_back(std::move(r.result));
+  for (Running& r : run) results.push_back(std::move(r.out->result()));
   return results;
 }
 

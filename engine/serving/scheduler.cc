@@ -1,5 +1,7 @@
 #include "engine/serving/scheduler.h"
 
+#include "engine/runtime/sequence_output.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -43,11 +45,10 @@ struct Scheduler::Request {
   SequenceHandle seq = 0;
   int64_t prefilled = 0;  // prompt tokens in the cache
   Token next = -1;        // sampled, not yet fed back
-  bool done = false;      // generation ended normally (on_finish OK pending)
   bool finished = false;  // on_finish has been called
-  std::optional<tokenizer::StreamingDecoder> decoder;
-  std::optional<StopStringMatcher> stops;
-  GenerationResult result;
+  // Tokens, text and the stop rules; done() = ended normally (on_finish OK
+  // pending). Refers to `request`: set once the request is in place.
+  std::optional<SequenceOutput> out;
 
   int64_t prompt_size() const { return static_cast<int64_t>(request.prompt.size()); }
   bool prefilling() const { return prefilled < prompt_size(); }
@@ -184,10 +185,10 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
   r->max_total = request.max_tokens == 0 ? kv.max_sequence_tokens()
                                          : static_cast<int64_t>(request.prompt.size()) +
                                                request.max_tokens;
-  r->result.prompt_tokens = static_cast<int64_t>(request.prompt.size());
-  if (core.tokenizer != nullptr) r->decoder.emplace(core.tokenizer);
-  r->stops.emplace(request.stop);
   r->request = std::move(request);
+  const Generator* generator = &core.generator;
+  r->out.emplace(r->request, core.tokenizer,
+                 [generator](Token id) { return generator->IsEndOfGeneration(id); }, r->max_total);
   r->callbacks = std::move(callbacks);
   {
     std::lock_guard<std::mutex> lock(core.mu);
@@ -333,7 +334,7 @@ void Scheduler::Core::Step() {
     if (r->prefilling()) continue;
     SequenceStep s;
     s.seq = r->seq;
-    s.start_position = r->prompt_size() + static_cast<int64_t>(r->result.tokens.size()) - 1;
+    s.start_position = r->prompt_size() + static_cast<int64_t>(r->out->result().tokens.size()) - 1;
     s.tokens = {r->next};
     s.precision = r->request.precision;
     step.sequences.push_back(std::move(s));
@@ -378,7 +379,7 @@ void Scheduler::Core::Step() {
     if (absl::Status s = Accept(r, logits.Last(j)); !s.ok()) {
       OTARO_LOG_ERROR("scheduler: sampling request {} failed: {}", r.id, s);
       Finish(r, absl::InternalError(absl::StrCat("sampling: ", s.message())));
-    } else if (r.done) {
+    } else if (r.out->done()) {
       Finish(r, absl::OkStatus());
     }
   }
@@ -388,48 +389,18 @@ absl::Status Scheduler::Core::Accept(Request& r, absl::Span<const float> row) {
   const GenerationRequest& q = r.request;
   // The index of the token keys the random number, so a seeded request gets
   // the same tokens whatever else runs.
-  absl::StatusOr<SampledToken> tok = Sample(row, q.sampling, r.result.tokens.size());
+  absl::StatusOr<SampledToken> tok = Sample(row, q.sampling, r.out->result().tokens.size());
   if (!tok.ok()) return tok.status();
-  const Clock::time_point now = Clock::now();
-  if (!q.ignore_eos && generator.IsEndOfGeneration(tok->id)) {
-    r.done = true;
-    r.result.finish = FinishReason::kEos;
-  } else {
-    r.result.tokens.push_back(tok->id);
-    if (q.logprobs) r.result.logprobs.push_back(tok->logprob);
+  SequenceOutput::Accepted accepted = r.out->Accept(*tok);
+  if (accepted.appended) {
+    const Clock::time_point now = Clock::now();
     generated_tokens.fetch_add(1);
     if (!r.first_token) r.first_token = now;
     r.last_token = now;
-    std::string text;
-    if (r.decoder) text = r.stops->Push(r.decoder->Push(tok->id));
-    r.result.text += text;
-    if (r.callbacks.on_token) r.callbacks.on_token(tok->id, text, q.logprobs ? tok->logprob : 0);
-    const int64_t length = r.prompt_size() + static_cast<int64_t>(r.result.tokens.size());
-    if (r.stops->stopped()) {
-      r.done = true;
-      r.result.finish = FinishReason::kStopString;
-    } else if (q.max_tokens > 0 &&
-               static_cast<int64_t>(r.result.tokens.size()) >= q.max_tokens) {
-      r.done = true;
-      r.result.finish = FinishReason::kMaxTokens;
-    } else if (length >= r.max_total) {
-      r.done = true;
-      r.result.finish = FinishReason::kContextFull;
+    if (r.callbacks.on_token) {
+      r.callbacks.on_token(tok->id, accepted.text, q.logprobs ? tok->logprob : 0);
     }
     r.next = tok->id;
-  }
-  if (r.done && !r.stops->stopped()) {
-    // Release what was held back for UTF-8 or a stop-string prefix; a stop
-    // string may still complete in that tail. The tail reaches the caller
-    // through result.text (no token carries it).
-    std::string tail;
-    if (r.decoder) tail = r.stops->Push(r.decoder->Flush());
-    if (!r.stops->stopped()) {
-      tail += r.stops->Flush();
-    } else {
-      r.result.finish = FinishReason::kStopString;
-    }
-    r.result.text += tail;
   }
   return absl::OkStatus();
 }
@@ -454,7 +425,7 @@ void Scheduler::Core::Finish(Request& r, const absl::Status& status) {
     t.time_to_first_token = Between(r.submitted, *r.first_token);
     t.decode = Between(*r.first_token, *r.last_token);
   }
-  if (r.callbacks.on_finish) r.callbacks.on_finish(status, r.result, t);
+  if (r.callbacks.on_finish) r.callbacks.on_finish(status, r.out->result(), t);
 }
 
 void Scheduler::Core::EraseFinished() {
