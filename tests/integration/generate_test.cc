@@ -21,14 +21,18 @@ namespace {
 
 using testing::Subprocess;
 
-// An otaro_server on stories260K with the given extra --set overrides.
+std::string Stories() {
+  return testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf");
+}
+
+// An otaro_server on `model` (default stories260K) with extra --set overrides.
 class Server {
  public:
-  explicit Server(const std::string& name, std::vector<std::string> sets = {}) {
+  explicit Server(const std::string& name, std::vector<std::string> sets = {},
+                  const std::string& model = Stories()) {
     dir_ = testing::ScratchDir(name);
     std::vector<std::string> argv = {
-        testing::RunfilePath("server/otaro_server"), "--model",
-        testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"), "--set",
+        testing::RunfilePath("server/otaro_server"), "--model", model, "--set",
         "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=127.0.0.1:0",
         "--set", "engine.threads=2", "--ready_file", dir_ + "/ready.json"};
     for (const std::string& set : sets) {
@@ -332,6 +336,37 @@ TEST(GenerateTest, SigtermLetsARunningGenerationFinish) {
   auto code = server.process().Wait(absl::Seconds(30));
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 0) << server.process().Stderr();
+}
+
+// The quick start's model answering a chat through its own template.
+TEST(GenerateTest, DefaultModelAnswersAChat) {
+  const char* model = std::getenv("OTARO_DEFAULT_MODEL");
+  ASSERT_NE(model, nullptr) << "OTARO_DEFAULT_MODEL is not set: run tools/test.sh";
+  Server server("chat", {}, model);
+  otaro::v1::GenerateRequest request;
+  auto* user = request.mutable_chat()->add_messages();
+  user->set_role("user");
+  user->set_content("Name three colors.");
+  request.mutable_decode_precision()->set_mantissa_bits(8);
+  request.set_max_tokens(24);
+  otaro::v1::GenerateResponse e5m8, again;
+  auto c1 = Context(), c2 = Context();
+  grpc::Status status = server.Stub()->Generate(c1.get(), request, &e5m8);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_TRUE(server.Stub()->Generate(c2.get(), request, &again).ok());
+  EXPECT_EQ(e5m8.text(), again.text());  // greedy: deterministic
+  EXPECT_GE(e5m8.token_ids_size(), 3);
+  // The template was applied: the prompt is longer than the user text alone,
+  // and the answer does not echo the chat markup.
+  EXPECT_GT(e5m8.usage().prompt_tokens(), 10u);
+  EXPECT_FALSE(absl::StrContains(e5m8.text(), "<|im_start|>")) << e5m8.text();
+  // Lower precision still answers in words.
+  request.mutable_decode_precision()->set_mantissa_bits(4);
+  otaro::v1::GenerateResponse e5m4;
+  auto c3 = Context();
+  ASSERT_TRUE(server.Stub()->Generate(c3.get(), request, &e5m4).ok());
+  EXPECT_GE(e5m4.token_ids_size(), 3);
+  std::printf("E5M8: %s\nE5M4: %s\n", e5m8.text().c_str(), e5m4.text().c_str());
 }
 
 }  // namespace
