@@ -12,6 +12,7 @@
 // 2 bad command line.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -147,7 +148,10 @@ std::string FindTool(const std::string& name) {
   std::vector<std::filesystem::path> candidates;
   if (!error) {
     candidates.push_back(self.parent_path() / tool);
-    candidates.push_back(self.parent_path().parent_path() / "tools" / name / tool);
+    // Bazel package folders use underscores: otaro-make-model is in tools/make_model/.
+    std::string folder = name;
+    std::replace(folder.begin(), folder.end(), '-', '_');
+    candidates.push_back(self.parent_path().parent_path() / "tools" / folder / tool);
   }
   if (const char* path = std::getenv("PATH")) {
     for (absl::string_view dir : absl::StrSplit(path, ':')) {
