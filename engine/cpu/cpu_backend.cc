@@ -413,8 +413,23 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   }
   RmsNorm(proj_.data(), model_.final_norm, R, h_.data());
   out->values.resize(R * c.vocab_size);
-  DenseGemm(model_.LmHead().data(), c.vocab_size, H, h_.data(), R, out->values.data(),
-            pool_.get());
+  if (model_.quantized_lm_head) {
+    // Each selected row at its sequence's precision, one Gemm per run of rows
+    // that share one (the rows are in step order, not sorted).
+    std::vector<Group> head_groups;
+    for (size_t i = 0; i < num_seqs; ++i) {
+      const int m = step.sequences[i].precision;
+      if (head_groups.empty() || head_groups.back().m != m) {
+        head_groups.push_back({m, out->first_row[i], 0});
+      }
+      head_groups.back().rows += out->num_rows[i];
+    }
+    OTARO_RETURN_IF_ERROR(
+        ApplyLinear(*model_.quantized_lm_head, head_groups, h_.data(), out->values.data()));
+  } else {
+    DenseGemm(model_.LmHead().data(), c.vocab_size, H, h_.data(), R, out->values.data(),
+              pool_.get());
+  }
 
   for (const SequenceStep& s : step.sequences) {
     OTARO_RETURN_IF_ERROR(

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<int> bits = {8, 5, 3}, threads = {1, 2}, batches = {1};
-  int prompt = 64, decode = 32, stream_mib = 512;
+  int prompt = 64, decode = 32, stream_mib = 512, quantize_lm_head = 0;
   if (argc % 2 != 0) {
     std::fprintf(stderr, "flag %s has no value\n", argv[argc - 1]);
     return 2;
@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
     else if (flag == "--prompt") prompt = ParseList(argv[i + 1])[0];
     else if (flag == "--decode") decode = ParseList(argv[i + 1])[0];
     else if (flag == "--stream_mib") stream_mib = ParseList(argv[i + 1])[0];
+    else if (flag == "--quantize_lm_head") quantize_lm_head = ParseList(argv[i + 1])[0];
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -217,7 +218,9 @@ int main(int argc, char** argv) {
   }
 
   const auto t_load = std::chrono::steady_clock::now();
-  auto model = otaro::engine::LoadModel(argv[1]);
+  otaro::engine::LoadOptions load_options;
+  load_options.quantize_lm_head = quantize_lm_head != 0;
+  auto model = otaro::engine::LoadModel(argv[1], load_options);
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;
@@ -226,8 +229,10 @@ int main(int argc, char** argv) {
   // Per decode step the whole model's weights are read once, whatever the batch:
   // the SEFP planes of the linear layers at precision m, plus the float32
   // lm_head (and the norms); the embedding rows looked up are negligible.
-  const double dense_read = static_cast<double>((*model)->LmHead().size() * sizeof(float) +
-                                                (*model)->DenseBytes() -
+  // With --quantize_lm_head 1 the lm_head is SEFP and counted with the linear layers.
+  const double lm_head_dense =
+      (*model)->quantized_lm_head ? 0.0 : (*model)->LmHead().size() * sizeof(float);
+  const double dense_read = lm_head_dense + static_cast<double>((*model)->DenseBytes() -
                                                 (*model)->embed.size() * sizeof(float) -
                                                 (*model)->lm_head.size() * sizeof(float));
   std::printf("model %s: %lld layers, hidden %lld, vocab %lld, %.1f M linear parameters; "

@@ -11,6 +11,7 @@ void ForEachLinear(const LlamaModel& model, Fn fn) {
       fn(*linear);
     }
   }
+  if (model.quantized_lm_head) fn(*model.quantized_lm_head);
 }
 
 }  // namespace

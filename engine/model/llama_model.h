@@ -45,6 +45,12 @@ struct LlamaModel {
   std::vector<float> final_norm;  // [hidden]
   // [vocab, hidden]; empty when tied to `embed` (use LmHead()).
   std::vector<float> lm_head;
+  // The lm_head as SEFP planes too (LoadOptions::quantize_lm_head; SEFP.md
+  // allows it by config). Every token reads the whole lm_head, so at low
+  // precision it dominates the bytes of a decode step unless it is quantized.
+  // When set, engines use it at each request's precision; `embed` stays
+  // float32 for the token lookup.
+  std::optional<Linear> quantized_lm_head;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
 
   // Whether the linear layers are SEFP (else float32), down to which precision
@@ -61,7 +67,8 @@ struct LlamaModel {
 
   const std::vector<float>& LmHead() const { return lm_head.empty() ? embed : lm_head; }
 
-  // Bytes held by the linear layers (all resident planes, or float32).
+  // Bytes held by the linear layers (all resident planes, or float32); the
+  // quantized lm_head, when present, counts as one of them.
   size_t LinearWeightBytes() const;
   // Bytes of the linear layers read per token at precision m (SEFP.md).
   size_t LinearBytesRead(int m) const;

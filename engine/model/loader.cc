@@ -184,6 +184,22 @@ absl::Status FillModel(const WeightReader& reader, const LoadOptions& options, L
   }
   OTARO_RETURN_IF_ERROR(dense("model.norm.weight", &model->final_norm));
   if (!c.tie_word_embeddings) OTARO_RETURN_IF_ERROR(dense("lm_head.weight", &model->lm_head));
+  if (options.quantize_lm_head) {
+    if (!options.quantize) {
+      return absl::InvalidArgumentError("quantize_lm_head needs a quantized model");
+    }
+    Linear head;
+    head.out_features = c.vocab_size;
+    head.in_features = c.hidden_size;
+    OTARO_ASSIGN_OR_RETURN(sefp::SefpTensor tensor,
+                           sefp::EncodeTensor("lm_head.weight", model->LmHead(), c.vocab_size,
+                                              c.hidden_size));
+    model->saturated_groups += tensor.saturated;
+    OTARO_ASSIGN_OR_RETURN(sefp::PackedMatrix packed,
+                           sefp::PackedMatrix::Pack(tensor, options.resident_max_bits));
+    head.packed.emplace(std::move(packed));
+    model->quantized_lm_head.emplace(std::move(head));
+  }
   model->quantized = options.quantize;
   model->resident_max_bits = options.quantize ? options.resident_max_bits : sefp::kMasterBits;
   return absl::OkStatus();

@@ -64,6 +64,25 @@ Key NumberKey(std::string path, std::string doc, Accessor field, double lo, doub
   return key;
 }
 
+template <typename Accessor>
+Key BoolKey(std::string path, std::string doc, Accessor field) {
+  Key key{path, "true|false", std::move(doc), nullptr, nullptr};
+  key.set = [=](absl::string_view text, Config& config) -> absl::Status {
+    if (text == "true") {
+      field(config) = true;
+    } else if (text == "false") {
+      field(config) = false;
+    } else {
+      return BadValue(path, text, "true or false");
+    }
+    return absl::OkStatus();
+  };
+  key.get = [=](const Config& config) {
+    return std::string(field(const_cast<Config&>(config)) ? "true" : "false");
+  };
+  return key;
+}
+
 using StringCheck = std::function<absl::Status(absl::string_view path, absl::string_view text)>;
 
 template <typename Accessor>
@@ -136,6 +155,11 @@ const std::vector<Key>& Schema() {
       IntKey("model.resident_max_bits",
              "Mantissa bit-planes kept in memory; requests above are refused.",
              [](Config& c) -> int& { return c.model.resident_max_bits; }, 2, 8),
+      BoolKey("model.quantize_lm_head",
+              "Also hold the lm_head as SEFP planes, read at each request's precision "
+              "(every token reads the whole lm_head: at low precision it dominates the bytes "
+              "read unless quantized). Changes the model's outputs; off by default.",
+              [](Config& c) -> bool& { return c.model.quantize_lm_head; }),
       StringKey("engine.device", "auto|cpu|cuda",
                 "Where the model runs; auto picks CUDA when a GPU is present.",
                 [](Config& c) -> std::string& { return c.engine.device; },

@@ -40,6 +40,8 @@ struct ModelSection {
   std::string path;
   // Mantissa bit-planes kept in memory (2..8); requests above are refused.
   int resident_max_bits = 8;
+  // Hold the lm_head as SEFP planes too, read at each request's precision.
+  bool quantize_lm_head = false;
 };
 
 struct EngineSection {

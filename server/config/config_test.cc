@@ -36,6 +36,7 @@ generation:
   EXPECT_EQ(config->logging.level, "debug");
   EXPECT_EQ(config->model.path, "/models/x.sefp");
   EXPECT_EQ(config->model.resident_max_bits, 5);
+  EXPECT_FALSE(config->model.quantize_lm_head);
   EXPECT_EQ(config->engine.device, "cpu");
   EXPECT_EQ(config->engine.threads, 3);
   EXPECT_EQ(config->generation.default_mantissa_bits, 4);
@@ -65,6 +66,7 @@ TEST(ConfigTest, BadValuesNameTheKey) {
   ExpectErrorMentions("server:\n  shutdown_timeout_seconds: -1\n", {},
                       "server.shutdown_timeout_seconds");
   ExpectErrorMentions("logging:\n  level: loud\n", {}, "logging.level");
+  ExpectErrorMentions("model:\n  quantize_lm_head: yes\n", {}, "model.quantize_lm_head");
   ExpectErrorMentions("server:\n  grpc_address: [1, 2]\n", {}, "server.grpc_address");
 }
 
@@ -96,11 +98,12 @@ TEST(ConfigTest, SameAddressTwiceIsAnErrorUnlessPortZero) {
 TEST(ConfigTest, OverridesApplyAfterFileInOrder) {
   auto config = ParseConfig("model:\n  resident_max_bits: 5\n", "t",
                             {"model.resident_max_bits=6", "model.resident_max_bits=7",
-                             "model.path=/a=b"});
+                             "model.path=/a=b", "model.quantize_lm_head=true"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->model.resident_max_bits, 7);
   EXPECT_EQ(config->DefaultMantissaBits(), 7);
   EXPECT_EQ(config->model.path, "/a=b");
+  EXPECT_TRUE(config->model.quantize_lm_head);
   ExpectErrorMentions("", {"model.resident_max_bits"}, "key.path=value");
   ExpectErrorMentions("", {"model.resident_max_bits=1"}, "model.resident_max_bits");
 }

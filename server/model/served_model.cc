@@ -45,6 +45,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   }
   engine::LoadOptions options;
   options.resident_max_bits = config.model.resident_max_bits;
+  options.quantize_lm_head = config.model.quantize_lm_head;
   absl::Time start = absl::Now();
   OTARO_LOG_INFO("loading model {} (SEFP planes resident down to E5M{})", config.model.path,
                  options.resident_max_bits);
