@@ -2,7 +2,7 @@
 // otaro CLI, or directly.
 //
 //   otaro eval ppl MODEL TEXT_FILE [--bits 8,7,6,5,4,3,2] [--fp] [--window 512]
-//       [--stride 512] [--max_tokens N] [--threads 0] [--json]
+//       [--stride 512] [--max_tokens N] [--threads 0] [--json] [--quantize_lm_head]
 //
 // Sliding-window perplexity (tools/eval/perplexity.h) of MODEL over a UTF-8
 // text file at each SEFP precision, and in float32 with --fp. The whole file is
@@ -55,6 +55,7 @@ constexpr char kUsage[] =
     "                     E5M4 accepted; empty with --fp: float32 only)\n"
     "  --fp               also evaluate the unquantized float32 model (for a SEFP\n"
     "                     checkpoint: its E5M8 weights decoded to float32)\n"
+    "  --quantize_lm_head also hold the lm_head as SEFP, read at each precision\n"
     "  --window N         tokens per window (default 512)\n"
     "  --stride N         tokens the window advances by, 1..window (default 512;\n"
     "                     stride == window: non-overlapping windows)\n"
@@ -72,6 +73,7 @@ struct Args {
   std::string model, text;
   std::vector<int> bits = {8, 7, 6, 5, 4, 3, 2};
   bool fp = false;
+  bool quantize_lm_head = false;
   int64_t window = 512;
   int64_t stride = 512;
   int64_t max_tokens = 0;  // 0 = all
@@ -95,12 +97,12 @@ std::string ParseArgs(const std::vector<std::string>& argv, Args* args) {
       name = name.substr(0, eq);
       has_value = true;
     }
-    if (name == "fp" || name == "json") {
+    if (name == "fp" || name == "json" || name == "quantize_lm_head") {
       bool flag = true;
       if (has_value && !absl::SimpleAtob(value, &flag)) {
         return absl::StrCat("--", name, ": not a boolean: '", value, "'");
       }
-      (name == "fp" ? args->fp : args->json) = flag;
+      (name == "fp" ? args->fp : name == "json" ? args->json : args->quantize_lm_head) = flag;
       continue;
     }
     if (name != "bits" && name != "window" && name != "stride" && name != "max_tokens" &&
@@ -115,15 +117,9 @@ std::string ParseArgs(const std::vector<std::string>& argv, Args* args) {
       args->bits.clear();
       if (value.empty()) continue;
       for (absl::string_view part : absl::StrSplit(value, ',')) {
-        std::string p(part);
-        if (p.size() > 3 && (p.rfind("E5M", 0) == 0 || p.rfind("e5m", 0) == 0)) p = p.substr(3);
-        int m;
-        if (!absl::SimpleAtoi(p, &m) || m < otaro::sefp::kMinBits ||
-            m > otaro::sefp::kMasterBits) {
-          return absl::StrCat("--bits: '", std::string(part), "' is not a precision in ",
-                              otaro::sefp::kMinBits, "..", otaro::sefp::kMasterBits);
-        }
-        args->bits.push_back(m);
+        absl::StatusOr<int> m = otaro::sefp::ParsePrecision(part);
+        if (!m.ok()) return absl::StrCat("--bits: ", m.status().message());
+        args->bits.push_back(*m);
       }
       continue;
     }
@@ -168,9 +164,11 @@ struct Row {
   double seconds = 0;
 };
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path, bool quantize) {
+absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path, bool quantize,
+                                                  bool quantize_lm_head = false) {
   LoadOptions options;
   options.quantize = quantize;
+  options.quantize_lm_head = quantize && quantize_lm_head;
   int64_t last = -1;
   options.progress = [&](int64_t done, int64_t total, absl::string_view) {
     const int64_t decile = done * 10 / std::max<int64_t>(total, 1);
@@ -239,7 +237,7 @@ int RunPpl(const Args& args) {
   // The models: SEFP for --bits, float32 for --fp (loaded one at a time).
   std::unique_ptr<LlamaModel> model;
   {
-    auto loaded = Load(args.model, /*quantize=*/!args.bits.empty());
+    auto loaded = Load(args.model, /*quantize=*/!args.bits.empty(), args.quantize_lm_head);
     if (!loaded.ok()) {
       std::fprintf(stderr, "otaro eval: %s\n", loaded.status().ToString().c_str());
       return 1;
