@@ -294,8 +294,19 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // Accept --prefill-bits as well as --prefill_bits (absl flag names use
+  // underscores; people type dashes).
+  std::vector<std::string> normalized(argv, argv + argc);
+  std::vector<char*> flag_argv;
+  for (std::string& arg : normalized) {
+    if (arg.rfind("--", 0) == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      std::replace(arg.begin() + 2, arg.begin() + end, '-', '_');
+    }
+    flag_argv.push_back(arg.data());
+  }
   absl::SetProgramUsageMessage(otaro::client::Usage());
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args = absl::ParseCommandLine(argc, flag_argv.data());
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", otaro::client::Usage().c_str());
     return 2;

@@ -174,6 +174,18 @@ TEST_F(ModelServingTest, CliInfoPrintsTheModel) {
       << info.out;
 }
 
+TEST_F(ModelServingTest, CliGenerateStreamsTheStory) {
+  auto result = testing::Run({testing::RunfilePath("client/otaro"), "generate", "--server",
+                              absl::StrCat("127.0.0.1:", grpc_port_), "--bits", "E5M6",
+                              "--prefill-bits", "6", "--max-tokens", "12", "Once", "upon", "a",
+                              "time"},
+                             *dir_);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(absl::StartsWith(result.out, ", there was a little girl")) << result.out;
+  EXPECT_TRUE(absl::StrContains(result.err, "E5M6 prefill, E5M6 decode")) << result.err;
+  EXPECT_TRUE(absl::StrContains(result.err, "12 generated tokens")) << result.err;
+}
+
 TEST(ModelStartupTest, BadModelPathsAreClearStartupErrors) {
   std::string dir = testing::ScratchDir("bad_model");
   std::ofstream(dir + "/junk.bin") << "not a model";
