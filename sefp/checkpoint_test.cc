@@ -119,7 +119,9 @@ class MalformedTest : public ::testing::Test {
 };
 
 TEST_F(MalformedTest, ValidFileIsAccepted) {
-  auto r = CheckpointReader::FromBuffer(Bytes(Rebuild()));
+  // The reader views the bytes (zero copy): they must outlive it.
+  const std::string file = Rebuild();
+  auto r = CheckpointReader::FromBuffer(Bytes(file));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE((*r)->LoadAll().ok());
 }
