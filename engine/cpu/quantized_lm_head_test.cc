@@ -5,6 +5,7 @@
 
 #include "common/testing/shared_data.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/testing/test_backend.h"
 #include "engine/model/loader.h"
 #include "gtest/gtest.h"
 
@@ -15,12 +16,7 @@ const std::vector<Token> kPrompt = {1, 403, 407, 261, 378, 432, 383, 286, 261, 3
 const std::vector<Token> kOther = {1, 385, 410, 18, 60, 7, 426};
 
 std::unique_ptr<CpuBackend> Backend(const LlamaModel* model) {
-  CpuBackendOptions options;
-  options.num_threads = 2;
-  options.kv_cache.budget_bytes = 8 << 20;
-  auto backend = CpuBackend::Create(model, options);
-  EXPECT_TRUE(backend.ok()) << backend.status();
-  return std::move(*backend);
+  return engine::testing::MakeBackend(model);
 }
 
 // Logits of the last token of each prompt, all prompts in one step.
@@ -52,10 +48,7 @@ class QuantizedLmHeadTest : public ::testing::Test {
   static void SetUpTestSuite() {
     LoadOptions options;
     options.quantize_lm_head = true;
-    auto model = LoadModel(
-        otaro::testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"), options);
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = model->release();
+    model_ = engine::testing::LoadStories260K(options).release();
   }
   static void TearDownTestSuite() { delete model_; }
   static LlamaModel* model_;
@@ -70,9 +63,7 @@ TEST_F(QuantizedLmHeadTest, LogitsEqualAFloatHeadHoldingQ) {
   auto quantized = Backend(model_);
   for (int m : {8, 5, 3}) {
     // The same model, its lm_head replaced by float32 Q(lm_head, m).
-    auto reference_model = LoadModel(
-        otaro::testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"), {});
-    ASSERT_TRUE(reference_model.ok());
+    auto reference_model = engine::testing::LoadStories260K();
     const Linear& head = *model_->quantized_lm_head;
     std::vector<float> decoded(head.out_features * head.in_features);
     for (int64_t r = 0; r < head.out_features; ++r) {
@@ -80,8 +71,8 @@ TEST_F(QuantizedLmHeadTest, LogitsEqualAFloatHeadHoldingQ) {
                       ->DecodeRow(r, m, model_->reconstruction, &decoded[r * head.in_features])
                       .ok());
     }
-    (*reference_model)->lm_head = decoded;  // untied: LmHead() is now Q(head, m)
-    auto reference = Backend(reference_model->get());
+    reference_model->lm_head = decoded;  // untied: LmHead() is now Q(head, m)
+    auto reference = Backend(reference_model.get());
     auto a = LastLogits(quantized.get(), {kPrompt}, {m})[0];
     auto b = LastLogits(reference.get(), {kPrompt}, {m})[0];
     float max_abs = 0, max_diff = 0;

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "common/testing/shared_data.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/testing/test_backend.h"
 #include "engine/model/loader.h"
 #include "gtest/gtest.h"
 
@@ -13,22 +14,12 @@ namespace {
 
 class GeneratorTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto model =
-        LoadModel(otaro::testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"));
-    ASSERT_TRUE(model.ok()) << model.status();
-    model_ = std::move(*model).release();
-  }
+  static void SetUpTestSuite() { model_ = testing::LoadStories260K().release(); }
   static void TearDownTestSuite() { delete model_; }
 
   void SetUp() override { backend_ = MakeBackend(8 << 20); }
   static std::unique_ptr<cpu::CpuBackend> MakeBackend(int64_t budget) {
-    cpu::CpuBackendOptions options;
-    options.num_threads = 2;
-    options.kv_cache.budget_bytes = budget;
-    auto backend = cpu::CpuBackend::Create(model_, options);
-    EXPECT_TRUE(backend.ok()) << backend.status();
-    return std::move(*backend);
+    return testing::MakeBackend(model_, budget);
   }
   GenerationRequest Request(int m, int64_t max_tokens) const {
     GenerationRequest r;
