@@ -1,5 +1,6 @@
 #include "common/safetensors/safetensors.h"
 
+#include "common/float16.h"
 #include "common/utf8.h"
 
 #include <algorithm>
@@ -75,6 +76,29 @@ int64_t TensorView::num_elements() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;  // Validated at parse time: no overflow.
   return n;
+}
+
+absl::StatusOr<std::vector<float>> TensorView::ToFloat32() const {
+  const size_t n = static_cast<size_t>(num_elements());
+  std::vector<float> out(n);
+  const uint8_t* data = bytes.data();
+  switch (dtype) {
+    case DType::kF32:
+      if (n) std::memcpy(out.data(), data, n * sizeof(float));
+      break;
+    case DType::kF16:
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t half;
+        std::memcpy(&half, data + 2 * i, 2);
+        out[i] = dtype == DType::kF16 ? Fp16ToFloat(half) : Bf16ToFloat(half);
+      }
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' has dtype ", DTypeName(dtype), "; expected F32, F16 or BF16"));
+  }
+  return out;
 }
 
 absl::StatusOr<View> View::Parse(absl::Span<const uint8_t> file) {

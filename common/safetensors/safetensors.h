@@ -52,6 +52,10 @@ struct TensorView {
   absl::Span<const uint8_t> bytes;
 
   int64_t num_elements() const;
+
+  // The values as float32, converted exactly from F32, F16 or BF16;
+  // InvalidArgument naming the tensor for any other dtype.
+  absl::StatusOr<std::vector<float>> ToFloat32() const;
   // Copies the elements into `out` (resized). Fails if sizeof(T) != DTypeSize(dtype).
   template <typename T>
   absl::Status CopyTo(std::vector<T>* out) const;

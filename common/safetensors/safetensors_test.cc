@@ -84,6 +84,33 @@ TEST(SafetensorsTest, RoundTripInMemoryAndOnDisk) {
   EXPECT_EQ((8 + hl) % 64, 0u);
 }
 
+TEST(SafetensorsTest, ToFloat32ConvertsEachFloatDtypeExactly) {
+  const float f32[2] = {1.5f, -0.25f};
+  const uint16_t f16[2] = {0x3e00, 0xb400};   // 1.5, -0.25
+  const uint16_t bf16[2] = {0x3fc0, 0xbe80};  // 1.5, -0.25
+  const int32_t i32[2] = {1, 2};
+  Writer w;
+  auto bytes = [](const void* p, size_t n) {
+    return absl::Span<const uint8_t>(static_cast<const uint8_t*>(p), n);
+  };
+  ASSERT_TRUE(w.AddTensor("a", DType::kF32, {2}, bytes(f32, sizeof(f32))).ok());
+  ASSERT_TRUE(w.AddTensor("b", DType::kF16, {2}, bytes(f16, sizeof(f16))).ok());
+  ASSERT_TRUE(w.AddTensor("c", DType::kBF16, {2}, bytes(bf16, sizeof(bf16))).ok());
+  ASSERT_TRUE(w.AddTensor("d", DType::kI32, {2}, bytes(i32, sizeof(i32))).ok());
+  const std::string file = w.Serialize();
+  auto view = View::Parse(bytes(file.data(), file.size()));
+  ASSERT_TRUE(view.ok()) << view.status();
+  for (const char* name : {"a", "b", "c"}) {
+    auto values = view->Find(name)->ToFloat32();
+    ASSERT_TRUE(values.ok()) << values.status();
+    EXPECT_EQ(*values, (std::vector<float>{1.5f, -0.25f})) << name;
+  }
+  auto ints = view->Find("d")->ToFloat32();
+  ASSERT_FALSE(ints.ok());
+  EXPECT_EQ(ints.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ints.status().message()), ::testing::HasSubstr("tensor 'd' has dtype I32"));
+}
+
 TEST(SafetensorsTest, EmptyFileAndNoTensors) {
   EXPECT_THAT(ErrorOf(""), HasSubstr("too short"));
   auto v = View::Parse(Bytes(RawFile("{}", "")));

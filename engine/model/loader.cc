@@ -8,7 +8,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
-#include "common/float16.h"
 #include "common/logging.h"
 #include "common/safetensors/safetensors.h"
 #include "common/status_macros.h"
@@ -66,31 +65,6 @@ class SourceReader final : public WeightReader {
   const TensorSource* source_;
 };
 
-absl::StatusOr<std::vector<float>> DenseToFloat(const safetensors::TensorView& view) {
-  std::vector<float> out(static_cast<size_t>(view.num_elements()));
-  const uint8_t* bytes = view.bytes.data();
-  for (size_t i = 0; i < out.size(); ++i) {
-    uint16_t half;
-    switch (view.dtype) {
-      case safetensors::DType::kF32:
-        std::memcpy(&out[i], bytes + 4 * i, 4);
-        break;
-      case safetensors::DType::kF16:
-        std::memcpy(&half, bytes + 2 * i, 2);
-        out[i] = Fp16ToFloat(half);
-        break;
-      case safetensors::DType::kBF16:
-        std::memcpy(&half, bytes + 2 * i, 2);
-        out[i] = Bf16ToFloat(half);
-        break;
-      default:
-        return absl::DataLossError(absl::StrCat("tensor '", view.name, "' has dtype ",
-                                                safetensors::DTypeName(view.dtype)));
-    }
-  }
-  return out;
-}
-
 class CheckpointWeightReader final : public WeightReader {
  public:
   explicit CheckpointWeightReader(const sefp::CheckpointReader* reader) : reader_(reader) {}
@@ -99,7 +73,11 @@ class CheckpointWeightReader final : public WeightReader {
     if (view == nullptr) {
       return absl::NotFoundError(absl::StrCat("tensor '", name, "' missing from the checkpoint"));
     }
-    return DenseToFloat(*view);
+    auto values = view->ToFloat32();
+    // A checkpoint we wrote holds only F32/F16/BF16 dense tensors: anything
+    // else is a damaged file.
+    if (!values.ok()) return absl::DataLossError(values.status().message());
+    return values;
   }
   absl::StatusOr<sefp::SefpTensor> Quantized(const std::string& name, int64_t rows, int64_t cols,
                                              int64_t* saturated) const override {

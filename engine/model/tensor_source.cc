@@ -9,7 +9,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
-#include "common/float16.h"
 #include "common/mapped_file.h"
 #include "common/safetensors/safetensors.h"
 #include "common/status_macros.h"
@@ -91,28 +90,8 @@ class HfFolderSource final : public TensorSource {
 
   absl::StatusOr<std::vector<float>> ReadFloat32(absl::string_view name) const override {
     OTARO_ASSIGN_OR_RETURN(const safetensors::TensorView* tensor, Find(name));
-    const size_t n = static_cast<size_t>(tensor->num_elements());
-    std::vector<float> out(n);
-    const uint8_t* bytes = tensor->bytes.data();
-    switch (tensor->dtype) {
-      case safetensors::DType::kF32:
-        if (n) std::memcpy(out.data(), bytes, n * sizeof(float));
-        break;
-      case safetensors::DType::kF16:
-      case safetensors::DType::kBF16:
-        for (size_t i = 0; i < n; ++i) {
-          uint16_t half;
-          std::memcpy(&half, bytes + 2 * i, 2);
-          out[i] = tensor->dtype == safetensors::DType::kF16 ? Fp16ToFloat(half)
-                                                              : Bf16ToFloat(half);
-        }
-        break;
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor '", name, "' has dtype ", safetensors::DTypeName(tensor->dtype),
-                         "; model weights must be F32, F16 or BF16"));
-    }
-    return out;
+    // Model weights must be F32, F16 or BF16; the error names the tensor.
+    return tensor->ToFloat32();
   }
 
   std::string Describe() const override {
