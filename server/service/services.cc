@@ -73,12 +73,7 @@ void FillSummary(const ServedModel& served, const PreparedRequest& prepared,
 grpc::Status InferenceService::Prepare(const otaro::v1::GenerateRequest& request,
                                        std::shared_ptr<const ServedModel>* served,
                                        PreparedRequest* prepared) const {
-  *served = models_->current();
-  if (*served == nullptr) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        "no model is loaded: set model.path in the config file or start "
-                        "otaro_server with --model PATH");
-  }
+  if (grpc::Status status = Served(served); !status.ok()) return status;
   auto result = PrepareGenerateRequest(request, *(*served)->model, (*served)->chat_format,
                                        limits_, RandomSeed());
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -156,13 +151,19 @@ grpc::Status InferenceService::GenerateStream(grpc::ServerContext* context,
   return Finish("GenerateStream", prepared, &outcome, grpc::Status::OK);
 }
 
-grpc::Status InferenceService::CurrentModel(std::shared_ptr<const ServedModel>* model) const {
-  *model = models_->current();
-  if (*model == nullptr) {
+grpc::Status InferenceService::Served(std::shared_ptr<const ServedModel>* served) const {
+  *served = models_->current();
+  if (*served == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "no model is loaded: set model.path in the config file or start "
                         "otaro_server with --model PATH");
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::ServedWithTokenizer(
+    std::shared_ptr<const ServedModel>* model) const {
+  if (grpc::Status status = Served(model); !status.ok()) return status;
   if ((*model)->model->tokenizer == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "the served model has no tokenizer: only token-id prompts work");
@@ -175,7 +176,7 @@ grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
                                         otaro::v1::TokenizeResponse* response) {
   OTARO_ENTER_GATE(gate_);
   std::shared_ptr<const ServedModel> served;
-  if (grpc::Status status = CurrentModel(&served); !status.ok()) return status;
+  if (grpc::Status status = ServedWithTokenizer(&served); !status.ok()) return status;
   const auto& tokenizer = *served->model->tokenizer;
   engine::tokenizer::EncodeOptions options;
   options.add_special = request->has_add_special_tokens() ? request->add_special_tokens()
@@ -194,7 +195,7 @@ grpc::Status InferenceService::Detokenize(grpc::ServerContext*,
                                           otaro::v1::DetokenizeResponse* response) {
   OTARO_ENTER_GATE(gate_);
   std::shared_ptr<const ServedModel> served;
-  if (grpc::Status status = CurrentModel(&served); !status.ok()) return status;
+  if (grpc::Status status = ServedWithTokenizer(&served); !status.ok()) return status;
   const auto& tokenizer = *served->model->tokenizer;
   std::vector<engine::tokenizer::TokenId> ids;
   ids.reserve(request->token_ids_size());
@@ -219,12 +220,8 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*,
                                             const otaro::v1::GetModelInfoRequest*,
                                             otaro::v1::ModelInfo* response) {
   OTARO_ENTER_GATE(gate_);
-  std::shared_ptr<const ServedModel> served = models_->current();
-  if (served == nullptr) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        "no model is loaded: set model.path in the config file or start "
-                        "otaro_server with --model PATH");
-  }
+  std::shared_ptr<const ServedModel> served;
+  if (grpc::Status status = Served(&served); !status.ok()) return status;
   *response = served->Info();
   return grpc::Status::OK;
 }

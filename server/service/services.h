@@ -42,7 +42,9 @@ class InferenceService final : public otaro::v1::Inference::Service {
 
  private:
   // The served model, or FAILED_PRECONDITION when none is loaded.
-  grpc::Status CurrentModel(std::shared_ptr<const ServedModel>* model) const;
+  grpc::Status Served(std::shared_ptr<const ServedModel>* served) const;
+  // The same, and FAILED_PRECONDITION when it has no tokenizer.
+  grpc::Status ServedWithTokenizer(std::shared_ptr<const ServedModel>* model) const;
   // The served model and the validated request, or the error for the caller.
   grpc::Status Prepare(const otaro::v1::GenerateRequest& request,
                        std::shared_ptr<const ServedModel>* served,
