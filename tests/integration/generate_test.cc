@@ -11,9 +11,9 @@
 #include "common/testing/shared_data.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "otaro/v1/inference.grpc.pb.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/server_process.h"
 #include "tests/testing/subprocess.h"
 
 namespace otaro {
@@ -30,31 +30,22 @@ class Server {
  public:
   explicit Server(const std::string& name, std::vector<std::string> sets = {},
                   const std::string& model = Stories()) {
-    dir_ = testing::ScratchDir(name);
-    std::vector<std::string> argv = {
-        testing::RunfilePath("server/otaro_server"), "--model", model, "--set",
-        "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=127.0.0.1:0",
-        "--set", "engine.threads=2", "--ready_file", dir_ + "/ready.json"};
+    std::vector<std::string> args = {
+        "--model", model, "--set", "server.grpc_address=127.0.0.1:0", "--set",
+        "server.metrics_address=127.0.0.1:0", "--set", "engine.threads=2"};
     for (const std::string& set : sets) {
-      argv.push_back("--set");
-      argv.push_back(set);
+      args.push_back("--set");
+      args.push_back(set);
     }
-    process_ = std::make_unique<Subprocess>(argv, dir_);
-    std::string ready = testing::WaitForFile(dir_ + "/ready.json", absl::Seconds(60), process_.get());
-    EXPECT_FALSE(ready.empty()) << process_->Stderr();
-    if (ready.empty()) return;
-    auto json = nlohmann::json::parse(ready);
-    metrics_port_ = json["metrics_port"].get<int>();
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", json["grpc_port"].get<int>()),
-                                   grpc::InsecureChannelCredentials());
+    server_ = std::make_unique<testing::ServerProcess>(testing::ScratchDir(name), args);
   }
 
   std::unique_ptr<otaro::v1::Inference::Stub> Stub() const {
-    return otaro::v1::Inference::NewStub(channel_);
+    return otaro::v1::Inference::NewStub(server_->channel());
   }
 
   std::string Metrics() const {
-    auto response = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
+    auto response = testing::HttpGet("127.0.0.1", server_->metrics_port(), "/metrics");
     return response.ok() ? response->body : "";
   }
 
@@ -67,14 +58,11 @@ class Server {
     return std::stod(body.substr(at + series.size() + 2));
   }
 
-  const std::string& dir() const { return dir_; }
-  Subprocess& process() { return *process_; }
+  const std::string& dir() const { return server_->dir(); }
+  Subprocess& process() { return server_->process(); }
 
  private:
-  std::string dir_;
-  std::unique_ptr<Subprocess> process_;
-  std::shared_ptr<grpc::Channel> channel_;
-  int metrics_port_ = 0;
+  std::unique_ptr<testing::ServerProcess> server_;
 };
 
 std::unique_ptr<grpc::ClientContext> Context(double seconds = 60) {

@@ -10,9 +10,9 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "otaro/v1/inference.grpc.pb.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/server_process.h"
 #include "tests/testing/subprocess.h"
 
 namespace otaro {
@@ -33,36 +33,29 @@ std::string StoriesGguf() {
 class ModelServingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(testing::ScratchDir("model_serving"));
-    server_ = new Subprocess(
-        {testing::RunfilePath("server/otaro_server"), "--model", StoriesGguf(), "--set",
-         "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=127.0.0.1:0",
-         "--set", "model.resident_max_bits=6", "--ready_file", *dir_ + "/ready.json"},
-        *dir_);
-    std::string ready = testing::WaitForFile(*dir_ + "/ready.json", absl::Seconds(60), server_);
-    ASSERT_FALSE(ready.empty()) << server_->Stderr();
-    auto json = nlohmann::json::parse(ready);
-    grpc_port_ = json["grpc_port"].get<int>();
-    metrics_port_ = json["metrics_port"].get<int>();
+    server_ = new testing::ServerProcess(
+        testing::ScratchDir("model_serving"),
+        {"--model", StoriesGguf(), "--set", "server.grpc_address=127.0.0.1:0", "--set",
+         "server.metrics_address=127.0.0.1:0", "--set", "model.resident_max_bits=6"});
+    ASSERT_GT(server_->grpc_port(), 0);
+    dir_ = &server_->dir();
+    grpc_port_ = server_->grpc_port();
+    metrics_port_ = server_->metrics_port();
   }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete server_; }
 
   std::unique_ptr<otaro::v1::Inference::Stub> Stub() {
-    return otaro::v1::Inference::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", grpc_port_), grpc::InsecureChannelCredentials()));
+    return otaro::v1::Inference::NewStub(server_->channel());
   }
 
-  static std::string* dir_;
-  static Subprocess* server_;
+  static testing::ServerProcess* server_;
+  static const std::string* dir_;
   static int grpc_port_;
   static int metrics_port_;
 };
 
-std::string* ModelServingTest::dir_ = nullptr;
-Subprocess* ModelServingTest::server_ = nullptr;
+testing::ServerProcess* ModelServingTest::server_ = nullptr;
+const std::string* ModelServingTest::dir_ = nullptr;
 int ModelServingTest::grpc_port_ = 0;
 int ModelServingTest::metrics_port_ = 0;
 

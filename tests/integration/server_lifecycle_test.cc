@@ -16,10 +16,10 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "otaro/v1/inference.grpc.pb.h"
 #include "otaro/v1/tuning.grpc.pb.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/server_process.h"
 #include "tests/testing/subprocess.h"
 
 namespace otaro {
@@ -41,37 +41,25 @@ class RunningServer {
  public:
   RunningServer(const std::string& name, const std::string& extra_yaml,
                 std::vector<std::string> extra_args = {}) {
-    dir_ = testing::ScratchDir(name);
-    std::string config_path = dir_ + "/otaro.yaml";
+    const std::string dir = testing::ScratchDir(name);
+    const std::string config_path = dir + "/otaro.yaml";
     std::ofstream(config_path) << "server:\n  grpc_address: \"127.0.0.1:0\"\n"
                                   "  metrics_address: \"127.0.0.1:0\"\n"
                                << extra_yaml;
-    std::vector<std::string> argv = {testing::RunfilePath("server/otaro_server"),
-                                     "--config", config_path, "--ready_file",
-                                     dir_ + "/ready.json"};
-    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    process_ = std::make_unique<Subprocess>(argv, dir_);
-    std::string ready = testing::WaitForFile(dir_ + "/ready.json", absl::Seconds(30), process_.get());
-    if (ready.empty()) {
-      ADD_FAILURE() << "server did not become ready; stderr:\n" << process_->Stderr();
-      return;
-    }
-    auto json = nlohmann::json::parse(ready);
-    grpc_port_ = json["grpc_port"].get<int>();
-    metrics_port_ = json["metrics_port"].get<int>();
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
-                                   grpc::InsecureChannelCredentials());
+    std::vector<std::string> args = {"--config", config_path};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    server_ = std::make_unique<testing::ServerProcess>(dir, args, absl::Seconds(30));
   }
 
-  Subprocess& process() { return *process_; }
-  int grpc_port() const { return grpc_port_; }
-  int metrics_port() const { return metrics_port_; }
-  std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
-  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
-  const std::string& dir() const { return dir_; }
+  Subprocess& process() { return server_->process(); }
+  int grpc_port() const { return server_->grpc_port(); }
+  int metrics_port() const { return server_->metrics_port(); }
+  std::string address() const { return server_->address(); }
+  std::shared_ptr<grpc::Channel> channel() const { return server_->channel(); }
+  const std::string& dir() const { return server_->dir(); }
 
   HealthCheckResponse::ServingStatus Health(const std::string& service = "") {
-    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    auto stub = grpc::health::v1::Health::NewStub(channel());
     HealthCheckRequest request;
     request.set_service(service);
     HealthCheckResponse response;
@@ -82,11 +70,7 @@ class RunningServer {
   }
 
  private:
-  std::string dir_;
-  std::unique_ptr<Subprocess> process_;
-  std::shared_ptr<grpc::Channel> channel_;
-  int grpc_port_ = 0;
-  int metrics_port_ = 0;
+  std::unique_ptr<testing::ServerProcess> server_;
 };
 
 TEST(ServerLifecycleTest, HealthIsServingWhileInferenceWaitsForAModel) {
