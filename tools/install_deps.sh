@@ -12,6 +12,8 @@ PACKAGES=(
   # Config, logging, metrics HTTP, JSON, Unicode regexes, BLAS
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcivetweb-dev nlohmann-json3-dev libpcre2-dev
   libopenblas-dev
+  # Tuning job and model version records (embedded, transactional)
+  libsqlite3-dev
   # Tests and benchmarks; promtool checks our metrics output
   libgtest-dev libgmock-dev libbenchmark-dev prometheus
 )
