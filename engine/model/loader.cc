@@ -18,7 +18,8 @@
 namespace otaro::engine {
 namespace {
 
-// Keys of sefp::CheckpointMetadata::extra that make a checkpoint a whole model.
+// Keys of sefp::CheckpointMetadata::extra (stored with its "x." prefix, so in
+// the file they are kModelConfigMetadataKey / kTokenizerMetadataKey).
 constexpr char kModelConfigKey[] = "model_config";
 constexpr char kTokenizerKey[] = "tokenizer";
 
@@ -183,14 +184,40 @@ absl::Status FillModel(const WeightReader& reader, const LoadOptions& options, L
   return absl::OkStatus();
 }
 
+sefp::DenseTensor Float32Tensor(const std::vector<int64_t>& shape,
+                                const std::vector<float>& values) {
+  sefp::DenseTensor dense;
+  dense.dtype = safetensors::DType::kF32;
+  dense.shape = shape;
+  dense.bytes.resize(values.size() * sizeof(float));
+  if (!values.empty()) std::memcpy(dense.bytes.data(), values.data(), dense.bytes.size());
+  return dense;
+}
+
 absl::StatusOr<std::unique_ptr<TensorSource>> OpenSource(const std::string& path,
                                                          ModelFormat format,
                                                          ModelConfig* config) {
   switch (format) {
     case ModelFormat::kHfFolder: return OpenHfFolder(path, config);
     case ModelFormat::kLlama2c: return OpenLlama2c(path, config);
-    default: return OpenGguf(path, config);
+    case ModelFormat::kMaster: return OpenMasterCheckpoint(path, config);
+    case ModelFormat::kGguf: return OpenGguf(path, config);
+    case ModelFormat::kSefp: break;
   }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, " is a SEFP checkpoint: its linear layers are quantized, so it cannot be a "
+            "float source; use the model it was converted from (or a master checkpoint)"));
+}
+
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> TokenizerFromMetadata(
+    const std::map<std::string, std::string>& metadata, absl::string_view key,
+    const std::string& path) {
+  auto it = metadata.find(std::string(key));
+  if (it == metadata.end()) {
+    return absl::NotFoundError(absl::StrCat(path, " carries no tokenizer"));
+  }
+  OTARO_ASSIGN_OR_RETURN(tokenizer::VocabSpec spec, tokenizer::VocabSpecFromJson(it->second));
+  return tokenizer::Tokenizer::Create(std::move(spec));
 }
 
 }  // namespace
@@ -201,6 +228,7 @@ absl::string_view ModelFormatName(ModelFormat format) {
     case ModelFormat::kHfFolder: return "hf";
     case ModelFormat::kGguf: return "gguf";
     case ModelFormat::kLlama2c: return "llama2c";
+    case ModelFormat::kMaster: return "master";
   }
   return "unknown";
 }
@@ -223,6 +251,9 @@ absl::StatusOr<ModelFormat> DetectModelFormat(const std::string& path) {
     auto it = (*file)->metadata().find("format");
     if (it != (*file)->metadata().end() && it->second == sefp::kCheckpointFormat) {
       return ModelFormat::kSefp;
+    }
+    if (it != (*file)->metadata().end() && it->second == kMasterCheckpointFormat) {
+      return ModelFormat::kMaster;
     }
     return absl::InvalidArgumentError(absl::StrCat(
         path, " is a safetensors file but not a SEFP checkpoint; to load a Hugging Face "
@@ -264,12 +295,11 @@ absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const s
     }
     case ModelFormat::kSefp: {
       OTARO_ASSIGN_OR_RETURN(auto reader, sefp::CheckpointReader::Open(path));
-      auto it = reader->metadata().extra.find(kTokenizerKey);
-      if (it == reader->metadata().extra.end()) {
-        return absl::NotFoundError(absl::StrCat(path, " carries no tokenizer"));
-      }
-      OTARO_ASSIGN_OR_RETURN(tokenizer::VocabSpec spec, tokenizer::VocabSpecFromJson(it->second));
-      return tokenizer::Tokenizer::Create(std::move(spec));
+      return TokenizerFromMetadata(reader->metadata().extra, kTokenizerKey, path);
+    }
+    case ModelFormat::kMaster: {
+      OTARO_ASSIGN_OR_RETURN(auto file, safetensors::File::Open(path));
+      return TokenizerFromMetadata(file->metadata(), kTokenizerMetadataKey, path);
     }
   }
   return absl::InternalError("unreachable");
@@ -315,6 +345,31 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& path,
   return model;
 }
 
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenModelSource(const std::string& path,
+                                                              ModelConfig* config) {
+  OTARO_ASSIGN_OR_RETURN(ModelFormat format, DetectModelFormat(path));
+  OTARO_ASSIGN_OR_RETURN(auto source, OpenSource(path, format, config));
+  OTARO_RETURN_IF_ERROR(CheckTensors(*source, *config));
+  return source;
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> BuildModel(
+    const TensorSource& source, const ModelConfig& config,
+    std::unique_ptr<tokenizer::Tokenizer> tokenizer, const std::string& source_name,
+    const LoadOptions& options) {
+  OTARO_RETURN_IF_ERROR(sefp::CheckPrecision(options.resident_max_bits));
+  OTARO_RETURN_IF_ERROR(ValidateConfig(config));
+  OTARO_RETURN_IF_ERROR(CheckTensors(source, config));
+  auto model = std::make_unique<LlamaModel>();
+  model->config = config;
+  model->source = source_name;
+  model->source_format = "memory";
+  model->reconstruction = options.reconstruction;
+  OTARO_RETURN_IF_ERROR(FillModel(SourceReader(&source), options, model.get()));
+  model->tokenizer = std::move(tokenizer);
+  return model;
+}
+
 absl::StatusOr<ConversionSummary> ConvertToSefpCheckpoint(const std::string& in_path,
                                                           const std::string& out_path,
                                                           sefp::Reconstruction reconstruction,
@@ -325,18 +380,35 @@ absl::StatusOr<ConversionSummary> ConvertToSefpCheckpoint(const std::string& in_
         absl::StrCat(in_path, " is already a SEFP checkpoint; convert from the original model"));
   }
   ModelConfig config;
-  OTARO_ASSIGN_OR_RETURN(auto source, OpenSource(in_path, format, &config));
-  OTARO_RETURN_IF_ERROR(CheckTensors(*source, config));
-
-  sefp::Checkpoint checkpoint;
-  checkpoint.metadata.reconstruction = reconstruction;
-  checkpoint.metadata.source_model = absl::StrCat(source->Describe());
-  checkpoint.metadata.extra[kModelConfigKey] = ModelConfigToJson(config);
+  OTARO_ASSIGN_OR_RETURN(auto source, OpenModelSource(in_path, &config));
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
   auto tok = LoadModelTokenizer(in_path);
   if (tok.ok()) {
-    checkpoint.metadata.extra[kTokenizerKey] = tokenizer::VocabSpecToJson((*tok)->spec());
+    tokenizer = std::move(*tok);
   } else if (tok.status().code() != absl::StatusCode::kNotFound) {
     return tok.status();
+  }
+  CheckpointProvenance provenance;
+  provenance.source_model = source->Describe();
+  return WriteSefpCheckpoint(*source, config, tokenizer.get(), reconstruction, provenance,
+                             out_path, progress);
+}
+
+absl::StatusOr<ConversionSummary> WriteSefpCheckpoint(const TensorSource& source,
+                                                      const ModelConfig& config,
+                                                      const tokenizer::Tokenizer* tokenizer,
+                                                      sefp::Reconstruction reconstruction,
+                                                      const CheckpointProvenance& provenance,
+                                                      const std::string& out_path,
+                                                      const LoadProgress& progress) {
+  OTARO_RETURN_IF_ERROR(CheckTensors(source, config));
+  sefp::Checkpoint checkpoint;
+  checkpoint.metadata.reconstruction = reconstruction;
+  checkpoint.metadata.source_model = provenance.source_model;
+  checkpoint.metadata.tuning_provenance = provenance.tuning_provenance;
+  checkpoint.metadata.extra[kModelConfigKey] = ModelConfigToJson(config);
+  if (tokenizer != nullptr) {
+    checkpoint.metadata.extra[kTokenizerKey] = tokenizer::VocabSpecToJson(tokenizer->spec());
   }
 
   ConversionSummary summary;
@@ -345,26 +417,54 @@ absl::StatusOr<ConversionSummary> ConvertToSefpCheckpoint(const std::string& in_
   const std::vector<std::string> names = ExpectedTensorNames(config);
   int64_t done = 0;
   for (const std::string& name : names) {
-    OTARO_ASSIGN_OR_RETURN(std::vector<float> values, source->ReadFloat32(name));
-    OTARO_ASSIGN_OR_RETURN(std::vector<int64_t> shape, source->Shape(name));
+    OTARO_ASSIGN_OR_RETURN(std::vector<float> values, source.ReadFloat32(name));
+    OTARO_ASSIGN_OR_RETURN(std::vector<int64_t> shape, source.Shape(name));
     if (IsLinear(name)) {
       OTARO_ASSIGN_OR_RETURN(sefp::SefpTensor tensor,
                              sefp::EncodeTensor(name, values, shape[0], shape[1]));
       summary.saturated_groups += tensor.saturated;
       checkpoint.quantized.emplace(name, std::move(tensor));
     } else {
-      sefp::DenseTensor dense;
-      dense.dtype = safetensors::DType::kF32;
-      dense.shape = shape;
-      dense.bytes.resize(values.size() * sizeof(float));
-      if (!values.empty()) std::memcpy(dense.bytes.data(), values.data(), dense.bytes.size());
-      checkpoint.dense.emplace(name, std::move(dense));
+      checkpoint.dense.emplace(name, Float32Tensor(shape, values));
     }
     ++summary.tensors;
     if (progress) progress(++done, static_cast<int64_t>(names.size()), name);
   }
   OTARO_RETURN_IF_ERROR(sefp::WriteCheckpoint(out_path, checkpoint));
   return summary;
+}
+
+absl::Status WriteMasterCheckpoint(const TensorSource& source, const ModelConfig& config,
+                                   const tokenizer::Tokenizer* tokenizer,
+                                   const CheckpointProvenance& provenance,
+                                   const std::string& out_path) {
+  OTARO_RETURN_IF_ERROR(CheckTensors(source, config));
+  safetensors::Writer writer;
+  OTARO_RETURN_IF_ERROR(writer.SetMetadata("format", kMasterCheckpointFormat));
+  OTARO_RETURN_IF_ERROR(writer.SetMetadata("format_version", "1"));
+  OTARO_RETURN_IF_ERROR(writer.SetMetadata(kModelConfigMetadataKey, ModelConfigToJson(config)));
+  if (tokenizer != nullptr) {
+    OTARO_RETURN_IF_ERROR(
+        writer.SetMetadata(kTokenizerMetadataKey, tokenizer::VocabSpecToJson(tokenizer->spec())));
+  }
+  if (!provenance.source_model.empty()) {
+    OTARO_RETURN_IF_ERROR(writer.SetMetadata("source_model", provenance.source_model));
+  }
+  if (!provenance.tuning_provenance.empty()) {
+    OTARO_RETURN_IF_ERROR(writer.SetMetadata("tuning_provenance", provenance.tuning_provenance));
+  }
+  // The writer borrows bytes until it has written the file.
+  std::vector<sefp::DenseTensor> tensors;
+  const std::vector<std::string> names = ExpectedTensorNames(config);
+  tensors.reserve(names.size());
+  for (const std::string& name : names) {
+    OTARO_ASSIGN_OR_RETURN(std::vector<float> values, source.ReadFloat32(name));
+    OTARO_ASSIGN_OR_RETURN(std::vector<int64_t> shape, source.Shape(name));
+    tensors.push_back(Float32Tensor(shape, values));
+    OTARO_RETURN_IF_ERROR(writer.AddTensor(name, safetensors::DType::kF32, tensors.back().shape,
+                                           tensors.back().bytes));
+  }
+  return writer.WriteAtomically(out_path);
 }
 
 }  // namespace otaro::engine

@@ -9,6 +9,8 @@
 //   gguf  a GGUF v2/v3 file (quantized types are dequantized, then SEFP-encoded).
 //   llama2c  a llama2.c checkpoint (run.c's format), with tokenizer.bin or
 //         tok<vocab>.bin beside it.
+//   master  the trainer's float32 master checkpoint (tensor_source.h): what
+//         tuning continues from; it loads like any float model.
 #ifndef OTARO_ENGINE_MODEL_LOADER_H_
 #define OTARO_ENGINE_MODEL_LOADER_H_
 
@@ -24,7 +26,7 @@
 
 namespace otaro::engine {
 
-enum class ModelFormat { kSefp, kHfFolder, kGguf, kLlama2c };
+enum class ModelFormat { kSefp, kHfFolder, kGguf, kLlama2c, kMaster };
 absl::string_view ModelFormatName(ModelFormat format);
 absl::StatusOr<ModelFormat> DetectModelFormat(const std::string& path);
 
@@ -48,6 +50,20 @@ struct LoadOptions {
 absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& path,
                                                       const LoadOptions& options = {});
 
+// The float32 weights of a model file, for tuning: OTARO.md trains from the
+// original weights, so a SEFP checkpoint (quantized linear layers) is refused
+// with an error that says what to pass instead.
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenModelSource(const std::string& path,
+                                                              ModelConfig* config);
+
+// A LlamaModel from any tensor source, e.g. the trainer's parameters held in
+// memory (evaluation at every precision through the real engine). `source_name`
+// fills LlamaModel::source.
+absl::StatusOr<std::unique_ptr<LlamaModel>> BuildModel(
+    const TensorSource& source, const ModelConfig& config,
+    std::unique_ptr<tokenizer::Tokenizer> tokenizer, const std::string& source_name,
+    const LoadOptions& options = {});
+
 // The tokenizer that comes with a model (GGUF metadata, tokenizer.json in a HF
 // folder, or the one a SEFP checkpoint carries). NotFound if it has none.
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(const std::string& path);
@@ -60,12 +76,35 @@ struct ConversionSummary {
   int64_t tensors = 0;
 };
 
-// Converts an HF folder or GGUF file (or re-encodes a SEFP checkpoint's source)
-// into a SEFP checkpoint written atomically at `out_path`.
+// Converts an HF folder, GGUF, llama2.c or master checkpoint into a SEFP
+// checkpoint written atomically at `out_path`.
 absl::StatusOr<ConversionSummary> ConvertToSefpCheckpoint(const std::string& in_path,
                                                           const std::string& out_path,
                                                           sefp::Reconstruction reconstruction,
                                                           const LoadProgress& progress = {});
+
+// What a written checkpoint records besides the weights.
+struct CheckpointProvenance {
+  std::string source_model;       // where the weights came from
+  std::string tuning_provenance;  // JSON: job, strategy, data, evaluation ...
+};
+
+// The SEFP checkpoint of any tensor source (the one implementation behind
+// ConvertToSefpCheckpoint and the trainer's export). `tokenizer` may be null.
+absl::StatusOr<ConversionSummary> WriteSefpCheckpoint(const TensorSource& source,
+                                                      const ModelConfig& config,
+                                                      const tokenizer::Tokenizer* tokenizer,
+                                                      sefp::Reconstruction reconstruction,
+                                                      const CheckpointProvenance& provenance,
+                                                      const std::string& out_path,
+                                                      const LoadProgress& progress = {});
+
+// The float32 master checkpoint of any tensor source (tensor_source.h),
+// written crash-safely. `tokenizer` may be null.
+absl::Status WriteMasterCheckpoint(const TensorSource& source, const ModelConfig& config,
+                                   const tokenizer::Tokenizer* tokenizer,
+                                   const CheckpointProvenance& provenance,
+                                   const std::string& out_path);
 
 }  // namespace otaro::engine
 

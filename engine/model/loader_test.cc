@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "common/testing/shared_data.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace otaro::engine {
@@ -189,6 +190,63 @@ TEST(LoaderTest, TruncatedCheckpointIsAClearError) {
   std::ofstream(dir + "/cut.sefp", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   auto model = LoadModel(dir + "/cut.sefp", {});
   EXPECT_FALSE(model.ok());
+}
+
+TEST(LoaderTest, MasterCheckpointRoundTripIsExactAndLoadsAsAModel) {
+  const std::string dir = testing::ScratchDir("master");
+  ModelConfig config;
+  auto source = OpenModelSource(StoriesGguf(), &config);
+  ASSERT_TRUE(source.ok()) << source.status();
+  auto tokenizer = LoadModelTokenizer(StoriesGguf());
+  ASSERT_TRUE(tokenizer.ok());
+  CheckpointProvenance provenance{"stories260K gguf", R"({"job":"test"})"};
+  ASSERT_TRUE(WriteMasterCheckpoint(**source, config, tokenizer->get(), provenance,
+                                    dir + "/master.safetensors")
+                  .ok());
+  EXPECT_EQ(*DetectModelFormat(dir + "/master.safetensors"), ModelFormat::kMaster);
+
+  ModelConfig reread;
+  auto master = OpenModelSource(dir + "/master.safetensors", &reread);
+  ASSERT_TRUE(master.ok()) << master.status();
+  EXPECT_EQ(ModelConfigToJson(reread), ModelConfigToJson(config));
+  for (const std::string& name : ExpectedTensorNames(config)) {
+    EXPECT_EQ(*(*master)->ReadFloat32(name), *(*source)->ReadFloat32(name)) << name;
+  }
+  // It serves like any float model: same SEFP planes as the GGUF it came from.
+  auto from_master = LoadModel(dir + "/master.safetensors", {});
+  auto from_gguf = LoadModel(StoriesGguf(), {});
+  ASSERT_TRUE(from_master.ok() && from_gguf.ok()) << from_master.status();
+  EXPECT_EQ((*from_master)->source_format, "master");
+  std::vector<float> a(config.hidden_size), b(config.hidden_size);
+  ASSERT_TRUE((*from_master)->layers[2].q.packed->DecodeRow(5, 4, sefp::Reconstruction::kMidpoint, a.data()).ok());
+  ASSERT_TRUE((*from_gguf)->layers[2].q.packed->DecodeRow(5, 4, sefp::Reconstruction::kMidpoint, b.data()).ok());
+  EXPECT_EQ(a, b);
+  ASSERT_NE((*from_master)->tokenizer, nullptr);
+  EXPECT_EQ((*from_master)->tokenizer->Encode("Lily"), (*from_gguf)->tokenizer->Encode("Lily"));
+}
+
+TEST(LoaderTest, SefpCheckpointIsNotAFloatSource) {
+  const std::string out = testing::ScratchDir("not_float") + "/m.sefp";
+  ASSERT_TRUE(ConvertToSefpCheckpoint(StoriesGguf(), out, sefp::Reconstruction::kMidpoint).ok());
+  ModelConfig config;
+  auto source = OpenModelSource(out, &config);
+  ASSERT_FALSE(source.ok());
+  EXPECT_THAT(std::string(source.status().message()), ::testing::HasSubstr("SEFP checkpoint"));
+}
+
+TEST(LoaderTest, BuildModelFromAnySourceMatchesLoadModel) {
+  ModelConfig config;
+  auto source = OpenModelSource(StoriesHf(), &config);
+  ASSERT_TRUE(source.ok());
+  auto built = BuildModel(**source, config, nullptr, "in memory", {});
+  auto loaded = LoadModel(StoriesHf(), {});
+  ASSERT_TRUE(built.ok() && loaded.ok()) << built.status();
+  EXPECT_EQ((*built)->source, "in memory");
+  EXPECT_EQ((*built)->embed, (*loaded)->embed);
+  std::vector<float> a(config.intermediate_size), b(config.intermediate_size);
+  ASSERT_TRUE((*built)->layers[4].down.packed->DecodeRow(7, 3, sefp::Reconstruction::kMidpoint, a.data()).ok());
+  ASSERT_TRUE((*loaded)->layers[4].down.packed->DecodeRow(7, 3, sefp::Reconstruction::kMidpoint, b.data()).ok());
+  EXPECT_EQ(a, b);
 }
 
 // The default model of the quick start: SmolLM2-135M-Instruct, Q4_1 GGUF.

@@ -71,6 +71,12 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json);
 // Checks the numbers fit together (heads divide hidden, kv heads divide heads, ...).
 absl::Status ValidateConfig(const ModelConfig& config);
 
+// RoPE inverse frequencies [head_dim / 2]: HF's default, then LLaMA 3.1's
+// scaling (transformers' _compute_llama3_parameters), computed in double and
+// rounded to float32 as HF holds them. The engine and the trainer both rotate
+// with these, so training sees the function the engine serves.
+std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
+
 }  // namespace otaro::engine
 
 #endif  // OTARO_ENGINE_MODEL_MODEL_CONFIG_H_

@@ -28,10 +28,20 @@ absl::Status MissingTensor(absl::string_view name, absl::string_view where) {
 
 // --- Hugging Face folder ---------------------------------------------------
 
-class HfFolderSource final : public TensorSource {
+// One or more safetensors files holding tensors under their Hugging Face
+// names: a HF folder's shards, or the trainer's single master checkpoint.
+class SafetensorsSource final : public TensorSource {
  public:
-  static absl::StatusOr<std::unique_ptr<TensorSource>> Open(const std::string& dir) {
-    auto source = std::unique_ptr<HfFolderSource>(new HfFolderSource(dir));
+  static absl::StatusOr<std::unique_ptr<TensorSource>> OpenFile(const std::string& path) {
+    auto source = std::unique_ptr<SafetensorsSource>(
+        new SafetensorsSource(path, absl::StrCat("master checkpoint ", path)));
+    OTARO_ASSIGN_OR_RETURN(auto file, safetensors::File::Open(path));
+    OTARO_RETURN_IF_ERROR(source->AddFile(std::move(file)));
+    return std::unique_ptr<TensorSource>(std::move(source));
+  }
+
+  static absl::StatusOr<std::unique_ptr<TensorSource>> OpenFolder(const std::string& dir) {
+    auto source = std::unique_ptr<SafetensorsSource>(new SafetensorsSource(dir, ""));
     std::string index_text;
     std::vector<std::string> shard_names;
     if (ReadFileToString(dir + "/model.safetensors.index.json", &index_text).ok()) {
@@ -59,14 +69,10 @@ class HfFolderSource final : public TensorSource {
         return absl::Status(file.status().code(),
                             absl::StrCat("model shard ", shard, ": ", file.status().message()));
       }
-      for (const auto& tensor : (*file)->tensors()) {
-        if (!source->tensors_.emplace(tensor.name, &tensor).second) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("tensor '", tensor.name, "' appears in two shards"));
-        }
-      }
-      source->files_.push_back(std::move(*file));
+      OTARO_RETURN_IF_ERROR(source->AddFile(std::move(*file)));
     }
+    source->description_ = absl::StrCat("Hugging Face folder ", dir, " (", source->files_.size(),
+                                        " shard", source->files_.size() == 1 ? "" : "s", ")");
     return std::unique_ptr<TensorSource>(std::move(source));
   }
 
@@ -94,13 +100,22 @@ class HfFolderSource final : public TensorSource {
     return tensor->ToFloat32();
   }
 
-  std::string Describe() const override {
-    return absl::StrCat("Hugging Face folder ", dir_, " (", files_.size(), " shard",
-                        files_.size() == 1 ? "" : "s", ")");
-  }
+  std::string Describe() const override { return description_; }
 
  private:
-  explicit HfFolderSource(std::string dir) : dir_(std::move(dir)) {}
+  SafetensorsSource(std::string dir, std::string description)
+      : dir_(std::move(dir)), description_(std::move(description)) {}
+
+  absl::Status AddFile(std::unique_ptr<safetensors::File> file) {
+    for (const auto& tensor : file->tensors()) {
+      if (!tensors_.emplace(tensor.name, &tensor).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", tensor.name, "' appears in two shards"));
+      }
+    }
+    files_.push_back(std::move(file));
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<const safetensors::TensorView*> Find(absl::string_view name) const {
     auto it = tensors_.find(std::string(name));
@@ -109,6 +124,7 @@ class HfFolderSource final : public TensorSource {
   }
 
   std::string dir_;
+  std::string description_;
   std::vector<std::unique_ptr<safetensors::File>> files_;
   std::map<std::string, const safetensors::TensorView*> tensors_;
 };
@@ -359,7 +375,35 @@ absl::StatusOr<std::unique_ptr<TensorSource>> OpenHfFolder(const std::string& di
         absl::StrCat(dir, "/config.json: ", parsed.status().message()));
   }
   *config = *parsed;
-  return HfFolderSource::Open(dir);
+  return SafetensorsSource::OpenFolder(dir);
+}
+
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenMasterCheckpoint(const std::string& path,
+                                                                   ModelConfig* config) {
+  OTARO_ASSIGN_OR_RETURN(auto file, safetensors::File::Open(path));
+  const auto& metadata = file->metadata();
+  auto format = metadata.find("format");
+  if (format == metadata.end() || format->second != kMasterCheckpointFormat) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not a master checkpoint (no __metadata__ format \"",
+                     kMasterCheckpointFormat, "\")"));
+  }
+  auto version = metadata.find("format_version");
+  if (version == metadata.end() || version->second != "1") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": unsupported master checkpoint version (this build reads 1)"));
+  }
+  auto config_json = metadata.find(kModelConfigMetadataKey);
+  if (config_json == metadata.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": master checkpoint without ", kModelConfigMetadataKey));
+  }
+  auto parsed = ModelConfigFromJson(config_json->second);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.status().message()));
+  }
+  *config = *parsed;
+  return SafetensorsSource::OpenFile(path);
 }
 
 absl::StatusOr<std::unique_ptr<TensorSource>> OpenGguf(const std::string& path,

@@ -59,6 +59,18 @@ absl::StatusOr<std::unique_ptr<TensorSource>> OpenGguf(const std::string& path,
 absl::StatusOr<std::unique_ptr<TensorSource>> OpenLlama2c(const std::string& path,
                                                           ModelConfig* config);
 
+// The trainer's float32 master checkpoint: one safetensors file, tensors under
+// the Hugging Face names, __metadata__ format "otaro-master", format_version
+// "1", the model config (ModelConfigToJson) under kModelConfigMetadataKey and,
+// when the model has one, the tokenizer (VocabSpecToJson) under
+// kTokenizerMetadataKey. SEFP checkpoints use the same two keys. Unlike a SEFP
+// checkpoint it keeps full precision, so tuning can continue from it.
+inline constexpr char kMasterCheckpointFormat[] = "otaro-master";
+inline constexpr char kModelConfigMetadataKey[] = "x.model_config";
+inline constexpr char kTokenizerMetadataKey[] = "x.tokenizer";
+absl::StatusOr<std::unique_ptr<TensorSource>> OpenMasterCheckpoint(const std::string& path,
+                                                                   ModelConfig* config);
+
 // The tensor names a model with this config must have, in load order.
 std::vector<std::string> ExpectedTensorNames(const ModelConfig& config);
 
