@@ -79,31 +79,6 @@ absl::Status CheckModel(const LlamaModel& m) {
   return absl::OkStatus();
 }
 
-// HF's default RoPE frequencies, then LLaMA 3.1's scaling
-// (transformers' _compute_llama3_parameters), in double.
-std::vector<float> RopeFrequencies(const ModelConfig& c) {
-  const int64_t half = c.head_dim / 2;
-  std::vector<float> out(half);
-  const Llama3RopeScaling& s = c.rope_scaling;
-  for (int64_t i = 0; i < half; ++i) {
-    double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / c.head_dim);
-    if (s.factor > 0) {
-      const double low_wavelen = s.original_max_position / s.low_freq_factor;
-      const double high_wavelen = s.original_max_position / s.high_freq_factor;
-      const double wavelen = 2 * M_PI / f;
-      if (wavelen > low_wavelen) {
-        f = f / s.factor;
-      } else if (wavelen >= high_wavelen) {  // medium: interpolate
-        const double smooth = (s.original_max_position / wavelen - s.low_freq_factor) /
-                              (s.high_freq_factor - s.low_freq_factor);
-        f = (1 - smooth) * f / s.factor + smooth * f;
-      }
-    }
-    out[i] = static_cast<float>(f);
-  }
-  return out;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel* model,
@@ -135,7 +110,7 @@ CpuBackend::CpuBackend(const LlamaModel* model, const CpuBackendOptions& options
   int threads = options.num_threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   pool_ = std::make_unique<sefp::ThreadPool>(threads);
-  inv_freq_ = RopeFrequencies(model_.config);
+  inv_freq_ = RopeInverseFrequencies(model_.config);
 }
 
 CpuBackend::~CpuBackend() = default;

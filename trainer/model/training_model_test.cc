@@ -1,0 +1,502 @@
+// The training model on the real stories260K: loss and gradients against
+// PyTorch autograd (tests/fixtures/trainer_gradients, float64, independent SEFP
+// fake quantization) at fp, m = 8, 4, 3 and m = 4 truncate; the STE identity;
+// logits against the engine's float64 reference forward with Q(W, m) weights;
+// gradient accumulation; refusals of bad input.
+#include "trainer/model/training_model.h"
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "common/testing/shared_data.h"
+#include "engine/cpu/reference_forward.h"
+#include "engine/model/loader.h"
+#include "engine/model/tensor_source.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "sefp/fake_quant.h"
+
+namespace otaro::trainer {
+namespace {
+
+std::string StoriesHf() {
+  return otaro::testing::SharedPath("data/models/stories260K-hf-converted");
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str());
+}
+
+Precision AtBits(int m, sefp::Reconstruction mode = sefp::Reconstruction::kMidpoint) {
+  return Precision{true, m, mode};
+}
+
+class TrainingModelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    engine::ModelConfig config;
+    auto source = engine::OpenHfFolder(StoriesHf(), &config);
+    ASSERT_TRUE(source.ok()) << source.status();
+    auto params = Parameters::FromSource(**source, config);
+    ASSERT_TRUE(params.ok()) << params.status();
+    params_ = new Parameters(std::move(*params));
+    fixture_ = new nlohmann::json(ReadJson("tests/fixtures/trainer_gradients/gradients.json"));
+  }
+  static void TearDownTestSuite() {
+    delete params_;
+    delete fixture_;
+  }
+
+  static Batch FixtureBatch() {
+    const nlohmann::json& b = (*fixture_)["batch"];
+    Batch batch;
+    batch.batch_size = b["batch_size"];
+    batch.seq_len = b["seq_len"];
+    batch.inputs = b["inputs"].get<std::vector<int32_t>>();
+    batch.targets = b["targets"].get<std::vector<int32_t>>();
+    return batch;
+  }
+
+  // Loss and gradients of the fixture batch at `precision` (fresh model).
+  static std::vector<float> Gradients(const Parameters& params, const Precision& precision,
+                                      double* loss, int threads = 2) {
+    TrainingModel model(&params, 2, 32, threads);
+    auto l = model.Forward(FixtureBatch(), precision);
+    EXPECT_TRUE(l.ok()) << l.status();
+    if (loss != nullptr) *loss = l.ok() ? *l : NAN;
+    std::vector<float> grads(params.values().size(), 0.0f);
+    absl::Status s = model.Backward(1.0f, absl::MakeSpan(grads));
+    EXPECT_TRUE(s.ok()) << s;
+    return grads;
+  }
+
+  static Parameters* params_;
+  static nlohmann::json* fixture_;
+};
+Parameters* TrainingModelTest::params_ = nullptr;
+nlohmann::json* TrainingModelTest::fixture_ = nullptr;
+
+TEST_F(TrainingModelTest, ParametersFollowExpectedTensorNames) {
+  const std::vector<std::string> names = engine::ExpectedTensorNames(params_->config());
+  ASSERT_EQ(params_->tensors().size(), names.size());
+  int64_t offset = 0, quantized = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const Parameters::Tensor& t = params_->tensors()[i];
+    EXPECT_EQ(t.name, names[i]);
+    EXPECT_EQ(t.offset, offset);
+    offset += t.size;
+    if (t.quantized) quantized += t.size;
+    EXPECT_EQ(t.quantized, absl::StrContains(t.name, "_proj.weight")) << t.name;
+  }
+  EXPECT_EQ(offset, static_cast<int64_t>(params_->values().size()));
+  EXPECT_EQ(offset, params_->config().ParameterCount());
+  EXPECT_EQ(quantized, params_->config().LinearParameterCount());
+  EXPECT_TRUE(params_->Get("no.such.tensor").empty());
+  EXPECT_EQ(params_->Find("no.such.tensor"), nullptr);
+  EXPECT_EQ(params_->Get("model.norm.weight").size(), 64u);
+
+  Parameters zeros = Parameters::ZerosLike(*params_);
+  EXPECT_EQ(zeros.values().size(), params_->values().size());
+  for (float v : zeros.values()) ASSERT_EQ(v, 0.0f);
+}
+
+TEST_F(TrainingModelTest, AsTensorSourceServesTheParameters) {
+  std::unique_ptr<engine::TensorSource> source = AsTensorSource(*params_);
+  EXPECT_TRUE(engine::CheckTensors(*source, params_->config()).ok());
+  auto w = source->ReadFloat32("model.layers.2.mlp.down_proj.weight");
+  ASSERT_TRUE(w.ok()) << w.status();
+  absl::Span<const float> want = params_->Get("model.layers.2.mlp.down_proj.weight");
+  EXPECT_TRUE(std::equal(w->begin(), w->end(), want.begin(), want.end()));
+  EXPECT_EQ(source->StorageType("model.norm.weight"), "F32");
+  EXPECT_EQ(source->ReadFloat32("nope").status().code(), absl::StatusCode::kNotFound);
+  // A round trip through Parameters::FromSource gives the same values.
+  auto again = Parameters::FromSource(*source, params_->config());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(std::equal(again->values().begin(), again->values().end(),
+                         params_->values().begin(), params_->values().end()));
+}
+
+TEST_F(TrainingModelTest, LossAndGradientsMatchPyTorchAutograd) {
+  const std::vector<std::string> names = (*fixture_)["tensor_names"];
+  ASSERT_EQ(names, engine::ExpectedTensorNames(params_->config()));
+  for (const nlohmann::json& c : (*fixture_)["cases"]) {
+    const std::string label = c["label"];
+    SCOPED_TRACE("case " + label);
+    Precision precision;
+    precision.quantized = c["quantized"];
+    precision.m = c["m"];
+    precision.mode = c["mode"] == "truncate" ? sefp::Reconstruction::kTruncate
+                                             : sefp::Reconstruction::kMidpoint;
+    double loss = 0;
+    const std::vector<float> grads = Gradients(*params_, precision, &loss);
+    const double want_loss = c["loss"];
+    EXPECT_NEAR(loss, want_loss, 2e-6 * std::fabs(want_loss)) << label;
+
+    double worst_norm = 0, worst_dot = 0, worst_entry = 0;
+    for (size_t k = 0; k < names.size(); ++k) {
+      const Parameters::Tensor& t = *params_->Find(names[k]);
+      absl::Span<const float> g = TensorIn(absl::MakeConstSpan(grads), t);
+      const nlohmann::json& want = c["grads"][names[k]];
+      double norm = 0, dot = 0;
+      for (int64_t i = 0; i < t.size; ++i) {
+        norm += static_cast<double>(g[i]) * g[i];
+        dot += g[i] * std::sin(0.37 * static_cast<double>(i) + static_cast<double>(k));
+      }
+      norm = std::sqrt(norm);
+      const double want_norm = want["norm"], want_dot = want["dot"];
+      const double norm_err = std::fabs(norm - want_norm) / want_norm;
+      // The dot can be near 0 by cancellation: measure it against the norm.
+      const double dot_err = std::fabs(dot - want_dot) / (std::fabs(want_dot) + want_norm);
+      EXPECT_LT(norm_err, 2e-5) << names[k];
+      EXPECT_LT(dot_err, 2e-5) << names[k];
+      worst_norm = std::max(worst_norm, norm_err);
+      worst_dot = std::max(worst_dot, dot_err);
+      // Entries: relative, with an absolute floor at the tensor's RMS.
+      const double rms = want_norm / std::sqrt(static_cast<double>(t.size));
+      const std::vector<int64_t> idx = (*fixture_)["sample_indices"][names[k]];
+      for (size_t s = 0; s < idx.size(); ++s) {
+        const double w = want["samples"][s];
+        const double err = std::fabs(g[idx[s]] - w) / (std::fabs(w) + rms);
+        EXPECT_LT(err, 2e-4) << names[k] << "[" << idx[s] << "] " << g[idx[s]] << " vs " << w;
+        worst_entry = std::max(worst_entry, err);
+      }
+    }
+    std::printf("case %s: loss %.7f (torch %.7f), worst relative error: norm %.2e, dot %.2e, "
+                "entry %.2e\n",
+                label.c_str(), loss, want_loss, worst_norm, worst_dot, worst_entry);
+  }
+}
+
+// Q(W, m) of every quantized linear of `params`, in place.
+Parameters QuantizedCopy(const Parameters& params, int m, sefp::Reconstruction mode) {
+  Parameters q = params;
+  for (const Parameters::Tensor& t : q.tensors()) {
+    if (!t.quantized) continue;
+    absl::Span<float> w = TensorIn(q.values(), t);
+    absl::Status s = sefp::FakeQuantize(t.name, w, t.shape[0], t.shape[1], m, mode, w);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  return q;
+}
+
+TEST_F(TrainingModelTest, StraightThroughGradientIsTheGradientAtQuantizedWeights) {
+  for (int m : {8, 3}) {
+    double loss_q = 0, loss_fp = 0;
+    const std::vector<float> at_m = Gradients(*params_, AtBits(m), &loss_q);
+    const Parameters qw = QuantizedCopy(*params_, m, sefp::Reconstruction::kMidpoint);
+    const std::vector<float> fp_at_q = Gradients(qw, Precision{}, &loss_fp);
+    EXPECT_EQ(loss_q, loss_fp) << m;
+    double max_abs = 0, max_diff = 0;
+    for (size_t i = 0; i < at_m.size(); ++i) {
+      max_abs = std::max(max_abs, static_cast<double>(std::fabs(fp_at_q[i])));
+      max_diff = std::max(max_diff, static_cast<double>(std::fabs(at_m[i] - fp_at_q[i])));
+    }
+    EXPECT_LE(max_diff, 1e-6 * max_abs) << "m=" << m;
+    // And quantization matters: the fp gradient at W differs.
+    const std::vector<float> fp = Gradients(*params_, Precision{}, nullptr);
+    double fp_diff = 0;
+    for (size_t i = 0; i < fp.size(); ++i) {
+      fp_diff = std::max(fp_diff, static_cast<double>(std::fabs(fp[i] - at_m[i])));
+    }
+    EXPECT_GT(fp_diff, 1e-4 * max_abs) << "m=" << m;
+  }
+}
+
+TEST_F(TrainingModelTest, LogitsMatchEngineReferenceForward) {
+  engine::LoadOptions options;
+  options.quantize = false;
+  auto dense = engine::LoadModel(StoriesHf(), options);
+  ASSERT_TRUE(dense.ok()) << dense.status();
+  const Batch batch = FixtureBatch();
+  for (int m : {0, 8, 3}) {  // 0: unquantized
+    std::vector<engine::cpu::testing::DenseLayer> layers((*dense)->layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const engine::LlamaLayer& L = (*dense)->layers[l];
+      const engine::Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
+      for (int i = 0; i < 7; ++i) {
+        layers[l].w[i] = lin[i]->dense;
+        if (m == 0) continue;
+        ASSERT_TRUE(sefp::FakeQuantize("w", lin[i]->dense, lin[i]->out_features,
+                                       lin[i]->in_features, m, sefp::Reconstruction::kMidpoint,
+                                       absl::MakeSpan(layers[l].w[i]))
+                        .ok());
+      }
+    }
+    TrainingModel model(params_, 2, 32, 2);
+    const Precision precision = m == 0 ? Precision{} : AtBits(m);
+    ASSERT_TRUE(model.Forward(batch, precision).ok());
+    const int64_t V = params_->config().vocab_size, T = batch.seq_len;
+    ASSERT_EQ(model.logits().size(), static_cast<size_t>(batch.batch_size * T * V));
+    double worst = 0;
+    for (int64_t b = 0; b < batch.batch_size; ++b) {
+      const std::vector<int> tokens(batch.inputs.begin() + b * T, batch.inputs.begin() + (b + 1) * T);
+      const std::vector<double> ref = engine::cpu::testing::ReferenceForward(**dense, layers, tokens);
+      for (int64_t i = 0; i < T * V; ++i) {
+        const double err = std::fabs(model.logits()[b * T * V + i] - ref[i]) / (1 + std::fabs(ref[i]));
+        worst = std::max(worst, err);
+      }
+    }
+    EXPECT_LT(worst, 1e-4) << "m=" << m;
+    std::printf("m=%d: worst relative logit error vs engine reference %.2e\n", m, worst);
+  }
+}
+
+TEST_F(TrainingModelTest, BackwardAccumulatesAndEvalAgreesWithForward) {
+  TrainingModel model(params_, 2, 32, 2);
+  const Batch batch = FixtureBatch();
+  auto loss = model.Forward(batch, AtBits(4));
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  std::vector<float> once(params_->values().size(), 0.0f), twice(once.size(), 0.0f);
+  ASSERT_TRUE(model.Backward(1.0f, absl::MakeSpan(once)).ok());
+  ASSERT_TRUE(model.Backward(0.5f, absl::MakeSpan(twice)).ok());
+  ASSERT_TRUE(model.Backward(0.5f, absl::MakeSpan(twice)).ok());
+  double max_abs = 0, max_diff = 0;
+  for (size_t i = 0; i < once.size(); ++i) {
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(once[i])));
+    max_diff = std::max(max_diff, static_cast<double>(std::fabs(once[i] - twice[i])));
+  }
+  EXPECT_GT(max_abs, 0);
+  EXPECT_LE(max_diff, 1e-6 * max_abs);
+
+  auto nll = model.EvalNll(batch, AtBits(4));
+  ASSERT_TRUE(nll.ok()) << nll.status();
+  EXPECT_EQ(nll->second, batch.ScoredTokens());
+  EXPECT_NEAR(nll->first / nll->second, *loss, 1e-12 * *loss);
+  // EvalNll does not leave a forward to differentiate.
+  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(once)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A smaller batch than the buffers, with nothing scored: loss 0, no gradient.
+  Batch empty;
+  empty.batch_size = 1;
+  empty.seq_len = 5;
+  empty.inputs = {1, 2, 3, 4, 5};
+  empty.targets.assign(5, kIgnoreTarget);
+  auto zero = model.Forward(empty, Precision{});
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(*zero, 0.0);
+  std::vector<float> none(once.size(), 0.0f);
+  ASSERT_TRUE(model.Backward(1.0f, absl::MakeSpan(none)).ok());
+  for (float v : none) ASSERT_EQ(v, 0.0f);
+  const TrainingMemory mem = model.Memory();
+  EXPECT_GT(mem.activation_bytes, 0);
+  EXPECT_EQ(mem.quantized_weight_bytes, params_->config().LinearParameterCount() * 4);
+}
+
+TEST_F(TrainingModelTest, ForwardSeesUpdatedMasters) {
+  Parameters changed = *params_;
+  TrainingModel model(&changed, 2, 32, 1);
+  auto before = model.Forward(FixtureBatch(), AtBits(3));
+  ASSERT_TRUE(before.ok());
+  for (float& v : changed.Get("model.layers.0.mlp.up_proj.weight")) v *= 1.5f;
+  auto after = model.Forward(FixtureBatch(), AtBits(3));
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE(*before, *after);
+  TrainingModel fresh(&changed, 2, 32, 1);
+  auto again = fresh.Forward(FixtureBatch(), AtBits(3));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*after, *again);
+}
+
+TEST_F(TrainingModelTest, RefusesBadInput) {
+  TrainingModel model(params_, 2, 32, 2);
+  std::vector<float> grads(params_->values().size());
+  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(grads)).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  auto expect_error = [&](const Batch& b, const Precision& p, absl::string_view needle) {
+    auto r = model.Forward(b, p);
+    ASSERT_FALSE(r.ok()) << needle;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_TRUE(absl::StrContains(r.status().message(), needle)) << r.status();
+  };
+  Batch b = FixtureBatch();
+  b.inputs[5] = 512;
+  expect_error(b, Precision{}, "input token 512 at row 0, position 5");
+  b = FixtureBatch();
+  b.targets[40] = -2;
+  expect_error(b, Precision{}, "target -2 at row 1, position 8");
+  b = FixtureBatch();
+  b.batch_size = 3;
+  expect_error(b, Precision{}, "batch has 3 rows");
+  b = FixtureBatch();
+  b.seq_len = 64;
+  b.batch_size = 1;
+  expect_error(b, Precision{}, "64 positions");
+  b = FixtureBatch();
+  b.targets.pop_back();
+  expect_error(b, Precision{}, "63 targets");
+  for (int m : {1, 9}) {
+    auto r = model.Forward(FixtureBatch(), AtBits(m));
+    ASSERT_FALSE(r.ok());
+    EXPECT_TRUE(absl::StrContains(r.status().ToString(), std::to_string(m))) << r.status();
+  }
+  // A failed forward leaves nothing to differentiate.
+  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(grads)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(model.Forward(FixtureBatch(), Precision{}).ok());
+  std::vector<float> wrong(10);
+  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(wrong)).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // A non-finite master is refused by the fake quantization, naming the tensor.
+  Parameters broken = *params_;
+  broken.Get("model.layers.1.self_attn.v_proj.weight")[7] = NAN;
+  TrainingModel on_broken(&broken, 2, 32, 2);
+  auto nan = on_broken.Forward(FixtureBatch(), AtBits(8));
+  ASSERT_FALSE(nan.ok());
+  EXPECT_TRUE(absl::StrContains(nan.status().message(), "model.layers.1.self_attn.v_proj.weight"))
+      << nan.status();
+
+  TrainingModel bad(params_, 0, 32, 2);
+  EXPECT_TRUE(absl::StrContains(bad.Forward(FixtureBatch(), Precision{}).status().message(),
+                                "max_batch"));
+  TrainingModel no_params(nullptr, 1, 1, 1);
+  EXPECT_FALSE(no_params.Forward(FixtureBatch(), Precision{}).ok());
+}
+
+TEST_F(TrainingModelTest, ThreadCountDoesNotChangeTheResult) {
+  double l1 = 0, l2 = 0;
+  const std::vector<float> g1 = Gradients(*params_, AtBits(4), &l1, 1);
+  const std::vector<float> g3 = Gradients(*params_, AtBits(4), &l2, 3);
+  EXPECT_NEAR(l1, l2, 1e-6 * l1);
+  double max_abs = 0, max_diff = 0;
+  for (size_t i = 0; i < g1.size(); ++i) {
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(g1[i])));
+    max_diff = std::max(max_diff, static_cast<double>(std::fabs(g1[i] - g3[i])));
+  }
+  EXPECT_LE(max_diff, 1e-5 * max_abs);
+}
+
+// A tiny random model in memory (any config), for the paths stories260K does
+// not take: q/k/v biases (qwen2), an untied lm_head, llama3 RoPE scaling.
+class RandomSource : public engine::TensorSource {
+ public:
+  RandomSource(const engine::ModelConfig& c, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, 0.2f);
+    const int64_t h = c.hidden_size, f = c.intermediate_size;
+    for (const std::string& name : engine::ExpectedTensorNames(c)) {
+      std::vector<int64_t> shape;
+      if (absl::StrContains(name, "embed_tokens") || name == "lm_head.weight") {
+        shape = {c.vocab_size, h};
+      } else if (absl::EndsWith(name, "norm.weight")) {
+        shape = {h};
+      } else if (absl::StrContains(name, "q_proj")) {
+        shape = absl::EndsWith(name, "bias") ? std::vector<int64_t>{c.q_dim()}
+                                             : std::vector<int64_t>{c.q_dim(), h};
+      } else if (absl::StrContains(name, "k_proj") || absl::StrContains(name, "v_proj")) {
+        shape = absl::EndsWith(name, "bias") ? std::vector<int64_t>{c.kv_dim()}
+                                             : std::vector<int64_t>{c.kv_dim(), h};
+      } else if (absl::StrContains(name, "o_proj")) {
+        shape = {h, c.q_dim()};
+      } else if (absl::StrContains(name, "down_proj")) {
+        shape = {h, f};
+      } else {
+        shape = {f, h};
+      }
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      std::vector<float> v(n);
+      for (float& x : v) x = absl::EndsWith(name, "norm.weight") ? 1.0f + dist(rng) : dist(rng);
+      tensors_[name] = {shape, v};
+    }
+  }
+  std::vector<std::string> Names() const override {
+    std::vector<std::string> names;
+    for (const auto& [name, t] : tensors_) names.push_back(name);
+    return names;
+  }
+  bool Has(absl::string_view name) const override {
+    return tensors_.count(std::string(name)) > 0;
+  }
+  absl::StatusOr<std::vector<int64_t>> Shape(absl::string_view name) const override {
+    auto it = tensors_.find(std::string(name));
+    if (it == tensors_.end()) return absl::NotFoundError(name);
+    return it->second.first;
+  }
+  absl::StatusOr<std::vector<float>> ReadFloat32(absl::string_view name) const override {
+    auto it = tensors_.find(std::string(name));
+    if (it == tensors_.end()) return absl::NotFoundError(name);
+    return it->second.second;
+  }
+  std::string StorageType(absl::string_view) const override { return "F32"; }
+  std::string Describe() const override { return "random test model"; }
+
+ private:
+  std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> tensors_;
+};
+
+// Every tensor's gradient against a central difference of the loss along a
+// random direction in that tensor only (float32 model: a loose tolerance, but
+// a wrong or missing term is off by far more).
+TEST(TrainingModelSyntheticTest, Qwen2UntiedScaledRopeGradientsMatchDirectionalDifferences) {
+  engine::ModelConfig c;
+  c.architecture = "qwen2";
+  c.vocab_size = 40;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 8;
+  c.max_position = 64;
+  c.rms_norm_eps = 1e-6;
+  c.rope_theta = 10000;
+  // llama3 scaling; wavelengths 6.3 (kept), 63 (interpolated), 628 and 6283 (scaled).
+  c.rope_scaling = {8.0, 1.0, 8.0, 256};
+  c.attention_bias = true;
+  c.tie_word_embeddings = false;
+  RandomSource source(c, 7);
+  auto made = Parameters::FromSource(source, c);
+  ASSERT_TRUE(made.ok()) << made.status();
+  Parameters params = std::move(*made);
+  ASSERT_NE(params.Find("lm_head.weight"), nullptr);
+  ASSERT_NE(params.Find("model.layers.1.self_attn.k_proj.bias"), nullptr);
+
+  Batch batch;
+  batch.batch_size = 2;
+  batch.seq_len = 9;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 18; ++i) {
+    batch.inputs.push_back(static_cast<int32_t>(rng() % 40));
+    batch.targets.push_back(i % 5 == 0 ? kIgnoreTarget : static_cast<int32_t>(rng() % 40));
+  }
+  TrainingModel model(&params, 2, 9, 2);
+  ASSERT_TRUE(model.Forward(batch, Precision{}).ok());
+  std::vector<float> grads(params.values().size(), 0.0f);
+  ASSERT_TRUE(model.Backward(1.0f, absl::MakeSpan(grads)).ok());
+
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const std::vector<float> base(params.values().begin(), params.values().end());
+  for (const Parameters::Tensor& t : params.tensors()) {
+    std::vector<float> dir(t.size);
+    for (float& d : dir) d = dist(rng);
+    double analytic = 0;
+    for (int64_t i = 0; i < t.size; ++i) analytic += dir[i] * grads[t.offset + i];
+    const float h = 2e-3f;
+    double loss[2];
+    for (int side = 0; side < 2; ++side) {
+      absl::Span<float> w = TensorIn(params.values(), t);
+      for (int64_t i = 0; i < t.size; ++i) {
+        w[i] = base[t.offset + i] + (side == 0 ? h : -h) * dir[i];
+      }
+      auto nll = model.EvalNll(batch, Precision{});
+      ASSERT_TRUE(nll.ok()) << nll.status();
+      loss[side] = nll->first / nll->second;
+      std::copy(base.begin() + t.offset, base.begin() + t.offset + t.size, w.begin());
+    }
+    const double fd = (loss[0] - loss[1]) / (2.0 * h);
+    EXPECT_NEAR(analytic, fd, 1e-2 * std::fabs(fd) + 2e-4) << t.name;
+  }
+}
+
+}  // namespace
+}  // namespace otaro::trainer
