@@ -3,6 +3,9 @@
 //
 //   otaro health [--service NAME]   exit 0 when SERVING, 1 otherwise
 //   otaro info [--json]             what the server serves
+//   otaro models list [--json]      the model versions; * marks the served one
+//   otaro models publish N          serve version N from now on (hot swap)
+//   otaro models rollback           serve the version served before
 //   otaro COMMAND ...               any other command runs the offline tool
 //                                   otaro-COMMAND (e.g. otaro convert IN OUT),
 //                                   as git does: this binary stays a pure API
@@ -15,6 +18,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -31,14 +35,24 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "otaro/v1/inference.grpc.pb.h"
+#include "otaro/v1/models.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "",
           "otaro_server address host:port (default: $OTARO_SERVER or 127.0.0.1:50051).");
 ABSL_FLAG(double, timeout_seconds, 10, "Deadline of each call.");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token for a server with access control (default: $OTARO_TOKEN; the "
+          "environment keeps it out of the process list).");
+ABSL_FLAG(bool, tls, false, "Connect with TLS, trusting the system's CA certificates.");
+ABSL_FLAG(std::string, tls_ca, "", "Connect with TLS, trusting the CA certificates in this PEM file.");
+ABSL_FLAG(std::string, tls_cert, "", "TLS client certificate (PEM), for servers that require one.");
+ABSL_FLAG(std::string, tls_key, "", "Private key (PEM) of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "The name to check the server's certificate against, if not the --server host.");
 ABSL_FLAG(std::string, service, "",
           "health: the service to check (empty = the whole server; otaro.v1.Inference = "
           "ready to generate).");
-ABSL_FLAG(bool, json, false, "info: print the raw response as JSON.");
+ABSL_FLAG(bool, json, false, "info, models list: print the raw response as JSON.");
 ABSL_FLAG(std::string, bits, "",
           "generate: decode precision, mantissa bits 2..8 as 4 or E5M4 (default: the server's).");
 ABSL_FLAG(std::string, prefill_bits, "",
@@ -65,6 +79,20 @@ ConnectionOptions OptionsFromFlags() {
   }
   if (!address.empty()) options.address = address;
   options.timeout_seconds = absl::GetFlag(FLAGS_timeout_seconds);
+  options.token = absl::GetFlag(FLAGS_token);
+  if (options.token.empty()) {
+    const char* env = std::getenv("OTARO_TOKEN");
+    if (env != nullptr) options.token = env;
+  }
+  options.tls = absl::GetFlag(FLAGS_tls);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::Status tls = LoadTlsFiles(absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert),
+                                  absl::GetFlag(FLAGS_tls_key), &options);
+  if (!tls.ok()) {
+    // A bad command line: the exit code promised for one.
+    std::fprintf(stderr, "otaro: %s\n", std::string(tls.message()).c_str());
+    std::exit(2);
+  }
   return options;
 }
 
@@ -247,6 +275,93 @@ int GenerateCommand(const std::vector<std::string>& words) {
   return 0;
 }
 
+std::string FormatTime(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  char text[32];
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%SZ", &tm);
+  return text;
+}
+
+std::string Describe(const otaro::v1::ModelVersion& version) {
+  std::string text = absl::StrCat("model version ", version.version(), " (",
+                                  version.checkpoint_path(), ")");
+  if (version.base_version() != 0) absl::StrAppend(&text, ", tuned from ", version.base_version());
+  if (!version.tuning_job_id().empty()) absl::StrAppend(&text, " by job ", version.tuning_job_id());
+  return text;
+}
+
+int PrintVersionsTable(const otaro::v1::ListModelVersionsResponse& response) {
+  std::printf("%-8s %-8s %-21s %-5s %-14s %-16s %s\n", "VERSION", "SERVING", "CREATED", "BASE",
+              "JOB", "STRATEGY", "CHECKPOINT");
+  for (const otaro::v1::ModelVersion& v : response.versions()) {
+    std::string strategy = v.strategy() == otaro::v1::STRATEGY_UNSPECIFIED
+                               ? "-"
+                               : otaro::v1::Strategy_Name(v.strategy()).substr(9);  // STRATEGY_
+    std::printf("%-8llu %-8s %-21s %-5s %-14s %-16s %s\n",
+                static_cast<unsigned long long>(v.version()), v.serving() ? "*" : "",
+                FormatTime(v.created_unix_seconds()).c_str(),
+                v.base_version() != 0 ? absl::StrCat(v.base_version()).c_str() : "-",
+                v.tuning_job_id().empty() ? "-" : v.tuning_job_id().c_str(), strategy.c_str(),
+                v.checkpoint_path().c_str());
+  }
+  return 0;
+}
+
+// otaro models list | publish N | rollback
+int ModelsCommand(const std::vector<std::string>& words) {
+  const std::string usage = "usage: otaro models list | publish VERSION | rollback";
+  if (words.empty()) {
+    std::fprintf(stderr, "otaro: %s\n", usage.c_str());
+    return 2;
+  }
+  const std::string& action = words[0];
+  uint64_t version = 0;
+  if (action == "publish") {
+    if (words.size() != 2 || !absl::SimpleAtoi(words[1], &version) || version == 0) {
+      std::fprintf(stderr, "otaro: models publish needs one version number (from 1)\n%s\n",
+                   usage.c_str());
+      return 2;
+    }
+  } else if ((action != "list" && action != "rollback") || words.size() != 1) {
+    std::fprintf(stderr, "otaro: unknown models command '%s'\n%s\n",
+                 absl::StrJoin(words, " ").c_str(), usage.c_str());
+    return 2;
+  }
+  ConnectionOptions options = OptionsFromFlags();
+  auto stub = otaro::v1::ModelVersions::NewStub(Connect(options));
+  auto context = NewContext(options);
+  const std::string what = "models " + action;
+  if (action == "list") {
+    otaro::v1::ListModelVersionsResponse response;
+    grpc::Status status =
+        stub->ListModelVersions(context.get(), otaro::v1::ListModelVersionsRequest(), &response);
+    if (!status.ok()) return Fail(DescribeError(options, what.c_str(), status));
+    if (!absl::GetFlag(FLAGS_json)) return PrintVersionsTable(response);
+    std::string json;
+    google::protobuf::util::JsonPrintOptions print;
+    print.add_whitespace = true;
+    (void)google::protobuf::util::MessageToJsonString(response, &json, print);
+    std::printf("%s", json.c_str());
+    return 0;
+  }
+  otaro::v1::ModelVersion served;
+  grpc::Status status;
+  if (action == "publish") {
+    otaro::v1::PublishModelVersionRequest request;
+    request.set_version(version);
+    status = stub->PublishModelVersion(context.get(), request, &served);
+  } else {
+    status = stub->RollbackModelVersion(context.get(), otaro::v1::RollbackModelVersionRequest(),
+                                        &served);
+  }
+  if (!status.ok()) return Fail(DescribeError(options, what.c_str(), status));
+  std::printf("now serving %s\n", Describe(served).c_str());
+  return 0;
+}
+
 struct Command {
   const char* summary;
   std::function<int(const std::vector<std::string>& args)> run;
@@ -261,6 +376,8 @@ const std::map<std::string, Command>& Commands() {
                 [](const std::vector<std::string>&) { return InfoCommand(); }}},
       {"generate", {"PROMPT...: stream a completion (--bits 4, --chat, ...; - = stdin)",
                     GenerateCommand, /*takes_args=*/true}},
+      {"models", {"list | publish N | rollback: the model versions and which one is served",
+                  ModelsCommand, /*takes_args=*/true}},
   };
   return *commands;
 }

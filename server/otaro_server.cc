@@ -1,12 +1,13 @@
 #include "server/otaro_server.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/auth/server_credentials.h"
 #include "server/build_info.h"
 #include "server/metrics/process_metrics.h"
 
@@ -58,18 +59,35 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   server->inference_ = std::make_unique<InferenceService>(
       &server->gate_, &server->models_, LimitsFrom(config), server->generation_metrics_.get());
 
+  // Access control and TLS are checked before the (slow) model load, so a bad
+  // token file or certificate fails the start at once.
+  auto credentials = auth::MakeServerCredentials(config, &server->registry_);
+  if (!credentials.ok()) return credentials.status();
+
   // The model loads before any listener opens: a bad model.path is a start-up
   // error with a clear message, never a server that answers without a model.
-  if (!config.model.path.empty()) {
-    auto model = LoadServedModel(config);
-    if (!model.ok()) return model.status();
-    const ServedModel& served = **model;
-    server->model_info_->Set(
-        {absl::StrCat(served.version), served.model->source_format, served.device,
-         sefp::ReconstructionName(served.model->reconstruction)},
-        [] { return 1.0; });
-    server->models_.Set(*std::move(model));
+  // With a store, the version it marks as served (model.path on a fresh one).
+  if (!config.store.dir.empty()) {
+    auto store = Store::Open(config.store.dir);
+    if (!store.ok()) return store.status();
+    server->store_ = *std::move(store);
+    auto interrupted = server->store_->MarkRunningJobsInterrupted();
+    if (!interrupted.ok()) return interrupted.status();
+    if (!interrupted->empty()) {
+      OTARO_LOG_WARN("tuning job(s) {} were running when the server stopped: now INTERRUPTED",
+                     absl::StrJoin(*interrupted, ", "));
+    }
   }
+  OtaroServer* self = server.get();
+  auto versions = ModelVersions::Start(
+      config, server->store_.get(), &server->models_, &server->registry_,
+      [self](const ServedModel& now, const ServedModel* before) {
+        self->OnModelSwap(now, before);
+      });
+  if (!versions.ok()) return versions.status();
+  server->versions_ = *std::move(versions);
+  server->model_versions_ =
+      std::make_unique<ModelVersionsService>(&server->gate_, server->versions_.get());
 
   if (!config.server.metrics_address.empty()) {
     metrics::MetricsHttpServerOptions options;
@@ -90,7 +108,7 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.server.grpc_address, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(config.server.grpc_address, *credentials,
                            &server->grpc_port_);
   // gRPC sets SO_REUSEPORT by default, which would let a second server bind the
   // same port and silently split the traffic. A taken port must be an error.
@@ -98,7 +116,7 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_receive_message_bytes));
   builder.RegisterService(server->inference_.get());
   builder.RegisterService(&server->tuning_);
-  builder.RegisterService(&server->model_versions_);
+  builder.RegisterService(server->model_versions_.get());
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat(
@@ -110,8 +128,8 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   health->SetServingStatus("", true);
   health->SetServingStatus(kInferenceService, server->model_loaded());
   health->SetServingStatus(kTuningService, false);
-  health->SetServingStatus(kModelVersionsService, false);
-  if (config.model.path.empty()) {
+  health->SetServingStatus(kModelVersionsService, server->versions_->has_store());
+  if (!server->model_loaded()) {
     OTARO_LOG_WARN(
         "no model configured (model.path is empty): GetModelInfo answers FAILED_PRECONDITION "
         "and otaro.v1.Inference reports NOT_SERVING; start with --model PATH to serve one");
@@ -155,6 +173,25 @@ absl::Status OtaroServer::RegisterModelMetrics() {
   });
   model_info_ = *info;
   return absl::OkStatus();
+}
+
+namespace {
+
+std::vector<std::string> ModelInfoLabels(const ServedModel& served) {
+  return {absl::StrCat(served.version), served.model->source_format, served.device,
+          std::string(sefp::ReconstructionName(served.model->reconstruction))};
+}
+
+}  // namespace
+
+void OtaroServer::OnModelSwap(const ServedModel& now, const ServedModel* before) {
+  if (before != nullptr) {
+    std::vector<std::string> old_labels = ModelInfoLabels(*before);
+    model_info_->Remove(std::vector<absl::string_view>(old_labels.begin(), old_labels.end()));
+  }
+  std::vector<std::string> labels = ModelInfoLabels(now);
+  model_info_->Set(std::vector<absl::string_view>(labels.begin(), labels.end()),
+                   [] { return 1.0; });
 }
 
 bool OtaroServer::ready() const { return model_loaded() && !gate_.closed(); }

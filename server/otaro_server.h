@@ -11,9 +11,11 @@
 #include "server/config/config.h"
 #include "server/metrics/http_server.h"
 #include "server/metrics/registry.h"
+#include "server/model/model_versions.h"
 #include "server/model/served_model.h"
 #include "server/service/call_gate.h"
 #include "server/service/services.h"
+#include "server/store/store.h"
 
 namespace otaro::server {
 
@@ -40,6 +42,8 @@ class OtaroServer {
   explicit OtaroServer(const Config& config);
   bool model_loaded() const;
   absl::Status RegisterModelMetrics();
+  // Keeps otaro_model_info on the served model.
+  void OnModelSwap(const ServedModel& now, const ServedModel* before);
   // /readyz: a model is loaded and the server is not draining.
   bool ready() const;
 
@@ -48,7 +52,9 @@ class OtaroServer {
   ModelHost models_;
   std::unique_ptr<InferenceService> inference_;
   TuningService tuning_{&gate_};
-  ModelVersionsService model_versions_{&gate_};
+  std::unique_ptr<Store> store_;  // null without store.dir
+  std::unique_ptr<ModelVersions> versions_;
+  std::unique_ptr<ModelVersionsService> model_versions_;
   metrics::Registry registry_;
   std::unique_ptr<GenerationMetrics> generation_metrics_;
   metrics::CallbackGaugeFamily* model_info_ = nullptr;

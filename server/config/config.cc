@@ -146,6 +146,20 @@ const std::vector<Key>& Schema() {
       IntKey("server.max_receive_message_bytes", "Largest request message accepted.",
              [](Config& c) -> int64_t& { return c.server.max_receive_message_bytes; }, 1024,
              int64_t{1} << 30),
+      StringKey("auth.token_file", "path or empty",
+                "Bearer tokens and their roles (generate, admin), one `<token> <role> [<name>]` "
+                "per line; must not be readable by every user. Empty: no access control, and "
+                "server.grpc_address must be a loopback address.",
+                [](Config& c) -> std::string& { return c.auth.token_file; }),
+      StringKey("tls.cert_file", "path or empty",
+                "PEM certificate chain of the gRPC listener. Empty: plaintext gRPC.",
+                [](Config& c) -> std::string& { return c.tls.cert_file; }),
+      StringKey("tls.key_file", "path or empty", "PEM private key of tls.cert_file.",
+                [](Config& c) -> std::string& { return c.tls.key_file; }),
+      StringKey("tls.client_ca_file", "path or empty",
+                "PEM CA certificates; set: every client must present a certificate they "
+                "signed (mutual TLS).",
+                [](Config& c) -> std::string& { return c.tls.client_ca_file; }),
       StringKey("logging.level", "trace|debug|info|warn|error|critical|off", "Log level.",
                 [](Config& c) -> std::string& { return c.logging.level; },
                 OneOf({"trace", "debug", "info", "warn", "error", "critical", "off"})),
@@ -187,6 +201,11 @@ const std::vector<Key>& Schema() {
                 "(RESOURCE_EXHAUSTED).",
                 [](Config& c) -> double& { return c.generation.max_queue_time_seconds; }, 0,
                 86400),
+      StringKey("store.dir", "path or empty",
+                "Folder of the persistent store: otaro.db (model versions, serving history, "
+                "tuning jobs) and models/<N>/model.sefp. A restart serves the version last "
+                "published. Empty: nothing persists and model versions cannot be published.",
+                [](Config& c) -> std::string& { return c.store.dir; }),
   };
   return *keys;
 }
@@ -224,6 +243,14 @@ absl::Status CheckConsistency(const Config& config) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config key 'generation.default_max_tokens' (", config.generation.default_max_tokens,
         ") exceeds 'generation.max_tokens_cap' (", config.generation.max_tokens_cap, ")"));
+  }
+  if (config.tls.cert_file.empty() != config.tls.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "config keys 'tls.cert_file' and 'tls.key_file' must be set together");
+  }
+  if (!config.tls.client_ca_file.empty() && config.tls.cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "config key 'tls.client_ca_file' needs 'tls.cert_file' and 'tls.key_file'");
   }
   // Port 0 means "any free port", so two of them never collide.
   if (config.server.metrics_address == config.server.grpc_address &&

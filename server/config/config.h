@@ -60,12 +60,37 @@ struct GenerationSection {
   double max_queue_time_seconds = 30;
 };
 
+// Access control (server/auth): without a token file the server only listens
+// on loopback addresses.
+struct AuthSection {
+  // Bearer tokens with their roles, one `<token> <role> [<name>]` per line.
+  std::string token_file;
+};
+
+// Empty cert_file: plaintext gRPC.
+struct TlsSection {
+  std::string cert_file;
+  std::string key_file;
+  // Set: clients must present a certificate signed by one of these CAs.
+  std::string client_ca_file;
+};
+
+// The persistent store (server/store): model versions, the serving history and
+// tuning jobs. Empty dir: nothing persists, the model is served as version 1
+// and the ModelVersions service answers FAILED_PRECONDITION.
+struct StoreSection {
+  std::string dir;
+};
+
 struct Config {
   ServerSection server;
+  AuthSection auth;
+  TlsSection tls;
   LoggingSection logging;
   ModelSection model;
   EngineSection engine;
   GenerationSection generation;
+  StoreSection store;
 
   // Precision of requests that do not ask for one.
   int DefaultMantissaBits() const {

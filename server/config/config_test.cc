@@ -85,6 +85,20 @@ TEST(ConfigTest, CrossKeyRules) {
                       "generation.default_max_tokens");
 }
 
+TEST(ConfigTest, TlsFilesGoTogether) {
+  ExpectErrorMentions("tls:\n  cert_file: a.pem\n", {}, "must be set together");
+  ExpectErrorMentions("", {"tls.key_file=a.key"}, "must be set together");
+  ExpectErrorMentions("tls:\n  client_ca_file: ca.pem\n", {}, "tls.client_ca_file");
+  auto config = ParseConfig("auth:\n  token_file: t.txt\ntls:\n  cert_file: a.pem\n"
+                            "  key_file: a.key\n  client_ca_file: ca.pem\n",
+                            "t");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->auth.token_file, "t.txt");
+  EXPECT_EQ(config->tls.cert_file, "a.pem");
+  EXPECT_EQ(config->tls.key_file, "a.key");
+  EXPECT_EQ(config->tls.client_ca_file, "ca.pem");
+}
+
 TEST(ConfigTest, SameAddressTwiceIsAnErrorUnlessPortZero) {
   ExpectErrorMentions("server:\n  grpc_address: \"127.0.0.1:7000\"\n  metrics_address: "
                       "\"127.0.0.1:7000\"\n",

@@ -39,6 +39,17 @@ otaro::v1::ModelInfo ServedModel::Info() const {
 }
 
 absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config) {
+  auto served = LoadServedModel(config, config.model.path, 1);
+  if (!served.ok()) {
+    return absl::Status(served.status().code(),
+                        absl::StrCat("model.path: ", served.status().message()));
+  }
+  return served;
+}
+
+absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config,
+                                                                   const std::string& path,
+                                                                   uint64_t version) {
   if (config.engine.device == "cuda") {
     return absl::UnimplementedError(
         "engine.device is 'cuda' but this server has no CUDA backend yet; use 'cpu' or 'auto'");
@@ -47,16 +58,17 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   options.resident_max_bits = config.model.resident_max_bits;
   options.quantize_lm_head = config.model.quantize_lm_head;
   absl::Time start = absl::Now();
-  OTARO_LOG_INFO("loading model {} (SEFP planes resident down to E5M{})", config.model.path,
-                 options.resident_max_bits);
-  auto model = engine::LoadModel(config.model.path, options);
+  OTARO_LOG_INFO("loading model version {} from {} (SEFP planes resident down to E5M{})",
+                 version, path, options.resident_max_bits);
+  auto model = engine::LoadModel(path, options);
   if (!model.ok()) {
     return absl::Status(model.status().code(),
-                        absl::StrCat("cannot load model.path ", config.model.path, ": ",
+                        absl::StrCat("cannot load model version ", version, " from ", path, ": ",
                                      model.status().message()));
   }
   auto served = std::make_shared<ServedModel>();
   served->model = std::move(*model);
+  served->version = version;
   served->default_mantissa_bits = config.DefaultMantissaBits();
   if (served->default_mantissa_bits > served->model->resident_max_bits) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -93,9 +105,9 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   }
   const engine::LlamaModel& m = *served->model;
   OTARO_LOG_INFO(
-      "loaded {} model from {} ({}): {} parameters, {} layers, SEFP {:.1f} MiB resident, "
-      "{:.1f} MiB dense, {} reconstruction, in {:.2f} s",
-      m.config.architecture, m.source_format, m.source, m.config.ParameterCount(),
+      "loaded {} model version {} from {} ({}): {} parameters, {} layers, SEFP {:.1f} MiB "
+      "resident, {:.1f} MiB dense, {} reconstruction, in {:.2f} s",
+      m.config.architecture, version, m.source_format, m.source, m.config.ParameterCount(),
       m.config.num_layers, m.LinearWeightBytes() / 1048576.0, m.DenseBytes() / 1048576.0,
       sefp::ReconstructionName(m.reconstruction), absl::ToDoubleSeconds(absl::Now() - start));
   return std::shared_ptr<const ServedModel>(std::move(served));

@@ -35,7 +35,13 @@ struct ServedModel {
   otaro::v1::ModelInfo Info() const;
 };
 
-// Loads config.model.path for serving, on the device config.engine.device picks.
+// Loads the model at `path` as model version `version` for serving, with
+// everything else (device, threads, KV cache, scheduler limits, precision)
+// from `config`. Each call builds its own backend and scheduler.
+absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config,
+                                                                   const std::string& path,
+                                                                   uint64_t version);
+// The same for config.model.path as version 1 (a server without a store).
 absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config);
 
 // Holds the model being served. Readers take a reference for the duration of a
@@ -46,9 +52,14 @@ class ModelHost {
     absl::MutexLock lock(&mu_);
     return current_;
   }
-  void Set(std::shared_ptr<const ServedModel> model) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Returns the model served until now. Requests in flight keep it alive and
+  // finish on it; it (and its scheduler) is destroyed when the last of them
+  // and the caller let go, never under this lock, so readers are not held up.
+  std::shared_ptr<const ServedModel> Set(std::shared_ptr<const ServedModel> model)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    current_ = std::move(model);
+    current_.swap(model);
+    return model;
   }
 
  private:

@@ -263,26 +263,4 @@ grpc::Status TuningService::StreamTuningJobEvents(
   return NotYetAvailable("StreamTuningJobEvents", "the tuning worker");
 }
 
-// --- Model versions --------------------------------------------------------
-
-grpc::Status ModelVersionsService::ListModelVersions(grpc::ServerContext*,
-                                                     const otaro::v1::ListModelVersionsRequest*,
-                                                     otaro::v1::ListModelVersionsResponse*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("ListModelVersions", "the model version store");
-}
-
-grpc::Status ModelVersionsService::PublishModelVersion(
-    grpc::ServerContext*, const otaro::v1::PublishModelVersionRequest*, otaro::v1::ModelVersion*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("PublishModelVersion", "the model version store");
-}
-
-grpc::Status ModelVersionsService::RollbackModelVersion(
-    grpc::ServerContext*, const otaro::v1::RollbackModelVersionRequest*,
-    otaro::v1::ModelVersion*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("RollbackModelVersion", "the model version store");
-}
-
 }  // namespace otaro::server

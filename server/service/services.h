@@ -9,13 +9,13 @@
 #define OTARO_SERVER_SERVICE_SERVICES_H_
 
 #include "otaro/v1/inference.grpc.pb.h"
-#include "otaro/v1/models.grpc.pb.h"
 #include "otaro/v1/tuning.grpc.pb.h"
 #include "server/model/served_model.h"
 #include "server/service/call_gate.h"
 #include "server/service/generate_request.h"
 #include "server/service/generation_call.h"
 #include "server/service/generation_metrics.h"
+#include "server/service/model_versions_service.h"
 
 namespace otaro::server {
 
@@ -78,24 +78,6 @@ class TuningService final : public otaro::v1::Tuning::Service {
   grpc::Status StreamTuningJobEvents(
       grpc::ServerContext* context, const otaro::v1::StreamTuningJobEventsRequest* request,
       grpc::ServerWriter<otaro::v1::TuningJobEvent>* writer) override;
-
- private:
-  CallGate* gate_;
-};
-
-class ModelVersionsService final : public otaro::v1::ModelVersions::Service {
- public:
-  explicit ModelVersionsService(CallGate* gate) : gate_(gate) {}
-
-  grpc::Status ListModelVersions(grpc::ServerContext* context,
-                                 const otaro::v1::ListModelVersionsRequest* request,
-                                 otaro::v1::ListModelVersionsResponse* response) override;
-  grpc::Status PublishModelVersion(grpc::ServerContext* context,
-                                   const otaro::v1::PublishModelVersionRequest* request,
-                                   otaro::v1::ModelVersion* response) override;
-  grpc::Status RollbackModelVersion(grpc::ServerContext* context,
-                                    const otaro::v1::RollbackModelVersionRequest* request,
-                                    otaro::v1::ModelVersion* response) override;
 
  private:
   CallGate* gate_;

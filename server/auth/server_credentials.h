@@ -1,0 +1,37 @@
+// The credentials of otaro_server's gRPC listener, from the auth and tls
+// config sections: plaintext or TLS (optionally requiring client
+// certificates), with access control when auth.token_file is set.
+//
+// Why not grpc::AuthMetadataProcessor on grpc::InsecureServerCredentials: in
+// gRPC 1.51 (Debian 12) that combination aborts, and server interceptors cannot
+// fail a call with a status of their choosing. gRPC core's auth metadata
+// processor works for every core credential type, plaintext included, and runs
+// before the call reaches any service: so the listener is built from core
+// credentials (grpc_security.h) with the processor attached, and no handler
+// can forget the check.
+#ifndef OTARO_SERVER_AUTH_SERVER_CREDENTIALS_H_
+#define OTARO_SERVER_AUTH_SERVER_CREDENTIALS_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "grpcpp/security/server_credentials.h"
+#include "server/config/config.h"
+#include "server/metrics/registry.h"
+
+namespace otaro::server::auth {
+
+// True for 127.0.0.0/8, [::1] and localhost, as "host:port".
+bool IsLoopbackAddress(absl::string_view host_port);
+
+// Checks the config (a token file, or else a loopback server.grpc_address;
+// readable, matching TLS files), loads the tokens, registers the auth metrics
+// in `registry` and logs what the listener will enforce. Errors name the config
+// key and the file.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const Config& config, metrics::Registry* registry);
+
+}  // namespace otaro::server::auth
+
+#endif  // OTARO_SERVER_AUTH_SERVER_CREDENTIALS_H_
