@@ -1,8 +1,10 @@
 // Fake quantization for training: W -> Q(W, m) elementwise over a float32 tensor,
 // with the group exponents recomputed from the current weights on every call (the
-// trainer calls this in every forward pass). It is built from the same EncodeGroup
-// / DecodeWeight as the checkpoint and the kernels, so training sees exactly the
-// function the engine serves. Backward is the straight-through estimator: the
+// trainer calls this in every forward pass). It is built from the same per-weight
+// rules as EncodeGroup / DecodeWeight (format.h, FakeQuantizeGroup), which the
+// checkpoint and the kernels use, so training sees exactly the function the engine
+// serves; fake_quant_test checks it bit for bit against EncodeGroup + DecodeWeight.
+// Backward is the straight-through estimator: the
 // trainer passes dL/dQ through unchanged (nothing to do here).
 #ifndef OTARO_SEFP_FAKE_QUANT_H_
 #define OTARO_SEFP_FAKE_QUANT_H_
@@ -13,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "sefp/format.h"
+#include "sefp/kernels/thread_pool.h"
 
 namespace otaro::sefp {
 
@@ -23,10 +26,12 @@ struct FakeQuantStats {
 
 // out = Q(w, m) for a row-major [rows, cols] tensor (groups of 64 along cols; the
 // last group of a row may be shorter). `out` may alias `w`. NaN/Inf are refused
-// with an error naming `name`. `stats` may be null.
+// with an error naming `name` and the first such position (row-major); `out` is
+// then partly written. `stats` may be null. With a `pool`, rows are split across
+// its threads; the result, the stats and the error do not depend on the split.
 absl::Status FakeQuantize(absl::string_view name, absl::Span<const float> w, int64_t rows,
                           int64_t cols, int m, Reconstruction mode, absl::Span<float> out,
-                          FakeQuantStats* stats = nullptr);
+                          FakeQuantStats* stats = nullptr, ThreadPool* pool = nullptr);
 
 }  // namespace otaro::sefp
 

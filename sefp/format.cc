@@ -47,43 +47,67 @@ absl::StatusOr<int> ParsePrecision(absl::string_view text) {
 }
 
 int8_t EncodeGroup(const float* w, int n, uint8_t* sign, uint8_t* q8, int64_t* saturated) {
-  float a = 0.0f;
+  uint32_t max_abs = 0;
   for (int i = 0; i < n; ++i) {
-    sign[i] = std::signbit(w[i]) ? 1 : 0;
-    a = std::fmax(a, std::fabs(w[i]));
+    sign[i] = static_cast<uint8_t>(rules::FloatBits(w[i]) >> 31);
+    max_abs = std::max(max_abs, rules::AbsBits(w[i]));
   }
-  if (a == 0.0f) {
+  const int8_t e = rules::GroupExponent(max_abs);
+  if (e == kZeroGroupExponent) {
     std::memset(q8, 0, n);
-    return kZeroGroupExponent;
+    return e;
   }
-  // floor(log2 a) exactly: frexp gives a = f * 2^x with f in [0.5, 1) (subnormals too).
-  int x = 0;
-  std::frexp(a, &x);
-  int e = x - 1;
-  if (e < kMinExponent) e = kMinExponent;
-  if (e > kMaxExponent) e = kMaxExponent;
-  // |w| / step8 with step8 = 2^(e-7): a power-of-two scaling, exact in float32 here
-  // (|w| < 2^(e+1) or e clamped; the result is < 2^24 unless saturating).
+  const float inverse_step8 = rules::InverseStep8(e);
+  int32_t sat = 0;
   for (int i = 0; i < n; ++i) {
-    float scaled = std::ldexp(std::fabs(w[i]), kMasterBits - 1 - e);
-    float q = std::floor(scaled);
-    if (q > 255.0f) {
-      q = 255.0f;
-      ++*saturated;
-    }
-    q8[i] = static_cast<uint8_t>(q);
+    q8[i] = static_cast<uint8_t>(rules::QuantizeMagnitude(std::fabs(w[i]), inverse_step8, &sat));
   }
-  return static_cast<int8_t>(e);
+  *saturated += sat;
+  return e;
 }
 
 float DecodeWeight(int8_t exponent, uint8_t sign, uint8_t q8, int m, Reconstruction mode) {
-  float magnitude = 0.0f;
-  if (exponent != kZeroGroupExponent) {
-    int qm = q8 >> (kMasterBits - m);
-    float c = mode == Reconstruction::kMidpoint ? 0.5f : 0.0f;
-    magnitude = std::ldexp(static_cast<float>(qm) + c, exponent + 1 - m);
+  return rules::ApplySign(rules::DecodeMagnitude(q8, m, rules::ReconstructionOffset(mode),
+                                                 rules::DecodeStep(exponent, m)),
+                          sign);
+}
+
+namespace {
+// FakeQuantizeGroup's body for a group of kN weights (kN = 0: n at run time). A
+// full group gets a fixed trip count, so the compiler vectorizes it without a tail.
+// `w` is copied first: the loops then read a local array that cannot alias `out`
+// (which may alias `w`), which is what lets them vectorize.
+template <int kN>
+bool FakeQuantizeGroupN(const float* w, int n_dynamic, int m, Reconstruction mode, float* out,
+                        int8_t* exponent, int64_t* saturated) {
+  const int n = kN > 0 ? kN : n_dynamic;
+  float v[kGroupSize];
+  std::memcpy(v, w, sizeof(float) * n);
+  uint32_t max_abs = 0;
+  for (int i = 0; i < n; ++i) max_abs = std::max(max_abs, rules::AbsBits(v[i]));
+  if (max_abs >= rules::kNonFiniteBits) return false;
+  const int8_t e = rules::GroupExponent(max_abs);
+  // A zero group: any finite scale does (every |w| is 0), and DecodeStep is 0.
+  const float inverse_step8 = e == kZeroGroupExponent ? 0.0f : rules::InverseStep8(e);
+  const float step = rules::DecodeStep(e, m);
+  const float offset = rules::ReconstructionOffset(mode);
+  int32_t sat = 0;
+  for (int i = 0; i < n; ++i) {
+    const uint32_t bits = rules::FloatBits(v[i]);
+    const int32_t q8 = rules::QuantizeMagnitude(std::bit_cast<float>(bits & 0x7fffffffu),
+                                                inverse_step8, &sat);
+    out[i] = rules::ApplySign(rules::DecodeMagnitude(q8, m, offset, step), bits >> 31);
   }
-  return sign ? -magnitude : magnitude;  // -0.0f for a signed zero.
+  *exponent = e;
+  *saturated += sat;
+  return true;
+}
+}  // namespace
+
+bool FakeQuantizeGroup(const float* w, int n, int m, Reconstruction mode, float* out,
+                       int8_t* exponent, int64_t* saturated) {
+  if (n == kGroupSize) return FakeQuantizeGroupN<kGroupSize>(w, n, m, mode, out, exponent, saturated);
+  return FakeQuantizeGroupN<0>(w, n, m, mode, out, exponent, saturated);
 }
 
 uint8_t SefpTensor::q8(int64_t r, int64_t c) const {
