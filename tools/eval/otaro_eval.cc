@@ -8,6 +8,12 @@
 // text file at each SEFP precision, and in float32 with --fp. The whole file is
 // tokenized once (BOS prepended once if the tokenizer adds BOS; CRLF normalised
 // to LF), optionally capped to its first --max_tokens tokens.
+//
+//   otaro eval zeroshot --model MODEL --task arc_easy,piqa,... [--bits 8,6,4]
+//       [--fp] [--limit N] [--data-dir ../shared/data/eval] [--threads 0] [--json]
+//
+// Zero-shot multiple-choice accuracy (acc / acc_norm, lm-eval style; see
+// tools/eval/zero_shot.h) of MODEL on each task at each precision.
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +42,7 @@
 #include "nlohmann/json.hpp"
 #include "sefp/format.h"
 #include "tools/eval/perplexity.h"
+#include "tools/eval/zero_shot.h"
 
 namespace {
 
@@ -46,6 +53,7 @@ using otaro::engine::Token;
 
 constexpr char kUsage[] =
     "usage: otaro eval ppl MODEL TEXT_FILE [options]\n"
+    "       otaro eval zeroshot --model MODEL --task NAMES [options]   (zeroshot --help)\n"
     "\n"
     "Perplexity of MODEL (SEFP checkpoint, Hugging Face folder, GGUF, llama2.c)\n"
     "over a UTF-8 text file, at each SEFP precision and optionally in float32.\n"
@@ -385,6 +393,263 @@ int RunPpl(const Args& args) {
   return 0;
 }
 
+// ---- otaro eval zeroshot ------------------------------------------------------
+
+constexpr char kZeroShotUsage[] =
+    "usage: otaro eval zeroshot --model MODEL --task NAMES [options]\n"
+    "\n"
+    "Zero-shot multiple-choice accuracy of MODEL, lm-evaluation-harness style: each\n"
+    "choice scored by the log-likelihood of its continuation; acc = argmax of the\n"
+    "sum, acc_norm = argmax of the sum per character (LAMBADA: greedy match).\n"
+    "\n"
+    "options:\n"
+    "  --task NAMES       comma separated: arc_easy, arc_challenge, obqa, piqa, boolq,\n"
+    "                     winogrande, hellaswag, mathqa, lambada\n"
+    "  --bits LIST        mantissa bits, comma separated (default 8,6,5,4,3; empty with --fp:\n"
+    "                     float32 only)\n"
+    "  --fp               also evaluate the unquantized float32 model\n"
+    "  --quantize_lm_head also hold the lm_head as SEFP, read at each precision\n"
+    "  --limit N          only the first N questions of each task (default: all)\n"
+    "  --data-dir DIR     the shared data's eval/ folder (default ../shared/data/eval)\n"
+    "  --batch N          questions per forward step (default 16)\n"
+    "  --threads N        CPU threads, 0 = all cores (default 0)\n"
+    "  --json             print one JSON object instead of the table\n";
+
+struct ZeroShotArgs {
+  std::string model;
+  std::vector<std::string> tasks;
+  std::vector<int> bits = {8, 6, 5, 4, 3};
+  bool fp = false;
+  bool quantize_lm_head = false;
+  int64_t limit = 0;
+  std::string data_dir = "../shared/data/eval";
+  int64_t batch = 16;
+  int threads = 0;
+  bool json = false;
+};
+
+// "" on success, else the error.
+std::string ParseZeroShotArgs(const std::vector<std::string>& argv, ZeroShotArgs* args) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    if (arg.size() < 3 || arg.rfind("--", 0) != 0) {
+      return absl::StrCat("unexpected argument '", arg, "' (options only; see --help)");
+    }
+    std::string name = arg.substr(2), value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    if (name == "data_dir") name = "data-dir";
+    if (name == "fp" || name == "json" || name == "quantize_lm_head") {
+      bool flag = true;
+      if (has_value && !absl::SimpleAtob(value, &flag)) {
+        return absl::StrCat("--", name, ": not a boolean: '", value, "'");
+      }
+      (name == "fp" ? args->fp : name == "json" ? args->json : args->quantize_lm_head) = flag;
+      continue;
+    }
+    if (name != "model" && name != "task" && name != "bits" && name != "limit" &&
+        name != "data-dir" && name != "batch" && name != "threads") {
+      return absl::StrCat("unknown option --", name);
+    }
+    if (!has_value) {
+      if (i + 1 >= argv.size()) return absl::StrCat("--", name, " needs a value");
+      value = argv[++i];
+    }
+    if (name == "model") {
+      args->model = value;
+    } else if (name == "data-dir") {
+      args->data_dir = value;
+    } else if (name == "task") {
+      for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        const std::string task(part);
+        const auto& known = otaro::eval::KnownTaskNames();
+        if (std::find(known.begin(), known.end(), task) == known.end()) {
+          return absl::StrCat("--task: unknown task '", task, "' (known: ",
+                              absl::StrJoin(known, ", "), ")");
+        }
+        args->tasks.push_back(task);
+      }
+    } else if (name == "bits") {
+      args->bits.clear();
+      for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        absl::StatusOr<int> m = otaro::sefp::ParsePrecision(part);
+        if (!m.ok()) return absl::StrCat("--bits: ", m.status().message());
+        args->bits.push_back(*m);
+      }
+    } else {
+      int64_t number;
+      if (!absl::SimpleAtoi(value, &number) || number < 0) {
+        return absl::StrCat("--", name, ": not a non-negative integer: '", value, "'");
+      }
+      if (name == "limit") args->limit = number;
+      if (name == "batch") args->batch = number;
+      if (name == "threads") args->threads = static_cast<int>(number);
+    }
+  }
+  if (args->model.empty()) return "--model is required";
+  if (args->tasks.empty()) return "--task is required";
+  if (args->batch < 1) return "--batch must be at least 1";
+  if (args->bits.empty() && !args->fp) return "nothing to evaluate: --bits is empty and no --fp";
+  return "";
+}
+
+struct ZeroShotCell {
+  std::string task, precision;
+  otaro::eval::ZeroShotResult result;
+  double seconds = 0;
+};
+
+absl::StatusOr<ZeroShotCell> EvaluateZeroShotCell(
+    const LlamaModel& model, const ZeroShotArgs& args, const std::string& task,
+    const std::vector<otaro::eval::MultipleChoiceTask>& questions, int m,
+    const std::string& label) {
+  otaro::engine::cpu::CpuBackendOptions options;
+  options.num_threads = args.threads;
+  auto backend = otaro::engine::cpu::CpuBackend::Create(&model, options);
+  if (!backend.ok()) return backend.status();
+  ZeroShotCell cell{task, label, {}, 0};
+  otaro::eval::ZeroShotOptions zopts;
+  zopts.limit = args.limit;
+  zopts.max_batch_tasks = args.batch;
+  const absl::Time start = absl::Now();
+  zopts.progress = [&](int64_t done, int64_t total, const otaro::eval::ZeroShotResult& r) {
+    const double s = absl::ToDoubleSeconds(absl::Now() - start);
+    Progress(absl::StrFormat("%s %s: %lld/%lld, acc %.4f, acc_norm %.4f, %.1f tokens/s",
+                             task, label, static_cast<long long>(done),
+                             static_cast<long long>(total), r.acc, r.acc_norm,
+                             r.forward_tokens / std::max(s, 1e-9)),
+             done == total);
+  };
+  auto result = otaro::eval::EvaluateZeroShot(**backend, *model.tokenizer, questions, m, zopts);
+  if (!result.ok()) return result.status();
+  cell.result = *result;
+  cell.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return cell;
+}
+
+int RunZeroShot(const ZeroShotArgs& args) {
+  std::vector<std::vector<otaro::eval::MultipleChoiceTask>> questions;
+  for (const std::string& task : args.tasks) {
+    auto loaded = otaro::eval::LoadNamedTask(task, args.data_dir);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "otaro eval: %s: %s\n", task.c_str(),
+                   loaded.status().ToString().c_str());
+      return 1;
+    }
+    questions.push_back(std::move(*loaded));
+  }
+  std::vector<ZeroShotCell> cells;
+  std::unique_ptr<LlamaModel> model;
+  std::string model_desc;
+  // The SEFP model for --bits, then the float32 one for --fp (one at a time).
+  for (bool quantize : {true, false}) {
+    if (quantize ? args.bits.empty() : !args.fp) continue;
+    model.reset();
+    auto loaded = Load(args.model, quantize, args.quantize_lm_head);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "otaro eval: %s\n", loaded.status().ToString().c_str());
+      return 1;
+    }
+    model = std::move(*loaded);
+    if (model->tokenizer == nullptr) {
+      std::fprintf(stderr, "otaro eval: %s has no tokenizer\n", args.model.c_str());
+      return 1;
+    }
+    model_desc = absl::StrFormat("%s (%s, %lld layers, hidden %lld, BOS %s)", args.model,
+                                 model->source_format,
+                                 static_cast<long long>(model->config.num_layers),
+                                 static_cast<long long>(model->config.hidden_size),
+                                 model->tokenizer->add_bos() ? "added" : "not added");
+    std::vector<std::pair<int, std::string>> precisions;
+    if (quantize) {
+      for (int m : args.bits) precisions.push_back({m, absl::StrCat("E5M", m)});
+    } else {
+      precisions.push_back({otaro::sefp::kMasterBits, "fp32"});
+    }
+    for (const auto& [m, label] : precisions) {
+      for (size_t t = 0; t < args.tasks.size(); ++t) {
+        auto cell = EvaluateZeroShotCell(*model, args, args.tasks[t], questions[t], m, label);
+        if (!cell.ok()) {
+          std::fprintf(stderr, "otaro eval: %s %s: %s\n", args.tasks[t].c_str(), label.c_str(),
+                       cell.status().ToString().c_str());
+          return 1;
+        }
+        cells.push_back(*cell);
+      }
+    }
+  }
+  const int threads =
+      args.threads > 0 ? args.threads : static_cast<int>(std::thread::hardware_concurrency());
+
+  if (args.json) {
+    nlohmann::json j;
+    j["model"] = args.model;
+    j["data_dir"] = args.data_dir;
+    j["limit"] = args.limit;
+    j["threads"] = threads;
+    for (const ZeroShotCell& c : cells) {
+      const auto& r = c.result;
+      j["results"].push_back({{"task", c.task},
+                              {"precision", c.precision},
+                              {"count", r.count},
+                              {"acc", r.acc},
+                              {"acc_stderr", r.acc_stderr},
+                              {"acc_norm", r.acc_norm},
+                              {"acc_norm_stderr", r.acc_norm_stderr},
+                              {"mean_gold_loglikelihood", r.mean_gold_loglikelihood},
+                              {"forward_tokens", r.forward_tokens},
+                              {"seconds", c.seconds}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::vector<std::string> labels;
+  for (const ZeroShotCell& c : cells) {
+    if (std::find(labels.begin(), labels.end(), c.precision) == labels.end()) {
+      labels.push_back(c.precision);
+    }
+  }
+  std::printf("model      %s\n", model_desc.c_str());
+  std::printf("data       %s%s\n", args.data_dir.c_str(),
+              args.limit > 0 ? absl::StrFormat(" (first %lld questions of each task)",
+                                               static_cast<long long>(args.limit))
+                                   .c_str()
+                             : "");
+  std::printf("threads    %d\n\n", threads);
+  std::printf("%-14s %6s", "task", "n");
+  for (const std::string& l : labels) std::printf("  %13s", l.c_str());
+  std::printf("\n");
+  double max_stderr = 0;
+  for (const std::string& task : args.tasks) {
+    int64_t n = 0;
+    for (const ZeroShotCell& c : cells) {
+      if (c.task == task) n = c.result.count;
+    }
+    std::printf("%-14s %6lld", task.c_str(), static_cast<long long>(n));
+    for (const std::string& l : labels) {
+      for (const ZeroShotCell& c : cells) {
+        if (c.task != task || c.precision != l) continue;
+        const bool greedy = task == "lambada";  // one choice: acc_norm is acc
+        std::printf("  %13s",
+                    greedy ? absl::StrFormat("%5.1f /     -", 100 * c.result.acc).c_str()
+                           : absl::StrFormat("%5.1f / %5.1f", 100 * c.result.acc,
+                                             100 * c.result.acc_norm)
+                                 .c_str());
+        max_stderr = std::max({max_stderr, c.result.acc_stderr, c.result.acc_norm_stderr});
+      }
+    }
+    std::printf("\n");
+  }
+  std::printf("(acc / acc_norm in %%; standard error up to %.1f points; lambada: greedy-match "
+              "accuracy)\n",
+              100 * max_stderr);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -392,6 +657,21 @@ int main(int argc, char** argv) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);
     return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "zeroshot") {
+    args.erase(args.begin());
+    for (const std::string& a : args) {
+      if (a == "--help" || a == "-h") {
+        std::fputs(kZeroShotUsage, stdout);
+        return 0;
+      }
+    }
+    ZeroShotArgs parsed;
+    if (std::string error = ParseZeroShotArgs(args, &parsed); !error.empty()) {
+      std::fprintf(stderr, "otaro eval zeroshot: %s\n\n%s", error.c_str(), kZeroShotUsage);
+      return 2;
+    }
+    return RunZeroShot(parsed);
   }
   if (args[0] != "ppl") return Usage(absl::StrCat("unknown subcommand '", args[0], "'"));
   args.erase(args.begin());
