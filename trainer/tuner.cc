@@ -1,0 +1,673 @@
+#include "trainer/tuner.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/atomic_file.h"
+#include "common/logging.h"
+#include "common/safetensors/safetensors.h"
+#include "common/status_macros.h"
+#include "engine/model/loader.h"
+#include "nlohmann/json.hpp"
+#include "trainer/data/batcher.h"
+#include "trainer/data/dataset.h"
+#include "trainer/model/parameters.h"
+#include "trainer/model/training_model.h"
+#include "trainer/strategy/bit_width_policy.h"
+#include "trainer/optim/grad_clip.h"
+#include "trainer/strategy/strategy.h"
+
+namespace otaro::trainer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr char kCheckpointsDir[] = "checkpoints";
+constexpr char kLatestFile[] = "LATEST";
+constexpr char kPartialSuffix[] = ".partial";
+constexpr char kLaaAccumulatorTensor[] = "laa.accumulator";
+
+absl::Status MakeDirs(const std::string& path) {
+  std::string partial;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    absl::StrAppend(&partial, part, "/");
+    if (part.empty() || part == ".") continue;
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create folder ", partial, ": ", std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// rm -r for our own checkpoint folders (flat: files only).
+void RemoveFolder(const std::string& path) {
+  if (DIR* dir = ::opendir(path.c_str())) {
+    while (dirent* entry = ::readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (name != "." && name != "..") ::unlink((path + "/" + name).c_str());
+    }
+    ::closedir(dir);
+  }
+  ::rmdir(path.c_str());
+}
+
+absl::Status FsyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, " to fsync"));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return absl::InternalError(absl::StrCat("fsync ", path, ": ", std::strerror(errno)));
+  return absl::OkStatus();
+}
+
+std::string CheckpointName(int64_t step) { return absl::StrFormat("step-%08d", step); }
+
+// Everything one run carries from step to step (and across a resume).
+struct RunState {
+  int64_t step = 0;
+  int64_t tokens = 0;
+  double last_loss = 0;
+  double learning_rate = 0;
+  std::map<int, int64_t> selections;  // bits (0 = fp) -> batches
+  std::vector<CheckpointRecord> checkpoints;
+};
+
+json EvaluationToJson(const Evaluation& evaluation) {
+  json points = json::array();
+  for (const EvalPoint& p : evaluation.points) {
+    points.push_back({{"bits", p.bits},
+                      {"precision", p.bits == 0 ? std::string("fp32") : absl::StrCat("E5M", p.bits)},
+                      {"loss", p.loss},
+                      {"perplexity", p.perplexity},
+                      {"tokens", p.tokens}});
+  }
+  return {{"step", evaluation.step}, {"points", points}};
+}
+
+std::string StepLine(const StepMetrics& m) {
+  json line = {{"step", m.step},
+               {"bits", m.bits},
+               {"loss", m.loss},
+               {"lr", m.learning_rate},
+               {"grad_norm", m.grad_norm},
+               {"accumulated", m.accumulated},
+               {"laa_flush", m.laa_flush},
+               {"tokens", m.tokens},
+               {"tokens_per_second", m.tokens_per_second},
+               {"elapsed_seconds", m.elapsed_seconds}};
+  return line.dump() + "\n";
+}
+
+class TuningRun {
+ public:
+  TuningRun(const TuneOptions& options, const TuneCallbacks& callbacks,
+            const std::atomic<bool>* cancel)
+      : options_(options), callbacks_(callbacks), cancel_(cancel) {}
+
+  absl::StatusOr<TuneResult> Run();
+
+ private:
+  // Phases go to the caller when it listens, else to the log.
+  void Status(const std::string& message) {
+    if (callbacks_.on_status) {
+      callbacks_.on_status(message);
+    } else {
+      OTARO_LOG_INFO("tune: {}", message);
+    }
+  }
+  absl::Status Load();
+  absl::Status Resume();
+  absl::StatusOr<Evaluation> Evaluate();
+  absl::StatusOr<CheckpointRecord> WriteCheckpoint(std::optional<Evaluation> evaluation);
+  absl::Status ExportSefp(const Evaluation& evaluation, const std::string& path);
+  std::string Provenance(const std::optional<Evaluation>& evaluation) const;
+  bool Cancelled() const { return cancel_ != nullptr && cancel_->load(); }
+
+  const TuneOptions& options_;
+  const TuneCallbacks& callbacks_;
+  const std::atomic<bool>* cancel_;
+
+  Strategy strategy_;
+  engine::ModelConfig config_;
+  std::string source_description_;
+  std::unique_ptr<engine::tokenizer::Tokenizer> tokenizer_;
+  std::optional<Parameters> params_;
+  std::vector<float> grads_;
+  data::TokenizedDataset train_data_, eval_data_;
+  std::optional<data::Batcher> batcher_;
+  std::optional<BitWidthPolicy> policy_;
+  std::optional<LowPrecisionAccumulator> laa_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<TrainingModel> model_;
+  int64_t total_steps_ = 0;
+  RunState state_;
+};
+
+absl::Status TuningRun::Load() {
+  OTARO_ASSIGN_OR_RETURN(strategy_, ParseStrategy(options_.strategy));
+  Status(absl::StrCat("loading ", options_.model_path));
+  OTARO_ASSIGN_OR_RETURN(auto source, engine::OpenModelSource(options_.model_path, &config_));
+  source_description_ = source->Describe();
+  auto tokenizer = engine::LoadModelTokenizer(options_.model_path);
+  if (!tokenizer.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("tuning needs the model's tokenizer to read the data: ",
+                     tokenizer.status().message()));
+  }
+  tokenizer_ = std::move(*tokenizer);
+  OTARO_ASSIGN_OR_RETURN(Parameters params, Parameters::FromSource(*source, config_));
+  params_.emplace(std::move(params));
+  source.reset();  // the masters are in memory now; release the file
+  grads_.assign(params_->values().size(), 0.0f);
+
+  Status(absl::StrCat("reading ", options_.data_path));
+  data::DataOptions data_options;
+  data_options.format = options_.data_format;
+  data_options.seq_len = options_.seq_len;
+  OTARO_ASSIGN_OR_RETURN(data::LoadedDataset loaded,
+                         data::LoadDataset(options_.data_path, *tokenizer_, data_options));
+  if (callbacks_.on_dataset) callbacks_.on_dataset(loaded.report);
+  if (options_.eval_data_path.empty()) {
+    OTARO_ASSIGN_OR_RETURN(data::TrainEvalSplit split,
+                           data::HoldOutTail(loaded.data, options_.eval_fraction));
+    train_data_ = split.train;
+    eval_data_ = split.eval;
+  } else {
+    train_data_ = loaded.data;
+    data_options.text_tail = data::TailPolicy::kPad;
+    OTARO_ASSIGN_OR_RETURN(data::LoadedDataset eval,
+                           data::LoadDataset(options_.eval_data_path, *tokenizer_, data_options));
+    eval_data_ = eval.data;
+  }
+  OTARO_ASSIGN_OR_RETURN(data::Batcher batcher,
+                         data::Batcher::Create(train_data_, options_.batch_size, options_.seed));
+  batcher_.emplace(std::move(batcher));
+  const double epochs = options_.epochs > 0 ? options_.epochs : (options_.steps > 0 ? 0 : 1);
+  const int64_t epoch_steps = static_cast<int64_t>(
+      std::ceil(epochs * batcher_->batches_per_epoch() / options_.grad_accumulation));
+  if (options_.steps > 0 && epochs > 0) {
+    total_steps_ = std::min(options_.steps, epoch_steps);
+  } else {
+    total_steps_ = options_.steps > 0 ? options_.steps : epoch_steps;
+  }
+  total_steps_ = std::max<int64_t>(total_steps_, 1);
+  OTARO_RETURN_IF_ERROR(ValidateLrSchedule(options_.schedule, total_steps_));
+
+  OTARO_ASSIGN_OR_RETURN(BitWidthPolicy policy,
+                         BitWidthPolicy::Create(strategy_, options_.bits, options_.bps,
+                                                options_.seed));
+  policy_.emplace(std::move(policy));
+  OTARO_ASSIGN_OR_RETURN(LowPrecisionAccumulator laa,
+                         LowPrecisionAccumulator::Create(strategy_, options_.laa,
+                                                         static_cast<int64_t>(grads_.size())));
+  laa_.emplace(std::move(laa));
+  OTARO_ASSIGN_OR_RETURN(optimizer_,
+                         CreateOptimizer(options_.optimizer, static_cast<int64_t>(grads_.size())));
+
+  const int threads = options_.threads > 0
+                          ? options_.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  model_ = std::make_unique<TrainingModel>(&*params_, options_.batch_size, options_.seq_len,
+                                           threads);
+  const TrainingMemory memory = model_->Memory();
+  int64_t optimizer_bytes = 0;
+  for (const auto& buffer : optimizer_->ExportState().buffers) {
+    optimizer_bytes += static_cast<int64_t>(buffer.values.size() * sizeof(float));
+  }
+  // Gradients, the LAA accumulator when it can fill, and the optimizer state.
+  const int64_t bytes = memory.Total() +
+                        static_cast<int64_t>(grads_.size() * sizeof(float)) *
+                            (1 + (laa_->active() ? 1 : 0)) +
+                        optimizer_bytes;
+  Status(absl::StrFormat("%d parameters, %d training rows, %d eval rows, %d steps, ~%.1f MiB",
+                         params_->values().size(), train_data_.rows(), eval_data_.rows(),
+                         total_steps_, bytes / 1048576.0));
+  if (options_.max_memory_bytes > 0 && bytes > options_.max_memory_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "the run needs ~%.1f MiB, over its budget of %.1f MiB: lower batch_size or seq_len",
+        bytes / 1048576.0, options_.max_memory_bytes / 1048576.0));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Evaluation> TuningRun::Evaluate() {
+  Evaluation evaluation;
+  evaluation.step = state_.step;
+  const int64_t batches = std::min(data::EvalBatchCount(eval_data_, options_.batch_size),
+                                   options_.max_eval_batches > 0
+                                       ? options_.max_eval_batches
+                                       : data::EvalBatchCount(eval_data_, options_.batch_size));
+  const std::vector<int>& bits = options_.eval_bits.empty() ? options_.bits : options_.eval_bits;
+  std::vector<int> widths = {0};
+  widths.insert(widths.end(), bits.rbegin(), bits.rend());
+  for (int bits : widths) {
+    Precision precision;
+    precision.quantized = bits != 0;
+    precision.m = bits == 0 ? sefp::kMasterBits : bits;
+    precision.mode = options_.reconstruction;
+    double nll = 0;
+    int64_t tokens = 0;
+    for (int64_t i = 0; i < batches; ++i) {
+      OTARO_ASSIGN_OR_RETURN(auto result,
+                             model_->EvalNll(data::EvalBatch(eval_data_, options_.batch_size, i),
+                                             precision));
+      nll += result.first;
+      tokens += result.second;
+    }
+    EvalPoint point;
+    point.bits = bits;
+    point.tokens = tokens;
+    point.loss = tokens > 0 ? nll / tokens : NAN;
+    point.perplexity = std::exp(point.loss);
+    evaluation.points.push_back(point);
+  }
+  if (callbacks_.on_evaluation) callbacks_.on_evaluation(evaluation);
+  return evaluation;
+}
+
+std::string TuningRun::Provenance(const std::optional<Evaluation>& evaluation) const {
+  json provenance = {{"base_model", options_.model_path},
+                     {"base_model_source", source_description_},
+                     {"data", options_.data_path},
+                     {"strategy", StrategyName(strategy_)},
+                     {"bits", options_.bits},
+                     {"steps", state_.step},
+                     {"tokens", state_.tokens},
+                     {"seq_len", options_.seq_len},
+                     {"batch_size", options_.batch_size},
+                     {"grad_accumulation", options_.grad_accumulation},
+                     {"optimizer", std::string(OptimizerKindName(options_.optimizer.kind))},
+                     {"learning_rate", options_.schedule.lr},
+                     {"seed", options_.seed},
+                     {"reconstruction", std::string(sefp::ReconstructionName(
+                                            options_.reconstruction))}};
+  if (evaluation) provenance["evaluation"] = EvaluationToJson(*evaluation);
+  return provenance.dump();
+}
+
+absl::StatusOr<CheckpointRecord> TuningRun::WriteCheckpoint(std::optional<Evaluation> evaluation) {
+  const std::string root = absl::StrCat(options_.output_dir, "/", kCheckpointsDir);
+  const std::string name = CheckpointName(state_.step);
+  const std::string final_dir = absl::StrCat(root, "/", name);
+  const std::string partial = final_dir + kPartialSuffix;
+  OTARO_RETURN_IF_ERROR(MakeDirs(root));
+  RemoveFolder(partial);
+  if (Exists(final_dir)) RemoveFolder(final_dir);  // a re-run of the same step
+  OTARO_RETURN_IF_ERROR(MakeDirs(partial));
+
+  engine::CheckpointProvenance provenance{source_description_, Provenance(evaluation)};
+  OTARO_RETURN_IF_ERROR(engine::WriteMasterCheckpoint(*AsTensorSource(*params_), config_,
+                                                      tokenizer_.get(), provenance,
+                                                      partial + "/master.safetensors"));
+
+  // Optimizer moments and the LAA accumulator: the rest of what a resumed run
+  // needs to continue exactly.
+  safetensors::Writer writer;
+  OTARO_RETURN_IF_ERROR(writer.SetMetadata("format", "otaro-trainer-state"));
+  const OptimizerState optimizer_state = optimizer_->ExportState();
+  for (const OptimizerState::Buffer& buffer : optimizer_state.buffers) {
+    OTARO_RETURN_IF_ERROR(writer.AddTensor(
+        absl::StrCat("optimizer.", buffer.name), safetensors::DType::kF32,
+        {static_cast<int64_t>(buffer.values.size())},
+        absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(buffer.values.data()),
+                                  buffer.values.size() * sizeof(float))));
+  }
+  if (laa_->pending() > 0) {
+    absl::Span<const float> acc = laa_->accumulator();
+    OTARO_RETURN_IF_ERROR(writer.AddTensor(
+        kLaaAccumulatorTensor, safetensors::DType::kF32, {static_cast<int64_t>(acc.size())},
+        absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(acc.data()),
+                                  acc.size() * sizeof(float))));
+  }
+  OTARO_RETURN_IF_ERROR(writer.WriteAtomically(partial + "/optimizer.safetensors"));
+
+  const data::BatchPosition position = batcher_->position();
+  json selections = json::object();
+  for (const auto& [bits, count] : state_.selections) selections[std::to_string(bits)] = count;
+  json state = {{"format", "otaro-trainer-state"},
+                {"version", 1},
+                {"step", state_.step},
+                {"total_steps", total_steps_},
+                {"tokens", state_.tokens},
+                {"last_loss", state_.last_loss},
+                {"strategy", StrategyName(strategy_)},
+                {"bits", options_.bits},
+                {"seed", options_.seed},
+                {"seq_len", options_.seq_len},
+                {"batch_size", options_.batch_size},
+                {"data_position", {{"epoch", position.epoch}, {"index", position.index}}},
+                {"policy", policy_->ToJson()},
+                {"laa_pending", laa_->pending()},
+                {"optimizer_counters", optimizer_state.counters},
+                {"selections", selections}};
+  if (evaluation) state["evaluation"] = EvaluationToJson(*evaluation);
+  OTARO_RETURN_IF_ERROR(WriteFileAtomically(partial + "/state.json", state.dump(2)));
+
+  // Publish: the folder appears complete or not at all, then LATEST names it.
+  if (::rename(partial.c_str(), final_dir.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", partial, " to ", final_dir, ": ", std::strerror(errno)));
+  }
+  OTARO_RETURN_IF_ERROR(FsyncPath(root));
+  OTARO_RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(root, "/", kLatestFile), name + "\n"));
+
+  CheckpointRecord record;
+  record.step = state_.step;
+  record.path = final_dir;
+  record.train_loss = state_.last_loss;
+  record.evaluation = std::move(evaluation);
+  state_.checkpoints.push_back(record);
+  // Keep the newest few; the one LATEST names is always among them.
+  while (options_.keep_checkpoints > 0 &&
+         static_cast<int>(state_.checkpoints.size()) > options_.keep_checkpoints) {
+    RemoveFolder(state_.checkpoints.front().path);
+    state_.checkpoints.erase(state_.checkpoints.begin());
+  }
+  if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(record);
+  return record;
+}
+
+absl::Status TuningRun::Resume() {
+  const std::string root = absl::StrCat(options_.output_dir, "/", kCheckpointsDir);
+  std::string latest;
+  if (!ReadFileToString(absl::StrCat(root, "/", kLatestFile), &latest).ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("nothing to resume: no ", root, "/", kLatestFile));
+  }
+  const std::string dir = absl::StrCat(root, "/", absl::StripAsciiWhitespace(latest));
+  Status(absl::StrCat("resuming from ", dir));
+  std::string state_text;
+  OTARO_RETURN_IF_ERROR(ReadFileToString(dir + "/state.json", &state_text));
+  const json state = json::parse(state_text, nullptr, false);
+  if (state.is_discarded() || state.value("format", "") != "otaro-trainer-state") {
+    return absl::DataLossError(absl::StrCat(dir, "/state.json is not a trainer state"));
+  }
+  // A resumed run must be the same run: same strategy, bits, seed and shapes.
+  if (state.value("strategy", "") != StrategyName(strategy_) ||
+      state.value("bits", std::vector<int>{}) != options_.bits ||
+      state.value("seed", uint64_t{0}) != options_.seed ||
+      state.value("seq_len", int64_t{0}) != options_.seq_len ||
+      state.value("batch_size", int64_t{0}) != options_.batch_size) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", dir, " was made with other settings (strategy, bits, seed, seq_len or "
+        "batch_size differ): resume with the same options"));
+  }
+  try {
+    engine::ModelConfig config;
+    OTARO_ASSIGN_OR_RETURN(auto master,
+                           engine::OpenModelSource(dir + "/master.safetensors", &config));
+    OTARO_ASSIGN_OR_RETURN(Parameters params, Parameters::FromSource(*master, config));
+    if (params.values().size() != params_->values().size()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dir, " holds a different model than ", options_.model_path));
+    }
+    std::copy(params.values().begin(), params.values().end(), params_->values().begin());
+
+    OTARO_ASSIGN_OR_RETURN(auto file, safetensors::File::Open(dir + "/optimizer.safetensors"));
+    OptimizerState optimizer_state;
+    optimizer_state.counters =
+        state.at("optimizer_counters").get<std::map<std::string, int64_t>>();
+    std::vector<float> accumulator;
+    std::vector<std::pair<std::string, std::vector<float>>> buffers;
+    for (const auto& tensor : file->tensors()) {
+      OTARO_ASSIGN_OR_RETURN(std::vector<float> values, tensor.ToFloat32());
+      if (tensor.name == kLaaAccumulatorTensor) {
+        accumulator = std::move(values);
+      } else if (absl::StartsWith(tensor.name, "optimizer.")) {
+        buffers.emplace_back(tensor.name.substr(std::strlen("optimizer.")), std::move(values));
+      }
+    }
+    for (const auto& [name, values] : buffers) {
+      optimizer_state.buffers.push_back({name, values});
+    }
+    OTARO_RETURN_IF_ERROR(optimizer_->ImportState(optimizer_state));
+    const int pending = state.at("laa_pending").get<int>();
+    if (pending > 0) OTARO_RETURN_IF_ERROR(laa_->Restore(pending, accumulator));
+    OTARO_RETURN_IF_ERROR(policy_->FromJson(state.at("policy")));
+    data::BatchPosition position;
+    position.epoch = state.at("data_position").at("epoch").get<int64_t>();
+    position.index = state.at("data_position").at("index").get<int64_t>();
+    OTARO_RETURN_IF_ERROR(batcher_->Seek(position));
+    state_.step = state.at("step").get<int64_t>();
+    state_.tokens = state.at("tokens").get<int64_t>();
+    state_.last_loss = state.value("last_loss", 0.0);
+    for (const auto& [bits, count] : state.at("selections").items()) {
+      int b = 0;
+      if (absl::SimpleAtoi(bits, &b)) state_.selections[b] = count.get<int64_t>();
+    }
+    CheckpointRecord record;
+    record.step = state_.step;
+    record.path = dir;
+    record.train_loss = state_.last_loss;
+    state_.checkpoints.push_back(record);
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat(dir, "/state.json: ", e.what()));
+  }
+  if (state_.step > total_steps_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint is at step ", state_.step, ", past this run's ", total_steps_, " steps"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TuningRun::ExportSefp(const Evaluation& evaluation, const std::string& path) {
+  Status(absl::StrCat("exporting ", path));
+  engine::CheckpointProvenance provenance{source_description_, Provenance(evaluation)};
+  return engine::WriteSefpCheckpoint(*AsTensorSource(*params_), config_, tokenizer_.get(),
+                                     options_.reconstruction, provenance, path)
+      .status();
+}
+
+absl::StatusOr<TuneResult> TuningRun::Run() {
+  OTARO_RETURN_IF_ERROR(ValidateTuneOptions(options_));
+  OTARO_RETURN_IF_ERROR(MakeDirs(options_.output_dir));
+  OTARO_RETURN_IF_ERROR(Load());
+  if (options_.resume) OTARO_RETURN_IF_ERROR(Resume());
+
+  const std::string steps_path = options_.output_dir + "/steps.jsonl";
+  std::ofstream steps_log(steps_path, options_.resume ? std::ios::app : std::ios::trunc);
+  if (!steps_log) return absl::PermissionDeniedError(absl::StrCat("cannot write ", steps_path));
+
+  TuneResult result;
+  if (options_.evaluate_at_start && state_.step == 0) {
+    Status("evaluating the model before tuning");
+    OTARO_ASSIGN_OR_RETURN(Evaluation before, Evaluate());
+    OTARO_RETURN_IF_ERROR(WriteFileAtomically(options_.output_dir + "/evaluation_start.json",
+                                              EvaluationToJson(before).dump(2)));
+  }
+  const auto start = Clock::now();
+  const int64_t start_tokens = state_.tokens;
+  const float micro_scale = 1.0f / static_cast<float>(options_.grad_accumulation);
+  Status(absl::StrCat("training: strategy ", StrategyName(strategy_), ", bits ",
+                      FormatBitSet(options_.bits), ", steps ", state_.step + 1, "..",
+                      total_steps_));
+  while (state_.step < total_steps_) {
+    if (Cancelled()) {
+      Status("cancelled: writing a checkpoint");
+      OTARO_RETURN_IF_ERROR(WriteCheckpoint(std::nullopt).status());
+      result.cancelled = true;
+      break;
+    }
+    const std::optional<int> bits = policy_->Next();
+    Precision precision;
+    precision.quantized = bits.has_value();
+    precision.m = bits.value_or(sefp::kMasterBits);
+    precision.mode = options_.reconstruction;
+
+    std::fill(grads_.begin(), grads_.end(), 0.0f);
+    double loss = 0;
+    for (int64_t micro = 0; micro < options_.grad_accumulation; ++micro) {
+      const Batch batch = batcher_->Next();
+      OTARO_ASSIGN_OR_RETURN(double micro_loss, model_->Forward(batch, precision));
+      OTARO_RETURN_IF_ERROR(model_->Backward(micro_scale, absl::MakeSpan(grads_)));
+      loss += micro_loss * micro_scale;
+      state_.tokens += batch.ScoredTokens();
+    }
+    if (!std::isfinite(loss)) {
+      return absl::InternalError(absl::StrCat(
+          "training diverged: loss is ", loss, " at step ", state_.step + 1,
+          " (lower the learning rate or turn on gradient clipping)"));
+    }
+    OTARO_RETURN_IF_ERROR(policy_->Observe(bits, loss));
+    const double grad_norm = ClipGradNorm(absl::MakeSpan(grads_), options_.clip_grad_norm);
+    if (absl::Status finite = CheckGradNorm(grad_norm); !finite.ok()) {
+      return absl::InternalError(absl::StrCat("training diverged at step ", state_.step + 1, ": ",
+                                              finite.message()));
+    }
+    ++state_.step;
+    state_.last_loss = loss;
+    ++state_.selections[bits.value_or(0)];
+    const double lr = LearningRate(options_.schedule, state_.step, total_steps_);
+    state_.learning_rate = lr;
+    OTARO_ASSIGN_OR_RETURN(std::optional<absl::Span<const float>> update,
+                           laa_->Step(bits, grads_));
+    if (update.has_value()) OTARO_RETURN_IF_ERROR(optimizer_->Step(params_->values(), *update, lr));
+
+    StepMetrics metrics;
+    metrics.step = state_.step;
+    metrics.total_steps = total_steps_;
+    metrics.bits = bits.value_or(0);
+    metrics.loss = loss;
+    metrics.learning_rate = lr;
+    metrics.grad_norm = grad_norm;
+    metrics.accumulated = !update.has_value();
+    metrics.laa_flush = update.has_value() && laa_->IsUltraLow(bits);
+    metrics.tokens = state_.tokens;
+    metrics.elapsed_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    metrics.tokens_per_second =
+        metrics.elapsed_seconds > 0 ? (state_.tokens - start_tokens) / metrics.elapsed_seconds : 0;
+    steps_log << StepLine(metrics);
+    steps_log.flush();
+    if (callbacks_.on_step) callbacks_.on_step(metrics);
+
+    const bool last = state_.step == total_steps_;
+    std::optional<Evaluation> evaluation;
+    if (!last && options_.eval_every > 0 && state_.step % options_.eval_every == 0) {
+      OTARO_ASSIGN_OR_RETURN(evaluation, Evaluate());
+    }
+    if (!last && options_.checkpoint_every > 0 && state_.step % options_.checkpoint_every == 0) {
+      OTARO_RETURN_IF_ERROR(WriteCheckpoint(evaluation).status());
+    }
+  }
+  result.steps = state_.step;
+  result.tokens = state_.tokens;
+  result.bit_selections = state_.selections;
+  if (result.cancelled) {
+    result.master_path = state_.checkpoints.back().path + "/master.safetensors";
+    return result;
+  }
+
+  // LAA: apply what is still accumulated (OTARO.md step 4, "flush").
+  if (std::optional<absl::Span<const float>> rest = laa_->Flush()) {
+    Status(absl::StrCat("LAA flush of the last accumulated gradients"));
+    OTARO_RETURN_IF_ERROR(optimizer_->Step(params_->values(), *rest, state_.learning_rate));
+  }
+  Status("evaluating at every precision");
+  OTARO_ASSIGN_OR_RETURN(Evaluation evaluation, Evaluate());
+  OTARO_RETURN_IF_ERROR(WriteFileAtomically(options_.output_dir + "/evaluation.json",
+                                            EvaluationToJson(evaluation).dump(2)));
+  OTARO_ASSIGN_OR_RETURN(CheckpointRecord record, WriteCheckpoint(evaluation));
+  result.master_path = record.path + "/master.safetensors";
+  result.sefp_path = options_.output_dir + "/model.sefp";
+  OTARO_RETURN_IF_ERROR(ExportSefp(evaluation, result.sefp_path));
+  result.final_evaluation = std::move(evaluation);
+  Status("done");
+  return result;
+}
+
+}  // namespace
+
+absl::Status ValidateTuneOptions(const TuneOptions& options) {
+  if (options.model_path.empty()) return absl::InvalidArgumentError("model_path is required");
+  if (options.output_dir.empty()) return absl::InvalidArgumentError("output_dir is required");
+  if (options.data_path.empty()) return absl::InvalidArgumentError("data_path is required");
+  OTARO_ASSIGN_OR_RETURN(engine::ModelFormat format,
+                         engine::DetectModelFormat(options.model_path));
+  if (format == engine::ModelFormat::kSefp) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.model_path, " is a SEFP checkpoint: tuning starts from float32 weights "
+                            "(the original model or a master checkpoint), see OTARO.md"));
+  }
+  if (!Exists(options.data_path)) {
+    return absl::NotFoundError(absl::StrCat("data_path ", options.data_path, " does not exist"));
+  }
+  if (!options.eval_data_path.empty() && !Exists(options.eval_data_path)) {
+    return absl::NotFoundError(
+        absl::StrCat("eval_data_path ", options.eval_data_path, " does not exist"));
+  }
+  OTARO_RETURN_IF_ERROR(ParseStrategy(options.strategy).status());
+  OTARO_RETURN_IF_ERROR(CheckBitSet(options.bits));
+  if (!options.eval_bits.empty()) OTARO_RETURN_IF_ERROR(CheckBitSet(options.eval_bits));
+  OTARO_RETURN_IF_ERROR(ValidateBpsOptions(options.bps));
+  OTARO_RETURN_IF_ERROR(ValidateLaaOptions(options.laa));
+  OTARO_RETURN_IF_ERROR(ValidateOptimizerOptions(options.optimizer));
+  // The schedule is checked again against the real step count once the data
+  // is read (steps = 0 derives it from the epochs).
+  OTARO_RETURN_IF_ERROR(ValidateLrSchedule(
+      options.schedule, options.steps > 0 ? options.steps : std::max<int64_t>(
+                                                                 options.schedule.warmup_steps, 1)));
+  if (options.seq_len < 2 || options.seq_len > (1 << 16)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seq_len must be in 2..65536, got ", options.seq_len));
+  }
+  if (options.batch_size < 1 || options.batch_size > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size must be in 1..4096, got ", options.batch_size));
+  }
+  if (options.grad_accumulation < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grad_accumulation must be >= 1, got ", options.grad_accumulation));
+  }
+  if (options.steps < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("steps must be >= 0, got ", options.steps));
+  }
+  if (!(options.epochs >= 0 && options.epochs <= 1000)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("epochs must be in [0, 1000] (0 = unset), got ", options.epochs));
+  }
+  if (options.eval_data_path.empty() &&
+      !(options.eval_fraction > 0 && options.eval_fraction < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eval_fraction must be in (0, 1), got ", options.eval_fraction));
+  }
+  if (!(options.clip_grad_norm >= 0)) {
+    return absl::InvalidArgumentError("clip_grad_norm must be >= 0 (0 = off)");
+  }
+  if (options.eval_every < 0 || options.checkpoint_every < 0 || options.max_eval_batches < 0) {
+    return absl::InvalidArgumentError(
+        "eval_every, checkpoint_every and max_eval_batches must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TuneResult> RunTuning(const TuneOptions& options, const TuneCallbacks& callbacks,
+                                     const std::atomic<bool>* cancel) {
+  TuningRun run(options, callbacks, cancel);
+  return run.Run();
+}
+
+}  // namespace otaro::trainer

@@ -1,0 +1,154 @@
+// One OTARo tuning run, start to finish: load the float32 masters, pick a
+// bit-width per batch (BPS or a baseline strategy), forward at Q(W, b) and
+// backward with the straight-through estimator, update through LAA and the
+// optimizer, evaluate at every precision, checkpoint, and export the SEFP
+// model the server loads. `otaro tune` and the server's tuning worker both run
+// exactly this; they differ only in how they show the events.
+//
+// Output folder layout (all written crash-safely):
+//   checkpoints/step-<N>/master.safetensors     float32 masters (a loadable model)
+//   checkpoints/step-<N>/optimizer.safetensors  optimizer moments, LAA accumulator
+//   checkpoints/step-<N>/state.json             step, policy, LAA, data position, metrics
+//   checkpoints/LATEST                          name of the newest complete checkpoint
+//   steps.jsonl                                 one line per step (step, bits, loss, lr, ...)
+//   evaluation.json                             the final per-bit-width table
+//   evaluation_start.json                       the same before tuning (evaluate_at_start)
+//   model.sefp                                  the tuned model, SEFP (what gets served)
+// A checkpoint folder is written as step-<N>.partial and renamed when complete,
+// so a crash never leaves a half-written checkpoint that LATEST points to.
+#ifndef OTARO_TRAINER_TUNER_H_
+#define OTARO_TRAINER_TUNER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sefp/format.h"
+#include "trainer/data/data_report.h"
+#include "trainer/data/data_source.h"
+#include "trainer/optim/optimizer.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/strategy/bit_width_path_search.h"
+#include "trainer/strategy/low_precision_accumulator.h"
+
+namespace otaro::trainer {
+
+struct TuneOptions {
+  // Float source of the masters: HF folder, GGUF, llama2.c or a master
+  // checkpoint (never a SEFP checkpoint; see engine::OpenModelSource).
+  std::string model_path;
+  std::string output_dir;
+
+  // Data: training file or folder, its format, and the held-out text for
+  // evaluation (empty: hold out eval_fraction of the training data).
+  std::string data_path;
+  data::DataFormat data_format = data::DataFormat::kAuto;
+  std::string eval_data_path;
+  double eval_fraction = 0.05;
+  int64_t max_eval_batches = 16;
+  int64_t seq_len = 128;
+  int64_t batch_size = 4;
+  int64_t grad_accumulation = 1;  // micro-batches per optimizer step
+
+  // Length: `steps` optimizer steps or `epochs` passes over the data,
+  // whichever ends first; 0 = unset (both unset: one epoch).
+  int64_t steps = 0;
+  double epochs = 0;
+
+  std::string strategy = "otaro";  // otaro | bps | uniform | fixed:m | fp
+  std::vector<int> bits = {3, 4, 5, 6, 7, 8};
+  // Precisions evaluated (besides unquantized); empty = `bits`.
+  std::vector<int> eval_bits;
+  BpsOptions bps;
+  LaaOptions laa;
+  OptimizerOptions optimizer;
+  LrSchedule schedule;
+  double clip_grad_norm = 1.0;  // 0 = off
+  sefp::Reconstruction reconstruction = sefp::Reconstruction::kMidpoint;
+
+  int64_t eval_every = 0;        // steps between evaluations (0: only at the end)
+  int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end)
+  bool resume = false;           // continue from output_dir/checkpoints/LATEST
+  // Evaluate the untouched model before the first step too (reported as step
+  // 0): the baseline a tuned model must beat to be auto-published.
+  bool evaluate_at_start = false;
+  uint64_t seed = 1;
+  int threads = 0;  // 0: all cores
+  int keep_checkpoints = 2;  // older checkpoint folders are deleted
+  // Bytes of training memory the run may take (0: no limit). Checked before
+  // training starts from the model and batch shape.
+  int64_t max_memory_bytes = 0;
+};
+
+// Loss at one precision on the held-out data. bits == 0 means unquantized.
+struct EvalPoint {
+  int bits = 0;
+  double loss = 0;
+  double perplexity = 0;
+  int64_t tokens = 0;
+};
+struct Evaluation {
+  int64_t step = 0;
+  std::vector<EvalPoint> points;
+};
+
+struct StepMetrics {
+  int64_t step = 0;           // optimizer steps done (1-based after the first)
+  int64_t total_steps = 0;
+  int bits = 0;               // 0 = unquantized
+  double loss = 0;            // mean over the step's micro-batches
+  double learning_rate = 0;
+  double grad_norm = 0;       // before clipping
+  bool accumulated = false;   // LAA kept this step's gradient for later
+  bool laa_flush = false;     // this step applied the LAA accumulator
+  int64_t tokens = 0;         // scored tokens trained on so far
+  double tokens_per_second = 0;
+  double elapsed_seconds = 0;
+};
+
+struct CheckpointRecord {
+  int64_t step = 0;
+  std::string path;  // the checkpoint folder
+  double train_loss = 0;
+  std::optional<Evaluation> evaluation;
+};
+
+// What a run reports as it goes. Every callback is optional and runs on the
+// tuning thread: keep them quick.
+struct TuneCallbacks {
+  std::function<void(const std::string& message)> on_status;  // phases: loading, ...
+  std::function<void(const data::DataReport& report)> on_dataset;
+  std::function<void(const StepMetrics& metrics)> on_step;
+  std::function<void(const Evaluation& evaluation)> on_evaluation;
+  std::function<void(const CheckpointRecord& checkpoint)> on_checkpoint;
+};
+
+struct TuneResult {
+  int64_t steps = 0;
+  int64_t tokens = 0;
+  bool cancelled = false;
+  std::string sefp_path;    // output_dir/model.sefp (empty when cancelled)
+  std::string master_path;  // the last checkpoint's master.safetensors
+  std::optional<Evaluation> final_evaluation;
+  std::map<int, int64_t> bit_selections;  // how often each width was picked (0 = fp)
+};
+
+// Checks everything that can be checked without training (paths, strategy,
+// bit set, hyperparameters): the server validates a job with this before
+// queueing it.
+absl::Status ValidateTuneOptions(const TuneOptions& options);
+
+// Runs a whole tuning run. `cancel` (may be null) is polled at every step
+// boundary: when set, the run writes a checkpoint and returns with
+// cancelled = true and no exported model.
+absl::StatusOr<TuneResult> RunTuning(const TuneOptions& options, const TuneCallbacks& callbacks,
+                                     const std::atomic<bool>* cancel);
+
+}  // namespace otaro::trainer
+
+#endif  // OTARO_TRAINER_TUNER_H_

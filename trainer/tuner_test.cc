@@ -1,0 +1,221 @@
+// Whole tuning runs on the real stories260K model and real text: the held-out
+// loss goes down at every precision, a cancelled and resumed run ends exactly
+// where an uninterrupted one does, and bad options or data fail before any
+// training with errors that say what is wrong.
+#include "trainer/tuner.h"
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_split.h"
+#include "common/testing/shared_data.h"
+#include "engine/model/loader.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace otaro::trainer {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string StoriesGguf() {
+  return testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf");
+}
+
+// The first `bytes` of a shared text file (whole lines), copied beside `out`.
+std::string Excerpt(const std::string& shared_path, size_t bytes, const std::string& out) {
+  std::ifstream in(testing::SharedPath(shared_path));
+  std::string text, line;
+  while (text.size() < bytes && std::getline(in, line)) text += line + "\n";
+  const std::string path = out + "." + std::to_string(bytes) + ".txt";
+  std::ofstream(path) << text;
+  return path;
+}
+
+// Real text the model was not trained on (it knows TinyStories): WikiText-2,
+// an excerpt of the validation split to train on and of the test split to
+// evaluate on (whole files would make the test slow, not stronger).
+TuneOptions SmallRun(const std::string& out) {
+  TuneOptions options;
+  options.model_path = StoriesGguf();
+  options.data_path = Excerpt("data/corpora/wikitext-2-tokens/valid.txt", 200000, out);
+  options.eval_data_path = Excerpt("data/corpora/wikitext-2-raw-hf/wiki.test.raw", 40000, out);
+  options.max_eval_batches = 8;
+  options.data_format = data::DataFormat::kText;
+  options.output_dir = out;
+  options.seq_len = 64;
+  options.batch_size = 4;
+  options.optimizer.kind = OptimizerKind::kAdamW;
+  options.schedule.lr = 2e-3;
+  options.threads = 2;
+  options.seed = 7;
+  return options;
+}
+
+std::map<std::string, std::vector<float>> ReadMaster(const std::string& path) {
+  engine::ModelConfig config;
+  auto source = engine::OpenModelSource(path, &config);
+  EXPECT_TRUE(source.ok()) << source.status();
+  std::map<std::string, std::vector<float>> tensors;
+  if (!source.ok()) return tensors;
+  for (const std::string& name : engine::ExpectedTensorNames(config)) {
+    tensors[name] = *(*source)->ReadFloat32(name);
+  }
+  return tensors;
+}
+
+std::vector<nlohmann::json> StepLog(const std::string& out) {
+  std::ifstream in(out + "/steps.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+TEST(TunerTest, ShortRealRunLowersHeldOutLossAtEveryPrecision) {
+  const std::string out = testing::ScratchDir("short_run");
+  TuneOptions options = SmallRun(out);
+  options.steps = 200;
+  options.evaluate_at_start = true;
+  std::vector<Evaluation> evaluations;
+  std::vector<StepMetrics> steps;
+  TuneCallbacks callbacks;
+  callbacks.on_evaluation = [&](const Evaluation& e) { evaluations.push_back(e); };
+  callbacks.on_step = [&](const StepMetrics& m) { steps.push_back(m); };
+  auto result = RunTuning(options, callbacks, nullptr);
+  ASSERT_TRUE(result.ok()) << result.status();
+
+  ASSERT_EQ(evaluations.size(), 2u);  // before and after
+  EXPECT_EQ(evaluations[0].step, 0);
+  EXPECT_EQ(evaluations[1].step, 200);
+  ASSERT_EQ(evaluations[0].points.size(), 7u);  // fp32 + E5M8..E5M3
+  for (size_t i = 0; i < evaluations[0].points.size(); ++i) {
+    const EvalPoint& before = evaluations[0].points[i];
+    const EvalPoint& after = evaluations[1].points[i];
+    EXPECT_EQ(before.bits, after.bits);
+    EXPECT_GT(before.tokens, 1000);
+    EXPECT_LT(after.loss, before.loss - 0.05) << "bits " << before.bits;
+  }
+
+  // Every width of the bit set was tried, widest first (BPS's first pass).
+  ASSERT_EQ(steps.size(), 200u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(steps[i].bits, 8 - i) << i;
+  EXPECT_EQ(result->bit_selections.size(), 6u);
+  // LAA: ultra-low steps (E5M4, E5M3) accumulate, every 10th applies.
+  int64_t ultra_low = 0, flushes = 0;
+  for (const StepMetrics& m : steps) {
+    ultra_low += m.bits <= 4;
+    flushes += m.laa_flush;
+    EXPECT_EQ(m.accumulated || m.laa_flush, m.bits <= 4) << "step " << m.step;
+  }
+  EXPECT_EQ(flushes, ultra_low / 10);
+  EXPECT_EQ(StepLog(out).size(), 200u);
+
+  // The export is a SEFP model the server loads, with its provenance.
+  auto model = engine::LoadModel(result->sefp_path, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->source_format, "sefp");
+  std::ifstream evaluation(out + "/evaluation.json");
+  EXPECT_TRUE(evaluation.good());
+}
+
+TEST(TunerTest, CancelledAndResumedRunEndsExactlyWhereAStraightRunDoes) {
+  const std::string straight = testing::ScratchDir("straight");
+  const std::string resumed = testing::ScratchDir("resumed");
+  auto options_for = [](const std::string& out) {
+    TuneOptions options = SmallRun(out);
+    options.steps = 36;
+    options.laa.n = 4;  // the cancel at step 17 leaves the accumulator part full
+    options.max_eval_batches = 2;
+    return options;
+  };
+  ASSERT_TRUE(RunTuning(options_for(straight), {}, nullptr).ok());
+
+  std::atomic<bool> cancel{false};
+  TuneCallbacks callbacks;
+  callbacks.on_step = [&](const StepMetrics& m) {
+    if (m.step == 17) cancel.store(true);
+  };
+  auto first = RunTuning(options_for(resumed), callbacks, &cancel);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->cancelled);
+  EXPECT_EQ(first->steps, 17);
+  EXPECT_TRUE(first->sefp_path.empty());
+
+  TuneOptions again = options_for(resumed);
+  again.resume = true;
+  auto second = RunTuning(again, {}, nullptr);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->steps, 36);
+
+  const auto a = ReadMaster(straight + "/checkpoints/step-00000036/master.safetensors");
+  const auto b = ReadMaster(resumed + "/checkpoints/step-00000036/master.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, values] : a) EXPECT_EQ(values, b.at(name)) << name;
+  const auto log_a = StepLog(straight), log_b = StepLog(resumed);
+  ASSERT_EQ(log_a.size(), log_b.size());
+  for (size_t i = 0; i < log_a.size(); ++i) {
+    EXPECT_EQ(log_a[i]["bits"], log_b[i]["bits"]) << i;
+    EXPECT_EQ(log_a[i]["loss"], log_b[i]["loss"]) << i;
+  }
+
+  // A resume with other settings is refused.
+  TuneOptions other = options_for(resumed);
+  other.resume = true;
+  other.strategy = "uniform";
+  auto refused = RunTuning(other, {}, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("other settings"));
+}
+
+TEST(TunerTest, BadOptionsAreRefusedBeforeTraining) {
+  const std::string out = testing::ScratchDir("bad");
+  auto error = [&](auto&& edit) {
+    TuneOptions options = SmallRun(out);
+    edit(options);
+    absl::Status status = ValidateTuneOptions(options);
+    EXPECT_FALSE(status.ok());
+    return std::string(status.message());
+  };
+  EXPECT_THAT(error([](TuneOptions& o) { o.strategy = "fixed:9"; }), HasSubstr("fixed"));
+  EXPECT_THAT(error([](TuneOptions& o) { o.bits = {1, 3}; }), HasSubstr("1"));
+  EXPECT_THAT(error([](TuneOptions& o) { o.seq_len = 1; }), HasSubstr("seq_len"));
+  EXPECT_THAT(error([](TuneOptions& o) { o.data_path = "/no/such/file"; }),
+              HasSubstr("does not exist"));
+  EXPECT_THAT(error([](TuneOptions& o) { o.schedule.lr = -1; }), HasSubstr("learning rate"));
+
+  // A SEFP checkpoint is not a float source (OTARO.md: tune from the original).
+  const std::string sefp = out + "/m.sefp";
+  ASSERT_TRUE(engine::ConvertToSefpCheckpoint(StoriesGguf(), sefp,
+                                              sefp::Reconstruction::kMidpoint).ok());
+  EXPECT_THAT(error([&](TuneOptions& o) { o.model_path = sefp; }), HasSubstr("SEFP checkpoint"));
+}
+
+TEST(TunerTest, MostlyBrokenDatasetFailsWithLineNumbersBeforeTraining) {
+  const std::string out = testing::ScratchDir("broken");
+  const std::string data = out + "/data.jsonl";
+  {
+    std::ofstream file(data);
+    file << R"({"instruction": "Say hi.", "output": "Hi!"})" << "\n";
+    file << "{not json\n";
+    file << R"({"instruction": 3, "output": "x"})" << "\n";
+    file << R"({"output": "missing instruction"})" << "\n";
+  }
+  TuneOptions options = SmallRun(out + "/run");
+  options.data_path = data;
+  options.data_format = data::DataFormat::kAlpaca;
+  options.seq_len = 256;  // the good line fits: 3 of 4 malformed is what fails
+  options.steps = 5;
+  int steps = 0;
+  TuneCallbacks callbacks;
+  callbacks.on_step = [&](const StepMetrics&) { ++steps; };
+  auto result = RunTuning(options, callbacks, nullptr);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(steps, 0);
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("data.jsonl:2: not valid JSON"));
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("data.jsonl:4: missing"));
+}
+
+}  // namespace
+}  // namespace otaro::trainer
