@@ -4,6 +4,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
+#include "engine/model/loader.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
@@ -40,6 +42,7 @@ GenerateLimits LimitsFrom(const Config& config) {
 OtaroServer::OtaroServer(const Config& config) : config_(config) {}
 
 OtaroServer::~OtaroServer() {
+  if (tuning_jobs_) tuning_jobs_->Shutdown();
   if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
   if (metrics_http_) metrics_http_->Stop();
 }
@@ -71,12 +74,6 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
     auto store = Store::Open(config.store.dir);
     if (!store.ok()) return store.status();
     server->store_ = *std::move(store);
-    auto interrupted = server->store_->MarkRunningJobsInterrupted();
-    if (!interrupted.ok()) return interrupted.status();
-    if (!interrupted->empty()) {
-      OTARO_LOG_WARN("tuning job(s) {} were running when the server stopped: now INTERRUPTED",
-                     absl::StrJoin(*interrupted, ", "));
-    }
   }
   OtaroServer* self = server.get();
   auto versions = ModelVersions::Start(
@@ -88,6 +85,7 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   server->versions_ = *std::move(versions);
   server->model_versions_ =
       std::make_unique<ModelVersionsService>(&server->gate_, server->versions_.get());
+  if (absl::Status tuning = server->StartTuning(); !tuning.ok()) return tuning;
 
   if (!config.server.metrics_address.empty()) {
     metrics::MetricsHttpServerOptions options;
@@ -115,7 +113,7 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_receive_message_bytes));
   builder.RegisterService(server->inference_.get());
-  builder.RegisterService(&server->tuning_);
+  builder.RegisterService(server->tuning_.get());
   builder.RegisterService(server->model_versions_.get());
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->grpc_port_ == 0) {
@@ -127,7 +125,7 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   auto* health = server->grpc_server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kInferenceService, server->model_loaded());
-  health->SetServingStatus(kTuningService, false);
+  health->SetServingStatus(kTuningService, server->tuning_jobs_ != nullptr);
   health->SetServingStatus(kModelVersionsService, server->versions_->has_store());
   if (!server->model_loaded()) {
     OTARO_LOG_WARN(
@@ -135,6 +133,50 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
         "and otaro.v1.Inference reports NOT_SERVING; start with --model PATH to serve one");
   }
   return server;
+}
+
+absl::Status OtaroServer::StartTuning() {
+  if (store_ == nullptr) {
+    tuning_ = std::make_unique<TuningService>(&gate_, nullptr);
+    return absl::OkStatus();
+  }
+  Store* store = store_.get();
+  auto metrics = TuningMetrics::Register(&registry_, [store] {
+    auto counts = store->CountJobsByState();
+    return counts.ok() ? *counts : std::map<otaro::v1::JobState, int64_t>{};
+  });
+  if (!metrics.ok()) return metrics.status();
+  tuning_metrics_ = std::move(*metrics);
+
+  TuningSettings settings;
+  settings.jobs_dir = config_.store.dir + "/jobs";
+  settings.environment.data_dir = config_.tuning.data_dir;
+  settings.environment.max_upload_bytes = config_.tuning.max_upload_mb << 20;
+  settings.environment.threads = config_.tuning.threads;
+  settings.environment.max_memory_bytes = config_.tuning.max_memory_mb << 20;
+  settings.max_queued_jobs = config_.tuning.max_queued_jobs;
+  settings.base_model_path = config_.tuning.base_model_path;
+  // Version 1 is model.path; it is its own float source unless it is SEFP.
+  if (settings.base_model_path.empty() && !config_.model.path.empty()) {
+    auto format = engine::DetectModelFormat(config_.model.path);
+    if (format.ok() && *format != engine::ModelFormat::kSefp) {
+      settings.base_model_path = config_.model.path;
+    }
+  }
+  ModelVersionHooks hooks;
+  const ModelHost* host = &models_;
+  hooks.current_version = [host]() -> absl::StatusOr<uint64_t> {
+    auto served = host->current();
+    if (served == nullptr) return absl::FailedPreconditionError("no model is served");
+    return served->version;
+  };
+  ModelVersions* versions = versions_.get();
+  hooks.publish = [versions](uint64_t version) { return versions->Publish(version).status(); };
+  tuning_jobs_ = std::make_unique<TuningJobManager>(store, std::move(settings), std::move(hooks),
+                                                    tuning_metrics_.get());
+  OTARO_RETURN_IF_ERROR(tuning_jobs_->Start());
+  tuning_ = std::make_unique<TuningService>(&gate_, tuning_jobs_.get());
+  return absl::OkStatus();
 }
 
 bool OtaroServer::model_loaded() const { return models_.current() != nullptr; }
@@ -198,6 +240,9 @@ bool OtaroServer::ready() const { return model_loaded() && !gate_.closed(); }
 
 bool OtaroServer::Drain() {
   gate_.Close();
+  // A running tuning job stops at its next step with a checkpoint (it comes
+  // back INTERRUPTED, resumable); event streams end.
+  if (tuning_jobs_) tuning_jobs_->Shutdown();
   // The no-argument form flips every service, "" included, to NOT_SERVING.
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
   OTARO_LOG_INFO("health is NOT_SERVING; new calls get UNAVAILABLE");

@@ -16,6 +16,9 @@
 #include "server/service/call_gate.h"
 #include "server/service/services.h"
 #include "server/store/store.h"
+#include "server/tuning/job_manager.h"
+#include "server/tuning/tuning_metrics.h"
+#include "server/tuning/tuning_service.h"
 
 namespace otaro::server {
 
@@ -42,6 +45,8 @@ class OtaroServer {
   explicit OtaroServer(const Config& config);
   bool model_loaded() const;
   absl::Status RegisterModelMetrics();
+  // The tuning worker and its service (answering FAILED_PRECONDITION without a store).
+  absl::Status StartTuning();
   // Keeps otaro_model_info on the served model.
   void OnModelSwap(const ServedModel& now, const ServedModel* before);
   // /readyz: a model is loaded and the server is not draining.
@@ -51,7 +56,11 @@ class OtaroServer {
   CallGate gate_;
   ModelHost models_;
   std::unique_ptr<InferenceService> inference_;
-  TuningService tuning_{&gate_};
+  std::unique_ptr<TuningMetrics> tuning_metrics_;
+  // Null without store.dir. Shut down first in ~OtaroServer and Drain: its
+  // worker uses the store, the versions and the metrics declared around it.
+  std::unique_ptr<TuningJobManager> tuning_jobs_;
+  std::unique_ptr<TuningService> tuning_;
   std::unique_ptr<Store> store_;  // null without store.dir
   std::unique_ptr<ModelVersions> versions_;
   std::unique_ptr<ModelVersionsService> model_versions_;

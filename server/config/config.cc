@@ -206,6 +206,27 @@ const std::vector<Key>& Schema() {
                 "tuning jobs) and models/<N>/model.sefp. A restart serves the version last "
                 "published. Empty: nothing persists and model versions cannot be published.",
                 [](Config& c) -> std::string& { return c.store.dir; }),
+      StringKey("tuning.data_dir", "path or empty",
+                "Folder tuning jobs may read datasets from (dataset.path is relative to it; "
+                "absolute paths, '..' and symlinks out are refused). Empty: only data sent "
+                "inline. Tuning jobs need store.dir.",
+                [](Config& c) -> std::string& { return c.tuning.data_dir; }),
+      StringKey("tuning.base_model_path", "path or empty",
+                "Float32 weights of version 1 to tune from (HF folder, GGUF, llama2.c): needed "
+                "when model.path is a SEFP checkpoint. Empty: model.path.",
+                [](Config& c) -> std::string& { return c.tuning.base_model_path; }),
+      IntKey("tuning.threads", "CPU threads of the tuning worker (its budget beside "
+             "engine.threads).",
+             [](Config& c) -> int& { return c.tuning.threads; }, 1, 1024),
+      IntKey("tuning.max_queued_jobs", "Queued tuning jobs beyond this are refused "
+             "(RESOURCE_EXHAUSTED).",
+             [](Config& c) -> int& { return c.tuning.max_queued_jobs; }, 1, 10000),
+      IntKey("tuning.max_upload_mb", "Largest dataset a client may send inline, MiB.",
+             [](Config& c) -> int64_t& { return c.tuning.max_upload_mb; }, 1, 4096),
+      IntKey("tuning.max_memory_mb",
+             "Memory a tuning job may use (masters, gradients, optimizer, activations), MiB; "
+             "a job over it fails before training. 0 = no limit.",
+             [](Config& c) -> int64_t& { return c.tuning.max_memory_mb; }, 0, int64_t{1} << 24),
   };
   return *keys;
 }

@@ -82,6 +82,16 @@ struct StoreSection {
   std::string dir;
 };
 
+// Tuning jobs (server/tuning); they need store.dir.
+struct TuningSection {
+  std::string data_dir;
+  std::string base_model_path;
+  int threads = 1;
+  int max_queued_jobs = 16;
+  int64_t max_upload_mb = 64;
+  int64_t max_memory_mb = 0;
+};
+
 struct Config {
   ServerSection server;
   AuthSection auth;
@@ -91,6 +101,7 @@ struct Config {
   EngineSection engine;
   GenerationSection generation;
   StoreSection store;
+  TuningSection tuning;
 
   // Precision of requests that do not ask for one.
   int DefaultMantissaBits() const {

@@ -12,12 +12,6 @@
 namespace otaro::server {
 namespace {
 
-grpc::Status NotYetAvailable(const char* rpc, const char* needs) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      std::string(rpc) + " is not available in this server build: it needs " +
-                          needs + ", which this build does not include yet");
-}
-
 // Every handler starts with this: during shutdown, new calls get UNAVAILABLE.
 #define OTARO_ENTER_GATE(gate)                            \
   auto otaro_pass = (gate)->TryEnter();                   \
@@ -224,43 +218,6 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*,
   if (grpc::Status status = Served(&served); !status.ok()) return status;
   *response = served->Info();
   return grpc::Status::OK;
-}
-
-// --- Tuning ----------------------------------------------------------------
-
-grpc::Status TuningService::CreateTuningJob(grpc::ServerContext*,
-                                            const otaro::v1::CreateTuningJobRequest*,
-                                            otaro::v1::TuningJob*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("CreateTuningJob", "the tuning worker");
-}
-
-grpc::Status TuningService::GetTuningJob(grpc::ServerContext*,
-                                         const otaro::v1::GetTuningJobRequest*,
-                                         otaro::v1::TuningJob*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("GetTuningJob", "the tuning worker");
-}
-
-grpc::Status TuningService::ListTuningJobs(grpc::ServerContext*,
-                                           const otaro::v1::ListTuningJobsRequest*,
-                                           otaro::v1::ListTuningJobsResponse*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("ListTuningJobs", "the tuning worker");
-}
-
-grpc::Status TuningService::CancelTuningJob(grpc::ServerContext*,
-                                            const otaro::v1::CancelTuningJobRequest*,
-                                            otaro::v1::TuningJob*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("CancelTuningJob", "the tuning worker");
-}
-
-grpc::Status TuningService::StreamTuningJobEvents(
-    grpc::ServerContext*, const otaro::v1::StreamTuningJobEventsRequest*,
-    grpc::ServerWriter<otaro::v1::TuningJobEvent>*) {
-  OTARO_ENTER_GATE(gate_);
-  return NotYetAvailable("StreamTuningJobEvents", "the tuning worker");
 }
 
 }  // namespace otaro::server

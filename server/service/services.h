@@ -1,15 +1,11 @@
-// The gRPC services of API v1 (proto/otaro/v1). They adapt the engine and the
-// trainer to the wire: validation, status codes, and the call gate that turns
-// calls away during shutdown. No model logic lives here.
-//
-// RPCs whose backing component has not landed yet answer UNIMPLEMENTED with a
-// message saying so, after the gate (so a draining server still says
-// UNAVAILABLE, as for every other call).
+// otaro.v1.Inference: adapts the engine to the wire (validation, status codes,
+// and the call gate that turns calls away during shutdown). No model logic
+// lives here. The other services sit beside what they serve:
+// model_versions_service.h and server/tuning/tuning_service.h.
 #ifndef OTARO_SERVER_SERVICE_SERVICES_H_
 #define OTARO_SERVER_SERVICE_SERVICES_H_
 
 #include "otaro/v1/inference.grpc.pb.h"
-#include "otaro/v1/tuning.grpc.pb.h"
 #include "server/model/served_model.h"
 #include "server/service/call_gate.h"
 #include "server/service/generate_request.h"
@@ -57,30 +53,6 @@ class InferenceService final : public otaro::v1::Inference::Service {
   const ModelHost* models_;
   const GenerateLimits limits_;
   GenerationMetrics* metrics_;
-};
-
-class TuningService final : public otaro::v1::Tuning::Service {
- public:
-  explicit TuningService(CallGate* gate) : gate_(gate) {}
-
-  grpc::Status CreateTuningJob(grpc::ServerContext* context,
-                               const otaro::v1::CreateTuningJobRequest* request,
-                               otaro::v1::TuningJob* response) override;
-  grpc::Status GetTuningJob(grpc::ServerContext* context,
-                            const otaro::v1::GetTuningJobRequest* request,
-                            otaro::v1::TuningJob* response) override;
-  grpc::Status ListTuningJobs(grpc::ServerContext* context,
-                              const otaro::v1::ListTuningJobsRequest* request,
-                              otaro::v1::ListTuningJobsResponse* response) override;
-  grpc::Status CancelTuningJob(grpc::ServerContext* context,
-                               const otaro::v1::CancelTuningJobRequest* request,
-                               otaro::v1::TuningJob* response) override;
-  grpc::Status StreamTuningJobEvents(
-      grpc::ServerContext* context, const otaro::v1::StreamTuningJobEventsRequest* request,
-      grpc::ServerWriter<otaro::v1::TuningJobEvent>* writer) override;
-
- private:
-  CallGate* gate_;
 };
 
 }  // namespace otaro::server

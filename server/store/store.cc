@@ -609,6 +609,19 @@ absl::StatusOr<JobPage> Store::ListJobs(const JobFilter& filter, int page_size,
   return page;
 }
 
+absl::StatusOr<std::map<otaro::v1::JobState, int64_t>> Store::CountJobsByState() {
+  absl::MutexLock lock(&mu_);
+  OTARO_ASSIGN_OR_RETURN(auto query,
+                         db_->Prepare("SELECT state, COUNT(*) FROM tuning_jobs GROUP BY state"));
+  std::map<otaro::v1::JobState, int64_t> counts;
+  while (true) {
+    OTARO_ASSIGN_OR_RETURN(bool row, query.Step());
+    if (!row) break;
+    counts[static_cast<otaro::v1::JobState>(query.Int(0))] = query.Int(1);
+  }
+  return counts;
+}
+
 absl::Status Store::CheckJobChanged(const std::string& id) {
   return db_->Changes() == 0 ? JobNotFound(id) : absl::OkStatus();
 }

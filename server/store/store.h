@@ -18,6 +18,7 @@
 #define OTARO_SERVER_STORE_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -168,6 +169,8 @@ class Store {
   // RUNNING and finished on SUCCEEDED/FAILED/CANCELLED/INTERRUPTED.
   absl::Status UpdateJobState(const std::string& id, otaro::v1::JobState state,
                               const std::string& error = "");
+  // How many jobs are in each state (states with none are absent).
+  absl::StatusOr<std::map<otaro::v1::JobState, int64_t>> CountJobsByState();
   absl::Status UpdateJobProgress(const std::string& id, uint64_t step, uint64_t total_steps,
                                  uint64_t trained_tokens);
   absl::Status SetJobResult(const std::string& id, uint64_t result_version);

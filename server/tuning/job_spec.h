@@ -1,0 +1,43 @@
+// From a CreateTuningJobRequest to the trainer's TuneOptions: every field
+// checked and defaulted (OTARO.md), every path confined to the configured data
+// folder. The worker runs exactly what this returns, so a job that passes here
+// fails later only for reasons that need the data read or the model trained.
+#ifndef OTARO_SERVER_TUNING_JOB_SPEC_H_
+#define OTARO_SERVER_TUNING_JOB_SPEC_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "otaro/v1/tuning.pb.h"
+#include "trainer/tuner.h"
+
+namespace otaro::server {
+
+// Resolves `relative` inside `root` (both must exist): absolute paths, ".."
+// components, and symlinks whose target lies outside root are refused with
+// INVALID_ARGUMENT / PERMISSION_DENIED naming the path. Returns the real path.
+absl::StatusOr<std::string> ResolveDataPath(const std::string& root, absl::string_view relative);
+
+struct JobEnvironment {
+  std::string data_dir;         // the folder dataset paths are relative to
+  int64_t max_upload_bytes = 0;  // cap on inline_data
+  int threads = 1;              // CPU threads the trainer may use
+  int64_t max_memory_bytes = 0;  // 0 = no limit
+};
+
+// Checks `request` and fills everything of TuneOptions but model_path,
+// output_dir and (for inline data) data_path, which the worker sets per job.
+// Errors are INVALID_ARGUMENT naming the proto field.
+absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
+    const otaro::v1::CreateTuningJobRequest& request, const JobEnvironment& environment);
+
+// The trainer's evaluation in the API's form.
+otaro::v1::EvaluationTable ToEvaluationTable(const trainer::Evaluation& evaluation,
+                                             sefp::Reconstruction reconstruction,
+                                             uint64_t model_version);
+
+}  // namespace otaro::server
+
+#endif  // OTARO_SERVER_TUNING_JOB_SPEC_H_

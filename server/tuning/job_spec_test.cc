@@ -1,0 +1,130 @@
+// Job specs: defaults, field errors that name the field, and data paths that
+// cannot leave the data folder (absolute, "..", symlinks out).
+#include "server/tuning/job_spec.h"
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "common/testing/shared_data.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace otaro::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+class JobSpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = testing::ScratchDir("data");
+    outside_ = testing::ScratchDir("outside");
+    std::ofstream(root_ + "/train.txt") << "Once upon a time.\n";
+    std::ofstream(outside_ + "/secret.txt") << "not yours\n";
+    env_.data_dir = root_;
+    env_.max_upload_bytes = 1000;
+    env_.threads = 1;
+  }
+
+  otaro::v1::CreateTuningJobRequest Request() {
+    otaro::v1::CreateTuningJobRequest request;
+    request.mutable_dataset()->set_path("train.txt");
+    request.mutable_hyperparameters()->set_max_steps(10);
+    return request;
+  }
+
+  std::string Error(const otaro::v1::CreateTuningJobRequest& request) {
+    auto options = TuneOptionsFromRequest(request, env_);
+    EXPECT_FALSE(options.ok());
+    return std::string(options.status().message());
+  }
+
+  std::string root_, outside_;
+  JobEnvironment env_;
+};
+
+TEST_F(JobSpecTest, DefaultsAreThePapers) {
+  auto options = TuneOptionsFromRequest(Request(), env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->strategy, "otaro");
+  EXPECT_EQ(options->bits, (std::vector<int>{3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(options->bps.lambda, 5);
+  EXPECT_EQ(options->laa.n, 10);
+  EXPECT_EQ(options->laa.ultra_low_max_bits, 4);
+  EXPECT_EQ(options->optimizer.kind, trainer::OptimizerKind::kSgd);
+  EXPECT_DOUBLE_EQ(options->schedule.lr, 1e-5);
+  EXPECT_EQ(options->steps, 10);
+  EXPECT_EQ(options->data_path, std::string(realpath(root_.c_str(), nullptr)) + "/train.txt");
+}
+
+TEST_F(JobSpecTest, HyperparametersMapAndBadOnesNameTheField) {
+  auto request = Request();
+  auto* h = request.mutable_hyperparameters();
+  h->set_strategy(otaro::v1::STRATEGY_FIXED);
+  h->set_fixed_mantissa_bits(4);
+  h->add_bit_set(8);
+  h->add_bit_set(3);
+  h->set_optimizer(otaro::v1::OPTIMIZER_ADAMW);
+  h->set_learning_rate(1e-4);
+  h->set_reconstruction(otaro::v1::RECONSTRUCTION_TRUNCATE);
+  auto options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->strategy, "fixed:4");
+  EXPECT_EQ(options->bits, (std::vector<int>{3, 8}));
+  EXPECT_EQ(options->optimizer.kind, trainer::OptimizerKind::kAdamW);
+  EXPECT_EQ(options->reconstruction, sefp::Reconstruction::kTruncate);
+
+  h->set_fixed_mantissa_bits(9);
+  EXPECT_THAT(Error(request), HasSubstr("hyperparameters.fixed_mantissa_bits"));
+  h->set_fixed_mantissa_bits(4);
+  h->add_bit_set(3);
+  EXPECT_THAT(Error(request), HasSubstr("hyperparameters.bit_set"));
+
+  auto no_length = Request();
+  no_length.mutable_hyperparameters()->clear_max_steps();
+  EXPECT_THAT(Error(no_length), HasSubstr("epochs or max_steps"));
+}
+
+TEST_F(JobSpecTest, PathsCannotLeaveTheDataFolder) {
+  auto request = Request();
+  request.mutable_dataset()->set_path(outside_ + "/secret.txt");
+  EXPECT_THAT(Error(request), HasSubstr("absolute"));
+  request.mutable_dataset()->set_path("../outside/secret.txt");
+  EXPECT_THAT(Error(request), HasSubstr(".."));
+  request.mutable_dataset()->set_path("sub/../../x");
+  EXPECT_THAT(Error(request), HasSubstr(".."));
+  ASSERT_EQ(::symlink((outside_ + "/secret.txt").c_str(), (root_ + "/link.txt").c_str()), 0);
+  request.mutable_dataset()->set_path("link.txt");
+  auto options = TuneOptionsFromRequest(request, env_);
+  ASSERT_FALSE(options.ok());
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kPermissionDenied);
+  request.mutable_dataset()->set_path("missing.txt");
+  EXPECT_THAT(Error(request), HasSubstr("does not exist"));
+  // A symlink that stays inside is fine.
+  ASSERT_EQ(::symlink((root_ + "/train.txt").c_str(), (root_ + "/alias.txt").c_str()), 0);
+  request.mutable_dataset()->set_path("alias.txt");
+  EXPECT_TRUE(TuneOptionsFromRequest(request, env_).ok());
+  // The held-out path follows the same rules.
+  auto eval = Request();
+  eval.mutable_evaluation()->set_heldout_text_path("../outside/secret.txt");
+  EXPECT_THAT(Error(eval), HasSubstr("evaluation.heldout_text_path"));
+}
+
+TEST_F(JobSpecTest, InlineDataHasACapAndNeedsAFormat) {
+  auto request = Request();
+  request.mutable_dataset()->set_inline_data(std::string(2000, 'x'));
+  request.mutable_dataset()->set_format(otaro::v1::DATASET_FORMAT_TEXT);
+  EXPECT_THAT(Error(request), HasSubstr("over the cap"));
+  request.mutable_dataset()->set_inline_data("hello");
+  request.mutable_dataset()->set_format(otaro::v1::DATASET_FORMAT_UNSPECIFIED);
+  EXPECT_THAT(Error(request), HasSubstr("dataset.format"));
+  request.mutable_dataset()->set_format(otaro::v1::DATASET_FORMAT_TEXT);
+  EXPECT_TRUE(TuneOptionsFromRequest(request, env_).ok());
+  auto none = Request();
+  none.mutable_dataset()->clear_path();
+  EXPECT_THAT(Error(none), HasSubstr("dataset"));
+}
+
+}  // namespace
+}  // namespace otaro::server

@@ -1,0 +1,336 @@
+// Tuning jobs end to end: a real otaro_server over loopback serving stories260K
+// while its worker tunes it on real text (WikiText-2), with the real gRPC API:
+// a job runs while Generate streams keep working, its events stream, its model
+// is published (greedy output and model version change, nothing fails); a kill
+// -9 mid-job leaves it INTERRUPTED and resumable; cancel, broken data and path
+// traversal behave.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/testing/shared_data.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "otaro/v1/inference.grpc.pb.h"
+#include "otaro/v1/models.grpc.pb.h"
+#include "otaro/v1/tuning.grpc.pb.h"
+#include "tests/testing/server_process.h"
+
+namespace otaro {
+namespace {
+
+using ::testing::HasSubstr;
+using otaro::v1::JobState;
+
+std::unique_ptr<grpc::ClientContext> Context(int seconds = 30) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+  return context;
+}
+
+// A folder the server may read tuning data from: an excerpt of WikiText-2.
+std::string MakeDataDir(const std::string& dir) {
+  const std::string data = dir + "/data";
+  ::mkdir(data.c_str(), 0755);
+  std::ifstream in(testing::SharedPath("data/corpora/wikitext-2-tokens/valid.txt"));
+  std::string text, line;
+  while (text.size() < 120000 && std::getline(in, line)) text += line + "\n";
+  std::ofstream(data + "/wiki.txt") << text;
+  std::ofstream(data + "/broken.jsonl") << "{\"instruction\": \"hi\", \"output\": \"ok\"}\n"
+                                        << "{oops\n"
+                                        << "[1, 2]\n";
+  return data;
+}
+
+std::vector<std::string> ServerArgs(const std::string& dir) {
+  return {"--model",
+          testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"),
+          "--set", "server.grpc_address=127.0.0.1:0",
+          "--set", "server.metrics_address=127.0.0.1:0",
+          "--set", absl::StrCat("store.dir=", dir, "/store"),
+          "--set", absl::StrCat("tuning.data_dir=", dir, "/data"),
+          "--set", "tuning.threads=1",
+          "--set", "engine.threads=1"};
+}
+
+otaro::v1::CreateTuningJobRequest JobRequest(int steps, int checkpoint_every = 0) {
+  otaro::v1::CreateTuningJobRequest request;
+  request.set_display_name("wiki");
+  request.mutable_dataset()->set_path("wiki.txt");
+  request.mutable_dataset()->set_format(otaro::v1::DATASET_FORMAT_TEXT);
+  auto* h = request.mutable_hyperparameters();
+  h->set_max_steps(steps);
+  h->set_seq_len(64);
+  h->set_batch_size(4);
+  h->set_optimizer(otaro::v1::OPTIMIZER_ADAMW);
+  h->set_learning_rate(3e-3f);
+  h->set_max_grad_norm(1.0f);
+  h->set_checkpoint_every_steps(checkpoint_every);
+  request.mutable_evaluation()->set_max_items(4);
+  return request;
+}
+
+class Client {
+ public:
+  explicit Client(std::shared_ptr<grpc::Channel> channel)
+      : inference(otaro::v1::Inference::NewStub(channel)),
+        tuning(otaro::v1::Tuning::NewStub(channel)),
+        models(otaro::v1::ModelVersions::NewStub(channel)) {}
+
+  otaro::v1::TuningJob Create(const otaro::v1::CreateTuningJobRequest& request,
+                              grpc::Status* status) {
+    otaro::v1::TuningJob job;
+    *status = tuning->CreateTuningJob(Context().get(), request, &job);
+    return job;
+  }
+  otaro::v1::TuningJob Get(const std::string& id) {
+    otaro::v1::GetTuningJobRequest request;
+    request.set_id(id);
+    otaro::v1::TuningJob job;
+    grpc::Status status = tuning->GetTuningJob(Context().get(), request, &job);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return job;
+  }
+  otaro::v1::TuningJob WaitFor(const std::string& id, std::function<bool(const otaro::v1::TuningJob&)> done,
+                               absl::Duration timeout = absl::Minutes(4)) {
+    const absl::Time end = absl::Now() + timeout;
+    otaro::v1::TuningJob job;
+    while (absl::Now() < end) {
+      job = Get(id);
+      if (done(job)) return job;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ADD_FAILURE() << "job " << id << " stuck in " << otaro::v1::JobState_Name(job.state());
+    return job;
+  }
+  std::vector<otaro::v1::TuningJobEvent> Events(const std::string& id, grpc::Status* status) {
+    otaro::v1::StreamTuningJobEventsRequest request;
+    request.set_id(id);
+    auto context = Context(300);
+    auto reader = tuning->StreamTuningJobEvents(context.get(), request);
+    std::vector<otaro::v1::TuningJobEvent> events;
+    otaro::v1::TuningJobEvent event;
+    while (reader->Read(&event)) events.push_back(event);
+    *status = reader->Finish();
+    return events;
+  }
+  // Greedy text and the version that served it.
+  std::pair<std::string, uint64_t> Greedy(grpc::Status* status) {
+    otaro::v1::GenerateRequest request;
+    request.set_text("Once upon a time");
+    request.set_max_tokens(24);
+    request.mutable_sampling()->set_temperature(0);
+    request.mutable_decode_precision()->set_mantissa_bits(4);
+    otaro::v1::GenerateResponse response;
+    *status = inference->Generate(Context().get(), request, &response);
+    return {response.text(), response.model_version()};
+  }
+
+  std::unique_ptr<otaro::v1::Inference::Stub> inference;
+  std::unique_ptr<otaro::v1::Tuning::Stub> tuning;
+  std::unique_ptr<otaro::v1::ModelVersions::Stub> models;
+};
+
+bool Final(const otaro::v1::TuningJob& job) {
+  return job.state() == otaro::v1::JOB_STATE_SUCCEEDED ||
+         job.state() == otaro::v1::JOB_STATE_FAILED ||
+         job.state() == otaro::v1::JOB_STATE_CANCELLED ||
+         job.state() == otaro::v1::JOB_STATE_INTERRUPTED;
+}
+
+TEST(TuningJobsTest, JobRunsWhileServingThenPublishChangesTheModel) {
+  const std::string dir = testing::ScratchDir("tune_publish");
+  MakeDataDir(dir);
+  testing::ServerProcess server(dir, ServerArgs(dir));
+  ASSERT_GT(server.grpc_port(), 0);
+  Client client(server.channel());
+
+  grpc::Status status;
+  const auto [before_text, before_version] = client.Greedy(&status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(before_version, 1u);
+
+  // Streams at mixed precisions for as long as the job runs.
+  std::atomic<bool> stop{false};
+  std::atomic<int> streams_ok{0}, streams_failed{0};
+  std::vector<std::thread> generators;
+  for (int i = 0; i < 2; ++i) {
+    generators.emplace_back([&, i] {
+      auto stub = otaro::v1::Inference::NewStub(server.channel());
+      while (!stop.load()) {
+        otaro::v1::GenerateRequest request;
+        request.set_text("Lily went to the park");
+        request.set_max_tokens(16);
+        request.mutable_decode_precision()->set_mantissa_bits(i == 0 ? 3 : 8);
+        auto context = Context();
+        auto reader = stub->GenerateStream(context.get(), request);
+        otaro::v1::GenerateChunk chunk;
+        while (reader->Read(&chunk)) {
+        }
+        grpc::Status s = reader->Finish();
+        (s.ok() ? streams_ok : streams_failed).fetch_add(1);
+        if (!s.ok()) ADD_FAILURE() << "stream failed: " << s.error_message();
+      }
+    });
+  }
+
+  otaro::v1::TuningJob job = client.Create(JobRequest(60), &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(job.state(), otaro::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job.base_version().version(), 1u);
+  std::vector<otaro::v1::TuningJobEvent> events = client.Events(job.id(), &status);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  stop.store(true);
+  for (auto& t : generators) t.join();
+  EXPECT_GT(streams_ok.load(), 0);
+  EXPECT_EQ(streams_failed.load(), 0);
+
+  // The stream told the whole story, in order.
+  int steps = 0, evaluations = 0, checkpoints = 0;
+  std::vector<JobState> states;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), i + 1) << events[i].DebugString();
+    if (events[i].has_step()) ++steps;
+    if (events[i].has_evaluation()) {
+      ++evaluations;
+      EXPECT_EQ(events[i].evaluation().rows_size(), 7);
+    }
+    if (events[i].has_checkpoint()) ++checkpoints;
+    if (events[i].event_case() == otaro::v1::TuningJobEvent::kStateChange) {
+      states.push_back(events[i].state_change());
+    }
+  }
+  EXPECT_GT(steps, 0);
+  EXPECT_GE(evaluations, 1);
+  EXPECT_GE(checkpoints, 1);
+  EXPECT_EQ(states, (std::vector<JobState>{otaro::v1::JOB_STATE_QUEUED,
+                                           otaro::v1::JOB_STATE_RUNNING,
+                                           otaro::v1::JOB_STATE_SUCCEEDED}));
+
+  job = client.Get(job.id());
+  EXPECT_EQ(job.state(), otaro::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job.step(), 60u);
+  EXPECT_GT(job.trained_tokens(), 0u);
+  ASSERT_EQ(job.result_version().version(), 2u);
+  ASSERT_GE(job.checkpoints_size(), 1);
+
+  // A late attach gets the whole history again.
+  EXPECT_EQ(client.Events(job.id(), &status).size(), events.size());
+
+  // Publish: new requests are served by version 2, with the tuned output.
+  otaro::v1::PublishModelVersionRequest publish;
+  publish.set_version(2);
+  otaro::v1::ModelVersion published;
+  status = client.models->PublishModelVersion(Context(120).get(), publish, &published);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const auto [after_text, after_version] = client.Greedy(&status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(after_version, 2u);
+  EXPECT_NE(after_text, before_text);
+}
+
+TEST(TuningJobsTest, KilledServerLeavesJobInterruptedAndResumeFinishesIt) {
+  const std::string dir = testing::ScratchDir("tune_kill");
+  MakeDataDir(dir);
+  std::string job_id;
+  // Each server run has its own folder (ready file, logs); the store is shared.
+  ::mkdir((dir + "/first").c_str(), 0755);
+  ::mkdir((dir + "/second").c_str(), 0755);
+  {
+    testing::ServerProcess server(dir + "/first", ServerArgs(dir));
+    ASSERT_GT(server.grpc_port(), 0);
+    Client client(server.channel());
+    grpc::Status status;
+    otaro::v1::TuningJob job = client.Create(JobRequest(400, 10), &status);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    job_id = job.id();
+    client.WaitFor(job_id, [](const otaro::v1::TuningJob& j) { return j.checkpoints_size() >= 2; });
+    server.process().Signal(SIGKILL);
+  }
+  testing::ServerProcess server(dir + "/second", ServerArgs(dir));
+  ASSERT_GT(server.grpc_port(), 0);
+  Client client(server.channel());
+  otaro::v1::TuningJob job = client.Get(job_id);
+  EXPECT_EQ(job.state(), otaro::v1::JOB_STATE_INTERRUPTED);
+  const uint64_t checkpointed = job.checkpoints(job.checkpoints_size() - 1).step();
+  EXPECT_GE(checkpointed, 20u);
+
+  otaro::v1::CreateTuningJobRequest resume;
+  resume.set_resume_job_id(job_id);
+  grpc::Status status;
+  client.Create(resume, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  job = client.WaitFor(job_id, Final, absl::Minutes(8));
+  EXPECT_EQ(job.state(), otaro::v1::JOB_STATE_SUCCEEDED) << job.error();
+  EXPECT_EQ(job.step(), 400u);
+  EXPECT_EQ(job.result_version().version(), 2u);
+  // The history says it resumed from a checkpoint rather than starting over.
+  bool resumed = false;
+  for (const auto& event : client.Events(job_id, &status)) {
+    resumed |= absl::StrContains(event.message(), "resuming");
+  }
+  EXPECT_TRUE(resumed);
+}
+
+TEST(TuningJobsTest, CancelBrokenDataAndPathTraversal) {
+  const std::string dir = testing::ScratchDir("tune_errors");
+  MakeDataDir(dir);
+  testing::ServerProcess server(dir, ServerArgs(dir));
+  ASSERT_GT(server.grpc_port(), 0);
+  Client client(server.channel());
+  grpc::Status status;
+
+  // Paths outside the data folder never reach the queue.
+  for (const char* path : {"../store/otaro.db", "/etc/passwd", "sub/../../x"}) {
+    auto request = JobRequest(10);
+    request.mutable_dataset()->set_path(path);
+    client.Create(request, &status);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << path;
+  }
+
+  // Broken data fails the job with the line numbers.
+  auto broken = JobRequest(10);
+  broken.mutable_dataset()->set_path("broken.jsonl");
+  broken.mutable_dataset()->set_format(otaro::v1::DATASET_FORMAT_ALPACA);
+  broken.mutable_hyperparameters()->set_seq_len(128);
+  otaro::v1::TuningJob job = client.Create(broken, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  job = client.WaitFor(job.id(), Final);
+  EXPECT_EQ(job.state(), otaro::v1::JOB_STATE_FAILED);
+  EXPECT_THAT(job.error(), HasSubstr("broken.jsonl:2:"));
+  EXPECT_THAT(job.error(), HasSubstr("broken.jsonl:3:"));
+
+  // Cancel mid-job: stops at a step boundary with a checkpoint kept.
+  job = client.Create(JobRequest(5000), &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  client.WaitFor(job.id(), [](const otaro::v1::TuningJob& j) { return j.step() >= 5; });
+  otaro::v1::CancelTuningJobRequest cancel;
+  cancel.set_id(job.id());
+  otaro::v1::TuningJob cancelled;
+  status = client.tuning->CancelTuningJob(Context(120).get(), cancel, &cancelled);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(cancelled.state(), otaro::v1::JOB_STATE_CANCELLED);
+  EXPECT_GE(cancelled.checkpoints_size(), 1);
+  EXPECT_LT(cancelled.step(), 5000u);
+  // Cancelling again is a precondition error, not a crash.
+  status = client.tuning->CancelTuningJob(Context().get(), cancel, &cancelled);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // Unknown job.
+  otaro::v1::GetTuningJobRequest get;
+  get.set_id("job-nope");
+  status = client.tuning->GetTuningJob(Context().get(), get, &cancelled);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace otaro
