@@ -32,6 +32,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/connection.h"
+#include "client/tune_command.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "otaro/v1/inference.grpc.pb.h"
@@ -378,6 +379,11 @@ const std::map<std::string, Command>& Commands() {
                     GenerateCommand, /*takes_args=*/true}},
       {"models", {"list | publish N | rollback: the model versions and which one is served",
                   ModelsCommand, /*takes_args=*/true}},
+      {"tune", {"create K=V... | list | get ID | cancel ID | events ID | resume ID: tuning jobs",
+                [](const std::vector<std::string>& words) {
+                  return TuneCommand(OptionsFromFlags(), words, absl::GetFlag(FLAGS_json));
+                },
+                /*takes_args=*/true}},
   };
   return *commands;
 }
@@ -389,6 +395,8 @@ std::string Usage() {
                     command.summary, "\n");
   }
   absl::StrAppend(&usage, "  convert   IN OUT: a HF folder or GGUF file to a SEFP checkpoint (offline)\n");
+  absl::StrAppend(&usage, "  tune      --model M --data D --out DIR: an OTARo run on this machine (offline)\n");
+  absl::StrAppend(&usage, "  eval      ppl | zeroshot: perplexity and zero-shot accuracy (offline)\n");
   absl::StrAppend(&usage, "\nflags: --server host:port, --timeout_seconds S; otaro --help for all");
   return usage;
 }
@@ -400,7 +408,10 @@ int main(int argc, char** argv) {
   using otaro::client::Commands;
   // An offline tool (otaro convert ...) takes its own flags: hand it the raw
   // arguments before this binary's flag parser could reject them.
-  if (argc >= 2 && argv[1][0] != '-' && !Commands().count(argv[1])) {
+  // `otaro tune --model ...` (no server word after tune) is the offline run.
+  const bool offline_tune = argc >= 2 && std::string(argv[1]) == "tune" &&
+                            (argc < 3 || !otaro::client::IsTuneServerCommand(argv[2]));
+  if (argc >= 2 && argv[1][0] != '-' && (offline_tune || !Commands().count(argv[1]))) {
     const std::string tool = otaro::client::FindTool(argv[1]);
     if (!tool.empty()) {
       std::vector<char*> tool_args = {const_cast<char*>(tool.c_str())};

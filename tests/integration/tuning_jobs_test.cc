@@ -25,6 +25,7 @@
 #include "otaro/v1/models.grpc.pb.h"
 #include "otaro/v1/tuning.grpc.pb.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/subprocess.h"
 
 namespace otaro {
 namespace {
@@ -325,6 +326,25 @@ TEST(TuningJobsTest, CancelBrokenDataAndPathTraversal) {
   // Cancelling again is a precondition error, not a crash.
   status = client.tuning->CancelTuningJob(Context().get(), cancel, &cancelled);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // The CLI shows the same (otaro tune get / list), and refuses bad input.
+  auto cli = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {testing::RunfilePath("client/otaro"), "--server",
+                                     server.address(), "tune"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::Run(argv, server.dir());
+  };
+  auto shown = cli({"get", job.id()});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("CANCELLED"));
+  auto listed = cli({"list"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr(job.id()));
+  EXPECT_THAT(listed.out, HasSubstr("FAILED"));
+  EXPECT_EQ(cli({"create", "steps=ten"}).exit_code, 2);
+  auto traversal = cli({"create", "data=../x", "steps=5"});
+  EXPECT_EQ(traversal.exit_code, 1);
+  EXPECT_THAT(traversal.err, HasSubstr(".."));
+
   // Unknown job.
   otaro::v1::GetTuningJobRequest get;
   get.set_id("job-nope");
