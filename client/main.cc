@@ -276,16 +276,6 @@ int GenerateCommand(const std::vector<std::string>& words) {
   return 0;
 }
 
-std::string FormatTime(int64_t unix_seconds) {
-  if (unix_seconds <= 0) return "-";
-  char text[32];
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm;
-  gmtime_r(&t, &tm);
-  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%SZ", &tm);
-  return text;
-}
-
 std::string Describe(const otaro::v1::ModelVersion& version) {
   std::string text = absl::StrCat("model version ", version.version(), " (",
                                   version.checkpoint_path(), ")");
@@ -303,7 +293,7 @@ int PrintVersionsTable(const otaro::v1::ListModelVersionsResponse& response) {
                                : otaro::v1::Strategy_Name(v.strategy()).substr(9);  // STRATEGY_
     std::printf("%-8llu %-8s %-21s %-5s %-14s %-16s %s\n",
                 static_cast<unsigned long long>(v.version()), v.serving() ? "*" : "",
-                FormatTime(v.created_unix_seconds()).c_str(),
+                FormatUnixTime(v.created_unix_seconds()).c_str(),
                 v.base_version() != 0 ? absl::StrCat(v.base_version()).c_str() : "-",
                 v.tuning_job_id().empty() ? "-" : v.tuning_job_id().c_str(), strategy.c_str(),
                 v.checkpoint_path().c_str());

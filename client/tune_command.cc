@@ -41,16 +41,6 @@ std::string StateName(otaro::v1::JobState state) {
   return otaro::v1::JobState_Name(state).substr(std::string("JOB_STATE_").size());
 }
 
-std::string Time(int64_t unix_seconds) {
-  if (unix_seconds <= 0) return "-";
-  char text[32];
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm;
-  gmtime_r(&t, &tm);
-  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%SZ", &tm);
-  return text;
-}
-
 // Fills the request from KEY=VALUE words; an error names the word.
 absl::Status ParseCreate(const std::vector<std::string>& words,
                          otaro::v1::CreateTuningJobRequest* request) {
@@ -184,9 +174,9 @@ void PrintJob(const otaro::v1::TuningJob& job) {
               static_cast<unsigned long long>(job.total_steps()),
               static_cast<unsigned long long>(job.trained_tokens()));
   std::printf("  created   %s  started %s  finished %s  eta %s\n",
-              Time(job.created_unix_seconds()).c_str(), Time(job.started_unix_seconds()).c_str(),
-              Time(job.finished_unix_seconds()).c_str(),
-              Time(job.estimated_finish_unix_seconds()).c_str());
+              FormatUnixTime(job.created_unix_seconds()).c_str(), FormatUnixTime(job.started_unix_seconds()).c_str(),
+              FormatUnixTime(job.finished_unix_seconds()).c_str(),
+              FormatUnixTime(job.estimated_finish_unix_seconds()).c_str());
   std::printf("  versions  base %llu  result %s\n",
               static_cast<unsigned long long>(job.base_version().version()),
               job.result_version().version() ? absl::StrCat(job.result_version().version()).c_str()
@@ -239,6 +229,16 @@ void PrintEvent(const otaro::v1::TuningJobEvent& e) {
 }
 
 }  // namespace
+
+std::string FormatUnixTime(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "-";
+  char text[32];
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%SZ", &tm);
+  return text;
+}
 
 bool IsTuneServerCommand(const std::string& word) {
   return word == "create" || word == "list" || word == "get" || word == "cancel" ||
@@ -315,7 +315,7 @@ int TuneCommand(const ConnectionOptions& options, const std::vector<std::string>
                     StateName(j.state()).c_str(),
                     absl::StrCat(j.step(), "/", j.total_steps()).c_str(),
                     j.result_version().version() ? absl::StrCat("v", j.result_version().version()).c_str() : "-",
-                    Time(j.created_unix_seconds()).c_str(), j.display_name().c_str());
+                    FormatUnixTime(j.created_unix_seconds()).c_str(), j.display_name().c_str());
       }
     });
   }

@@ -4,12 +4,16 @@
 #ifndef OTARO_CLIENT_TUNE_COMMAND_H_
 #define OTARO_CLIENT_TUNE_COMMAND_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "client/connection.h"
 
 namespace otaro::client {
+
+// "2026-11-23 21:49:00Z" (UTC), or "-" for 0 (not yet).
+std::string FormatUnixTime(int64_t unix_seconds);
 
 // True for the words that make `otaro tune WORD` a server command.
 bool IsTuneServerCommand(const std::string& word);

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 bash tools/install_deps.sh
 config=()
 if [ ! -x /usr/local/cuda/bin/nvcc ]; then config=(--config=cpu); fi
-bazel build -c opt "${config[@]}" //server:otaro_server //client:otaro //tools/convert:otaro-convert
+bazel build -c opt "${config[@]}" //server:otaro_server //client:otaro //tools/convert:otaro-convert \
+  //tools/tune:otaro-tune //tools/eval:otaro-eval
 bin=$(bazel info -c opt "${config[@]}" bazel-bin 2>/dev/null)
 
 model_args=()
@@ -20,6 +21,13 @@ if [[ " $* " != *" --model"* ]]; then
   if [ ! -s "$sefp" ]; then
     "$bin/tools/convert/otaro-convert" "$gguf" "$sefp"
   fi
-  model_args=(--model "$sefp")
+  # Tuning jobs start from the float weights the SEFP copy came from.
+  model_args=(--model "$sefp" --set "tuning.base_model_path=$gguf")
 fi
-exec "$bin/server/otaro_server" --config deploy/config/otaro.yaml "${model_args[@]}" "$@"
+# Model versions and tuning jobs persist in .cache/store; tuning jobs read
+# datasets from .cache/tuning-data (the shared corpora when they are beside us).
+mkdir -p .cache/store .cache/tuning-data
+data_dir=.cache/tuning-data
+if [ -d ../shared/data/corpora ]; then data_dir=../shared/data/corpora; fi
+exec "$bin/server/otaro_server" --config deploy/config/otaro.yaml "${model_args[@]}" \
+  --set store.dir=.cache/store --set "tuning.data_dir=$data_dir" "$@"
