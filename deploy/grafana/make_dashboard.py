@@ -86,10 +86,10 @@ def dashboard():
         panel("Tuning jobs by state", "short", [
             (f"sum by (state) (otaro_tuning_jobs{{{SEL}}})", "{{state}}")], 0, 43),
         panel("Tuning loss by bit-width", "short", [
-            (f"otaro_tuning_loss{{{SEL}}}", "E5M{{bits}}")], 12, 43),
+            (f"otaro_tuning_loss{{{SEL}}}", "{{bits}}")], 12, 43),
         panel("Bit-width selections (BPS) / s", "short", [
             (f"sum by (bits) (rate(otaro_tuning_bit_width_selections_total{{{SEL}}}[$__rate_interval]))",
-             "E5M{{bits}}")], 0, 51),
+             "{{bits}}")], 0, 51),
         panel("Tuning step and throughput", "short", [
             (f"otaro_tuning_step{{{SEL}}}", "step {{instance}}"),
             (f"otaro_tuning_tokens_per_second{{{SEL}}}", "tokens/s {{instance}}"),

@@ -1,5 +1,6 @@
 #include "server/tuning/tuning_metrics.h"
 
+#include <cctype>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -10,9 +11,11 @@ namespace {
 
 std::string BitsLabel(int bits) { return bits ? absl::StrCat("E5M", bits) : "fp32"; }
 
+// "failed", "running", ...: Prometheus label values are lower case by habit.
 std::string StateLabel(otaro::v1::JobState state) {
-  std::string name = otaro::v1::JobState_Name(state);
-  return name.substr(std::string("JOB_STATE_").size());
+  std::string name = otaro::v1::JobState_Name(state).substr(std::string("JOB_STATE_").size());
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
 }
 
 }  // namespace
@@ -61,6 +64,7 @@ absl::StatusOr<std::unique_ptr<TuningMetrics>> TuningMetrics::Register(
                          registry->AddCounter("otaro_tuning_jobs_finished_total",
                                               "Tuning jobs that ended, by final state.",
                                               {"state"}));
+  m->Idle();  // the unlabelled gauges exist (at 0) before the first job
   return m;
 }
 
