@@ -24,8 +24,9 @@ BITS = [3, 4, 5, 6, 7, 8]
 EVAL_BITS = "2,3,4,5,6,7,8"
 
 
-def strategies():
-    return ["otaro", "bps", "uniform", "fp"] + [f"fixed:{m}" for m in BITS]
+def strategies(selected):
+    every = ["otaro", "bps", "uniform", "fp"] + [f"fixed:{m}" for m in BITS]
+    return every if not selected else [s for s in every if s in selected.split(",")]
 
 
 def run(args, strategy, mode):
@@ -76,13 +77,15 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eval-batches", type=int, default=16)
     p.add_argument("--modes", default="midpoint,truncate")
+    p.add_argument("--strategies", default="",
+                   help="comma-separated subset (default: all); rerun with more to fill in")
     p.add_argument("--force", action="store_true")
     args = p.parse_args()
 
     results = {"settings": vars(args), "runs": {}}
     for mode in args.modes.split(","):
         rows = []
-        for strategy in strategies():
+        for strategy in strategies(args.strategies):
             out, seconds = run(args, strategy, mode)
             with open(os.path.join(out, "evaluation.json")) as f:
                 after = json.load(f)
@@ -97,8 +100,11 @@ def main():
         print(f"\n### Held-out perplexity, reconstruction {mode}\n")
         print(table(rows, "strategy"))
         # fixed:m evaluated at its own m, next to otaro at that m.
-        own = [("fixed:m at its own m", {m: dict(rows)[f"fixed:{m}"][m] for m in BITS}),
-               ("otaro", {m: dict(rows)["otaro"][m] for m in BITS})]
+        done = dict(rows)
+        own = [("fixed:m at its own m",
+                {m: done[f"fixed:{m}"][m] for m in BITS if f"fixed:{m}" in done})]
+        if "otaro" in done:
+            own.append(("otaro", {m: done["otaro"][m] for m in BITS}))
         print()
         print(table(own, "at own m"))
     with open(os.path.join(args.out, "results.json"), "w") as f:
