@@ -24,10 +24,21 @@ if [[ " $* " != *" --model"* ]]; then
   # Tuning jobs start from the float weights the SEFP copy came from.
   model_args=(--model "$sefp" --set "tuning.base_model_path=$gguf")
 fi
-# Model versions and tuning jobs persist in .cache/store; tuning jobs read
-# datasets from .cache/tuning-data (the shared corpora when they are beside us).
-mkdir -p .cache/store .cache/tuning-data
+# Model versions and tuning jobs persist in a store per served model (a store
+# keeps serving the version last published, whatever --model says, so each
+# model gets its own); tuning jobs read datasets from .cache/tuning-data (the
+# shared corpora when they are beside us).
+model_path=""
+args=("${model_args[@]}" "$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --model) model_path="${args[$((i + 1))]:-}" ;;
+    --model=*) model_path="${args[$i]#--model=}" ;;
+  esac
+done
+store_dir=".cache/store/$(printf '%s' "$model_path" | sha1sum | cut -c1-12)"
+mkdir -p "$store_dir" .cache/tuning-data
 data_dir=.cache/tuning-data
 if [ -d ../shared/data/corpora ]; then data_dir=../shared/data/corpora; fi
 exec "$bin/server/otaro_server" --config deploy/config/otaro.yaml "${model_args[@]}" \
-  --set store.dir=.cache/store --set "tuning.data_dir=$data_dir" "$@"
+  --set "store.dir=$store_dir" --set "tuning.data_dir=$data_dir" "$@"
