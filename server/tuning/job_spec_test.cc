@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 
 #include "common/testing/shared_data.h"
@@ -55,7 +56,11 @@ TEST_F(JobSpecTest, DefaultsAreThePapers) {
   EXPECT_EQ(options->optimizer.kind, trainer::OptimizerKind::kSgd);
   EXPECT_DOUBLE_EQ(options->schedule.lr, 1e-5);
   EXPECT_EQ(options->steps, 10);
-  EXPECT_EQ(options->data_path, std::string(realpath(root_.c_str(), nullptr)) + "/train.txt");
+  char* real_root = realpath(root_.c_str(), nullptr);
+  ASSERT_NE(real_root, nullptr);
+  const std::string expected = std::string(real_root) + "/train.txt";
+  std::free(real_root);
+  EXPECT_EQ(options->data_path, expected);
 }
 
 TEST_F(JobSpecTest, HyperparametersMapAndBadOnesNameTheField) {

@@ -141,13 +141,13 @@ TEST(ServerLifecycleTest, ModelInfoWithoutModelIsFailedPrecondition) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(absl::StrContains(status.error_message(), "no model is loaded"));
 
-  // The tuning worker is not part of this build yet: it says so.
+  // Tuning jobs need the persistent store, which this server has not: it says so.
   auto tuning = otaro::v1::Tuning::NewStub(server.channel());
   otaro::v1::TuningJob job;
   auto context3 = Context();
   status = tuning->CreateTuningJob(context3.get(), {}, &job);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_TRUE(absl::StrContains(status.error_message(), "tuning worker")) << status.error_message();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "store.dir")) << status.error_message();
 }
 
 TEST(ServerLifecycleTest, MetricsEndpointPassesPromtool) {
