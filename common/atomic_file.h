@@ -21,6 +21,12 @@ absl::Status WriteFileAtomically(const std::string& path,
 // Convenience form for small contents.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
+// fsync of a directory: makes renames and creations in it durable.
+absl::Status SyncDirectory(const std::string& dir);
+
+// mkdir -p: creates `path` and its missing parents (0755); existing ones are fine.
+absl::Status CreateDirectories(const std::string& path);
+
 // Reads a whole (small) file.
 absl::Status ReadFileToString(const std::string& path, std::string* contents);
 

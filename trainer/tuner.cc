@@ -45,19 +45,6 @@ constexpr char kLatestFile[] = "LATEST";
 constexpr char kPartialSuffix[] = ".partial";
 constexpr char kLaaAccumulatorTensor[] = "laa.accumulator";
 
-absl::Status MakeDirs(const std::string& path) {
-  std::string partial;
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    absl::StrAppend(&partial, part, "/");
-    if (part.empty() || part == ".") continue;
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot create folder ", partial, ": ", std::strerror(errno)));
-    }
-  }
-  return absl::OkStatus();
-}
-
 bool Exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
@@ -73,15 +60,6 @@ void RemoveFolder(const std::string& path) {
     ::closedir(dir);
   }
   ::rmdir(path.c_str());
-}
-
-absl::Status FsyncPath(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot open ", path, " to fsync"));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat("fsync ", path, ": ", std::strerror(errno)));
-  return absl::OkStatus();
 }
 
 std::string CheckpointName(int64_t step) { return absl::StrFormat("step-%08d", step); }
@@ -314,10 +292,10 @@ absl::StatusOr<CheckpointRecord> TuningRun::WriteCheckpoint(std::optional<Evalua
   const std::string name = CheckpointName(state_.step);
   const std::string final_dir = absl::StrCat(root, "/", name);
   const std::string partial = final_dir + kPartialSuffix;
-  OTARO_RETURN_IF_ERROR(MakeDirs(root));
+  OTARO_RETURN_IF_ERROR(CreateDirectories(root));
   RemoveFolder(partial);
   if (Exists(final_dir)) RemoveFolder(final_dir);  // a re-run of the same step
-  OTARO_RETURN_IF_ERROR(MakeDirs(partial));
+  OTARO_RETURN_IF_ERROR(CreateDirectories(partial));
 
   engine::CheckpointProvenance provenance{source_description_, Provenance(evaluation)};
   OTARO_RETURN_IF_ERROR(engine::WriteMasterCheckpoint(*AsTensorSource(*params_), config_,
@@ -372,7 +350,7 @@ absl::StatusOr<CheckpointRecord> TuningRun::WriteCheckpoint(std::optional<Evalua
     return absl::InternalError(
         absl::StrCat("cannot rename ", partial, " to ", final_dir, ": ", std::strerror(errno)));
   }
-  OTARO_RETURN_IF_ERROR(FsyncPath(root));
+  OTARO_RETURN_IF_ERROR(SyncDirectory(root));
   OTARO_RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(root, "/", kLatestFile), name + "\n"));
 
   CheckpointRecord record;
@@ -484,7 +462,7 @@ absl::Status TuningRun::ExportSefp(const Evaluation& evaluation, const std::stri
 
 absl::StatusOr<TuneResult> TuningRun::Run() {
   OTARO_RETURN_IF_ERROR(ValidateTuneOptions(options_));
-  OTARO_RETURN_IF_ERROR(MakeDirs(options_.output_dir));
+  OTARO_RETURN_IF_ERROR(CreateDirectories(options_.output_dir));
   OTARO_RETURN_IF_ERROR(Load());
   if (options_.resume) OTARO_RETURN_IF_ERROR(Resume());
 

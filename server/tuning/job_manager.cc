@@ -36,13 +36,6 @@ std::string NewJobId() {
                          rng() & 0xffffff);
 }
 
-absl::Status MakeDir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", path));
-  }
-  return absl::OkStatus();
-}
-
 TuningJobEvent StateEvent(JobState state) {
   TuningJobEvent event;
   event.set_state_change(state);
@@ -89,7 +82,7 @@ TuningJobManager::TuningJobManager(Store* store, TuningSettings settings, ModelV
 TuningJobManager::~TuningJobManager() { Shutdown(); }
 
 absl::Status TuningJobManager::Start() {
-  OTARO_RETURN_IF_ERROR(MakeDir(settings_.jobs_dir));
+  OTARO_RETURN_IF_ERROR(CreateDirectories(settings_.jobs_dir));
   OTARO_ASSIGN_OR_RETURN(std::vector<std::string> interrupted,
                          store_->MarkRunningJobsInterrupted());
   for (const std::string& id : interrupted) {
@@ -250,7 +243,7 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
   job.base_version = base;
   // Inline data goes to disk now, not into the store: the record stays small.
   const std::string dir = absl::StrCat(settings_.jobs_dir, "/", job.id);
-  OTARO_RETURN_IF_ERROR(MakeDir(dir));
+  OTARO_RETURN_IF_ERROR(CreateDirectories(dir));
   if (request.dataset().has_inline_data()) {
     OTARO_RETURN_IF_ERROR(WriteFileAtomically(dir + "/data", request.dataset().inline_data()));
     job.spec.mutable_dataset()->clear_inline_data();
