@@ -79,6 +79,26 @@ absl::Status CheckModel(const LlamaModel& m) {
   return absl::OkStatus();
 }
 
+// The SEFP kernel for a sequence's rows: see SequenceStep::kind.
+sefp::GemmKernel KernelFor(const SequenceStep& s) {
+  return s.kind == SequenceStep::Kind::kDecode ? sefp::GemmKernel::kDigitLookup
+                                               : sefp::GemmKernel::kDecodedTiles;
+}
+
+// q . k with 8 independent partial sums (lane l takes t = l mod 8) and a fixed
+// tree: a serial sum would chain 64 dependent adds per score, and this order is
+// one the compiler can vectorize without -ffast-math. Fixed, so every score is
+// the same whatever else is in the step.
+float Dot(const float* a, const float* b, int64_t n) {
+  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8) {
+    for (int l = 0; l < 8; ++l) part[l] += a[t + l] * b[t + l];
+  }
+  for (; t < n; ++t) part[t % 8] += a[t] * b[t];
+  return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel* model,
@@ -179,6 +199,7 @@ absl::Status CpuBackend::ApplyLinear(const Linear& lin, const std::vector<Group>
       opts.mode = model_.reconstruction;
       opts.isa = isa_;
       opts.pool = pool_.get();
+      opts.kernel = g.kernel;
       OTARO_RETURN_IF_ERROR(sefp::Gemm(*lin.packed, g.m, absl::MakeConstSpan(x, g.rows * k), g.rows,
                                        absl::MakeSpan(y, g.rows * n), opts));
     } else {
@@ -264,9 +285,7 @@ void CpuBackend::Attention(int64_t layer, const std::vector<RowInfo>& rows,
       float max_score = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
         const float* kv = KvSlot(table[j / bs], layer, 0, kvh, j % bs);
-        float dot = 0;
-        for (int64_t t = 0; t < d; ++t) dot += qv[t] * kv[t];
-        scores[j] = dot * scale;
+        scores[j] = Dot(qv, kv, d) * scale;
         max_score = std::max(max_score, scores[j]);
       }
       float sum = 0;
@@ -294,12 +313,15 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   const int64_t H = c.hidden_size, I = c.intermediate_size, QD = c.q_dim(), KD = c.kv_dim();
   const size_t num_seqs = step.sequences.size();
 
-  // Rows ordered by precision (stable), so each (layer, m) is one Gemm over
-  // consecutive rows. Float32 models compute the same function at every m:
-  // one group.
+  // Rows ordered by (precision, kind) (stable), so each (layer, m, kernel) is
+  // one Gemm over consecutive rows. Float32 models compute the same function
+  // for every m and kind: one group.
   std::vector<size_t> order(num_seqs);
   std::iota(order.begin(), order.end(), 0);
-  auto key = [&](size_t i) { return model_.quantized ? step.sequences[i].precision : 0; };
+  auto key = [&](size_t i) {
+    const SequenceStep& s = step.sequences[i];
+    return model_.quantized ? std::make_pair(s.precision, KernelFor(s)) : std::make_pair(0, sefp::GemmKernel{});
+  };
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
   std::vector<RowInfo> rows;
   std::vector<Token> tokens;
@@ -308,9 +330,9 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   for (size_t i : order) {
     const SequenceStep& s = step.sequences[i];
     seq_row0[i] = static_cast<int64_t>(rows.size());
-    const int m = model_.quantized ? s.precision : sefp::kMasterBits;
-    if (groups.empty() || groups.back().m != m) {
-      groups.push_back({m, static_cast<int64_t>(rows.size()), 0});
+    const auto [m, kernel] = model_.quantized ? key(i) : std::make_pair(sefp::kMasterBits, sefp::GemmKernel{});
+    if (groups.empty() || groups.back().m != m || groups.back().kernel != kernel) {
+      groups.push_back({m, kernel, static_cast<int64_t>(rows.size()), 0});
     }
     for (size_t t = 0; t < s.tokens.size(); ++t) {
       rows.push_back({s.start_position + static_cast<int64_t>(t), i});
@@ -394,8 +416,9 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
     std::vector<Group> head_groups;
     for (size_t i = 0; i < num_seqs; ++i) {
       const int m = step.sequences[i].precision;
-      if (head_groups.empty() || head_groups.back().m != m) {
-        head_groups.push_back({m, out->first_row[i], 0});
+      const sefp::GemmKernel kernel = KernelFor(step.sequences[i]);
+      if (head_groups.empty() || head_groups.back().m != m || head_groups.back().kernel != kernel) {
+        head_groups.push_back({m, kernel, out->first_row[i], 0});
       }
       head_groups.back().rows += out->num_rows[i];
     }

@@ -52,9 +52,11 @@ class CpuBackend : public Backend {
   const LlamaModel& model() const { return model_; }
 
  private:
-  // A run of consecutive rows (after ordering by precision) sharing one m.
+  // A run of consecutive rows (after ordering by precision and kind) sharing
+  // one m and one SEFP kernel.
   struct Group {
     int m;
+    sefp::GemmKernel kernel;
     int64_t row0, rows;
   };
   // Per-row bookkeeping for one step.

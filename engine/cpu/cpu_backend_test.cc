@@ -59,7 +59,8 @@ class CpuBackendTest : public ::testing::Test {
   // Prefills `tokens` in chunks of `chunk` at precision m; returns every
   // position's logits, concatenated.
   static std::vector<float> Prefill(CpuBackend* b, const std::vector<Token>& tokens, int m,
-                                    size_t chunk, SequenceHandle* seq_out = nullptr) {
+                                    size_t chunk, SequenceHandle* seq_out = nullptr,
+                                    SequenceStep::Kind kind = SequenceStep::Kind::kPrefill) {
     KVCache& kv = b->kv_cache();
     auto seq = kv.Allocate(0, 64);
     EXPECT_TRUE(seq.ok()) << seq.status();
@@ -70,7 +71,7 @@ class CpuBackendTest : public ::testing::Test {
       BatchStep step;
       step.sequences.push_back(
           {*seq, std::vector<Token>(tokens.begin() + at, tokens.begin() + at + n),
-           static_cast<int64_t>(at), m, true});
+           static_cast<int64_t>(at), m, true, kind});
       Logits out;
       absl::Status s = b->Forward(step, &out);
       EXPECT_TRUE(s.ok()) << s;
@@ -123,18 +124,26 @@ TEST_F(CpuBackendTest, EachPrecisionMatchesPlainReferenceWithQuantizedWeights) {
       }
     }
     const std::vector<double> ref = testing::ReferenceForward(*dense_, layers, tokens);
-    const std::vector<float> got = Prefill(backend.get(), kPromptA, m, kPromptA.size());
-    ASSERT_EQ(got.size(), ref.size());
     double max_abs = 0, max_diff = 0, err_vs_float = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      max_abs = std::max(max_abs, std::abs(ref[i]));
-      max_diff = std::max(max_diff, std::abs(got[i] - ref[i]));
-      err_vs_float = std::max(err_vs_float, std::abs(ref[i] - float_ref[i]));
+    // Both SEFP kernels: the prefill one (decoded tiles) and the decode one
+    // (digit lookups), each over the whole prompt.
+    for (SequenceStep::Kind kind : {SequenceStep::Kind::kPrefill, SequenceStep::Kind::kDecode}) {
+      const std::vector<float> got =
+          Prefill(backend.get(), kPromptA, m, kPromptA.size(), nullptr, kind);
+      ASSERT_EQ(got.size(), ref.size());
+      double kind_diff = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        max_abs = std::max(max_abs, std::abs(ref[i]));
+        kind_diff = std::max(kind_diff, std::abs(got[i] - ref[i]));
+        err_vs_float = std::max(err_vs_float, std::abs(ref[i] - float_ref[i]));
+      }
+      std::printf("E5M%d %s: max |logit diff| vs Q(W,m) float64 reference %.3g (relative %.3g); "
+                  "Q(W,m) vs float32 weights %.3g\n",
+                  m, kind == SequenceStep::Kind::kPrefill ? "prefill" : "decode", kind_diff,
+                  kind_diff / max_abs, err_vs_float);
+      EXPECT_LT(kind_diff / max_abs, 1e-4) << "m = " << m;
+      max_diff = std::max(max_diff, kind_diff);
     }
-    std::printf("E5M%d: max |logit diff| vs Q(W,m) float64 reference %.3g (relative %.3g); "
-                "Q(W,m) vs float32 weights %.3g\n",
-                m, max_diff, max_diff / max_abs, err_vs_float);
-    EXPECT_LT(max_diff / max_abs, 1e-4) << "m = " << m;
     // Quantization error grows as m falls (the comparison above would notice a
     // backend that ignored m).
     EXPECT_GT(err_vs_float, previous_err_vs_float) << "m = " << m;
@@ -154,7 +163,8 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
     const int64_t pos = kPromptA.size() + i;
     ASSERT_TRUE(kv.Extend(alone_seq, pos + 1).ok());
     BatchStep step;
-    step.sequences.push_back({alone_seq, {static_cast<Token>(300 + i)}, pos, 4, false});
+    step.sequences.push_back(
+        {alone_seq, {static_cast<Token>(300 + i)}, pos, 4, false, SequenceStep::Kind::kDecode});
     Logits out;
     ASSERT_TRUE(backend->Forward(step, &out).ok());
     alone_decode.push_back(std::vector<float>(out.values));
@@ -163,7 +173,7 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
 
   // Together: B (m = 8) and C (m = 2) prefill beside A (m = 4) in the same
   // step, A listed in the middle; then A decodes beside B decoding at m = 3
-  // and a fresh D prefilling at m = 4 (same precision group as A).
+  // and a fresh D prefilling at m = 4 (same precision as A, other kernel).
   auto a = kv.Allocate(kPromptA.size(), 64), b = kv.Allocate(kPromptB.size(), 64),
        c = kv.Allocate(kPromptC.size(), 64);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
@@ -188,9 +198,11 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
     ASSERT_TRUE(kv.Extend(*b, kPromptB.size() + i + 1).ok());
     BatchStep mixed;
     if (i == 0) mixed.sequences.push_back({*d, kPromptC, 0, 4, false});
+    mixed.sequences.push_back({*b, {static_cast<Token>(42 + i)},
+                               static_cast<int64_t>(kPromptB.size()) + i, 3, false,
+                               SequenceStep::Kind::kDecode});
     mixed.sequences.push_back(
-        {*b, {static_cast<Token>(42 + i)}, static_cast<int64_t>(kPromptB.size()) + i, 3, false});
-    mixed.sequences.push_back({*a, {static_cast<Token>(300 + i)}, pos, 4, false});
+        {*a, {static_cast<Token>(300 + i)}, pos, 4, false, SequenceStep::Kind::kDecode});
     ASSERT_TRUE(backend->Forward(mixed, &out).ok());
     EXPECT_TRUE(BitEqual(out.Last(mixed.sequences.size() - 1), alone_decode[i])) << "decode " << i;
   }

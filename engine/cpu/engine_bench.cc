@@ -289,6 +289,7 @@ int main(int argc, char** argv) {
             auto& s = step.sequences[b];
             s.start_position = prompt + d;
             s.tokens = {static_cast<int>((d * 13 + b * 101 + 5) % cfg.vocab_size)};
+            s.kind = SequenceStep::Kind::kDecode;
           }
           if (auto s = (*backend)->Forward(step, &out); !s.ok()) {
             std::fprintf(stderr, "%s\n", s.ToString().c_str());

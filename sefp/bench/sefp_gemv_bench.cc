@@ -1,5 +1,7 @@
 // SEFP GEMV benchmark: y = Q(W, m) x at every m, for LLaMA-sized shapes, against
-// this machine's measured memory bandwidth and a float32 GEMV baseline.
+// this machine's measured memory bandwidth and a float32 GEMV baseline; and the
+// batched product Y = X Q(W, m)^T (prefill) with both kernels, against OpenBLAS
+// sgemm on the float32 weights (the compute-bound reference).
 //
 // Matrices are rotated among enough copies that the working set exceeds the LLC
 // several times over, so every call streams its weights from DRAM (the decode
@@ -9,6 +11,7 @@
 //
 //   bazel build -c opt //sefp/bench:sefp_gemv_bench
 //   bazel-bin/sefp/bench/sefp_gemv_bench --benchmark_counters_tabular=true
+#include <cblas.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -197,6 +200,81 @@ void BM_Fp32Gemv(benchmark::State& state) {
   state.counters["bw_GB/s"] = MeasureBandwidth(threads);
 }
 
+// --- batched products (prefill): both kernels, and OpenBLAS on float32 ---------
+// GFLOP/s = 2 N K batch / time; tok/s = batch rows per second through this matrix.
+void BM_SefpGemm(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1);
+  const int m = static_cast<int>(state.range(2));
+  const int64_t batch = state.range(3);
+  const auto kernel = static_cast<GemmKernel>(state.range(4));
+  const int threads = static_cast<int>(state.range(5));
+  Fixture* f = GetFixture(n, k);
+  std::vector<float> x(static_cast<size_t>(batch * k));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = f->x[i % k] * (1.0f + 0.001f * static_cast<float>(i / k));
+  std::vector<float> y(static_cast<size_t>(batch * n));
+  GemmOptions opt{Reconstruction::kMidpoint, Isa::kAuto, threads > 1 ? Pool(threads) : nullptr, kernel};
+  for (auto _ : state) {
+    if (!Gemm(f->copies[0], m, x, batch, absl::MakeSpan(y), opt).ok()) state.SkipWithError("gemm failed");
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * k * batch * state.iterations(),
+                                                 benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(batch) * state.iterations(),
+                                               benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(GemmKernelName(kernel)));
+}
+
+void BM_OpenBlasSgemm(benchmark::State& state) {
+  const int64_t n = state.range(0), k = state.range(1), batch = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  openblas_set_num_threads(threads);
+  std::vector<float> w(static_cast<size_t>(n * k)), x(static_cast<size_t>(batch * k), 0.5f),
+      y(static_cast<size_t>(batch * n));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 13) * 0.01f;
+  for (auto _ : state) {
+    // Y[batch, n] = X[batch, k] W[n, k]^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(batch), static_cast<int>(n),
+                static_cast<int>(k), 1.0f, x.data(), static_cast<int>(k), w.data(), static_cast<int>(k),
+                0.0f, y.data(), static_cast<int>(n));
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * k * batch * state.iterations(),
+                                                 benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(batch) * state.iterations(),
+                                               benchmark::Counter::kIsRate);
+}
+
+constexpr int64_t kGemmShapes[][2] = {{1536, 576}, {2048, 8192}};
+constexpr int64_t kBatches[] = {1, 4, 16, 64, 256};
+
+void SefpGemmArgs(benchmark::internal::Benchmark* b) {
+  for (auto& s : kGemmShapes) {
+    for (int threads : {1, AllThreads()}) {
+      for (int64_t batch : kBatches) {
+        if (s[1] == 8192 && batch == 256) continue;  // seconds per call; 64 already shows the trend
+        for (int m : {3, 8}) {
+          for (GemmKernel kernel : {GemmKernel::kDigitLookup, GemmKernel::kDecodedTiles}) {
+            b->Args({s[0], s[1], m, batch, static_cast<int64_t>(kernel), threads});
+          }
+        }
+      }
+    }
+  }
+  b->ArgNames({"N", "K", "m", "batch", "kernel", "thr"});
+}
+
+void BlasArgs(benchmark::internal::Benchmark* b) {
+  for (auto& s : kGemmShapes) {
+    for (int threads : {1, AllThreads()}) {
+      for (int64_t batch : kBatches) {
+        if (s[1] == 8192 && batch == 256) continue;
+        b->Args({s[0], s[1], batch, threads});
+      }
+    }
+  }
+  b->ArgNames({"N", "K", "batch", "thr"});
+}
+
 constexpr int64_t kShapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}, {2048, 8192}, {4096, 4096}};
 
 void SefpArgs(benchmark::internal::Benchmark* b) {
@@ -220,6 +298,8 @@ void Fp32Args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_StreamRead)->Arg(1)->Arg(AllThreads())->ArgName("thr")->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SefpGemv)->Apply(SefpArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Fp32Gemv)->Apply(Fp32Args)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_SefpGemm)->Apply(SefpGemmArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_OpenBlasSgemm)->Apply(BlasArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace otaro::sefp

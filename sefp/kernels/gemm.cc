@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -38,6 +40,50 @@ absl::StatusOr<Isa> ResolveIsa(Isa requested) {
   return requested;
 }
 
+absl::string_view GemmKernelName(GemmKernel kernel) {
+  switch (kernel) {
+    case GemmKernel::kDigitLookup: return "digit-lookup";
+    case GemmKernel::kDecodedTiles: return "decoded-tiles";
+  }
+  return "?";
+}
+
+namespace {
+
+// Splits the row blocks over the pool (or runs them here without one).
+void ForRowBlocks(const PackedMatrix& w, ThreadPool* pool,
+                  const std::function<void(int64_t, int64_t)>& run) {
+  if (pool == nullptr) {
+    run(0, w.row_blocks());
+  } else {
+    pool->ParallelFor(w.row_blocks(), run);
+  }
+}
+
+void DecodedTilesGemm(const PackedMatrix& w, int m, const float* x, int64_t batch, float* y,
+                      Reconstruction mode, Isa isa, ThreadPool* pool) {
+  // The kernel reads whole groups: copy X into zero-padded, aligned rows (a
+  // small cost next to the batch x N x K products), reused across calls.
+  const int64_t kp = w.groups() * kGroupSize;
+  thread_local std::vector<float> padded_storage;
+  padded_storage.assign(static_cast<size_t>(batch * kp) + 8, 0.0f);
+  float* padded = padded_storage.data();
+  while (reinterpret_cast<uintptr_t>(padded) % 32 != 0) ++padded;
+  for (int64_t b = 0; b < batch; ++b) {
+    std::memcpy(padded + b * kp, x + b * w.cols(), sizeof(float) * w.cols());
+  }
+  const internal::DecodedGemmJob job{&w, m, mode, padded, kp, batch, y};
+  ForRowBlocks(w, pool, [&](int64_t rb0, int64_t rb1) {
+    if (isa == Isa::kAvx2) {
+      internal::DecodedRowBlocksAvx2(job, rb0, rb1);
+    } else {
+      internal::DecodedRowBlocksScalar(job, rb0, rb1);
+    }
+  });
+}
+
+}  // namespace
+
 absl::Status Gemm(const PackedMatrix& w, int m, absl::Span<const float> x, int64_t batch,
                   absl::Span<float> y, const GemmOptions& options) {
   OTARO_RETURN_IF_ERROR(w.CheckPrecision(m));
@@ -50,6 +96,10 @@ absl::Status Gemm(const PackedMatrix& w, int m, absl::Span<const float> x, int64
   }
   if (batch == 0 || w.rows() == 0) return absl::OkStatus();
   OTARO_ASSIGN_OR_RETURN(const Isa isa, ResolveIsa(options.isa));
+  if (options.kernel == GemmKernel::kDecodedTiles) {
+    DecodedTilesGemm(w, m, x.data(), batch, y.data(), options.mode, isa, options.pool);
+    return absl::OkStatus();
+  }
 
   // Per-call lookup tables (~11 bytes per input per batch row), reused across calls
   // of this thread to avoid an allocation per token.
@@ -76,18 +126,13 @@ absl::Status Gemm(const PackedMatrix& w, int m, absl::Span<const float> x, int64
   job.tables = tables;
   job.batch = batch;
   job.y = y.data();
-  auto run = [&](int64_t rb0, int64_t rb1) {
+  ForRowBlocks(w, options.pool, [&](int64_t rb0, int64_t rb1) {
     if (isa == Isa::kAvx2) {
       internal::RowBlocksAvx2(job, rb0, rb1);
     } else {
       internal::RowBlocksScalar(job, rb0, rb1);
     }
-  };
-  if (options.pool == nullptr) {
-    run(0, w.row_blocks());
-  } else {
-    options.pool->ParallelFor(w.row_blocks(), run);
-  }
+  });
   return absl::OkStatus();
 }
 

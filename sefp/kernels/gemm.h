@@ -4,7 +4,19 @@
 // W is a PackedMatrix [N, K] (layout.h explains the signed-digit lookup arithmetic).
 // Activations and accumulation are float32.
 //
-// Determinism guarantees (the server relies on them):
+// Two kernels (GemmKernel), for the two shapes of work an LLM server has:
+// - kDigitLookup (decode): never materializes a weight; per 2 weights and plane it
+//   does one table lookup, so its work is batch x (m + 1) lookups per weight and
+//   it reads (m + 1)/8 + 1/64 bytes per weight. Best for one or a few rows.
+// - kDecodedTiles (prefill): decodes each row block of W to float32 Q(W, m) once
+//   per call (cost ~ m + 1 per weight, once) and multiplies every batch row with
+//   it by FMA (batch / 8 FMAs per weight). Best for many rows.
+// They round differently (different summation orders). Each is deterministic on
+// its own, so a caller that promises load-independent results picks the kernel by
+// what the rows ARE (prompt tokens vs generated tokens), never by how many rows a
+// call happens to have.
+//
+// Determinism guarantees of each kernel (the server relies on them):
 // - Batch invariance: output (b, n) is computed by the same sequence of float
 //   operations whatever the batch size and whatever the other rows of X are; Gemv
 //   equals Gemm with batch 1 bit for bit.
@@ -38,12 +50,17 @@ bool CpuSupportsAvx2Fma();
 // kAuto -> the best this CPU supports; kAvx2 on a CPU without it is an error.
 absl::StatusOr<Isa> ResolveIsa(Isa requested);
 
+enum class GemmKernel { kDigitLookup, kDecodedTiles };
+
+absl::string_view GemmKernelName(GemmKernel kernel);
+
 struct GemmOptions {
   // The reconstruction the checkpoint was tuned for (SEFP.md).
   Reconstruction mode = Reconstruction::kMidpoint;
   Isa isa = Isa::kAuto;
   // Null: run on the calling thread only.
   ThreadPool* pool = nullptr;
+  GemmKernel kernel = GemmKernel::kDigitLookup;
 };
 
 // Y[b, n] = sum_k Q(W, m)[n, k] X[b, k]; x is [batch, K] row-major, y is [batch, N].

@@ -18,6 +18,7 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr Reconstruction kModes[] = {Reconstruction::kMidpoint, Reconstruction::kTruncate};
+constexpr GemmKernel kKernels[] = {GemmKernel::kDigitLookup, GemmKernel::kDecodedTiles};
 
 // The ISAs this machine can run (scalar always; AVX2 when the CPU has it).
 std::vector<Isa> Isas() {
@@ -95,27 +96,33 @@ TEST(GemmTest, EveryIsaMatchesTheReferenceAtEveryPrecision) {
       ASSERT_TRUE(t.ok());
       auto w = PackedMatrix::Pack(*t);
       ASSERT_TRUE(w.ok());
-      for (int64_t batch : {1, 3}) {
+      for (int64_t batch : {1, 3, 8}) {
         const std::vector<float> x = RandomInputs(batch * s.cols, &rng);
         const std::vector<double> err_scale = ErrorScale(*t, x, batch);
         for (Reconstruction mode : kModes) {
           for (int m = 2; m <= 8; ++m) {
             std::vector<double> ref(batch * s.rows);
             ASSERT_TRUE(ReferenceGemm(*t, m, mode, x, batch, absl::MakeSpan(ref)).ok());
-            std::vector<std::vector<float>> results;
-            for (Isa isa : Isas()) {
-              SCOPED_TRACE(::testing::Message() << s.rows << "x" << s.cols << " batch " << batch << " "
-                                                << ReconstructionName(mode) << " m=" << m << " "
-                                                << IsaName(isa));
-              std::vector<float> y(batch * s.rows, std::nanf(""));
-              ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), {mode, isa}).ok());
-              for (size_t i = 0; i < y.size(); ++i) {
-                ASSERT_NEAR(y[i], ref[i], 1e-5 * err_scale[i] + 1e-30) << "output " << i;
+            for (GemmKernel kernel : kKernels) {
+              std::vector<std::vector<float>> results;
+              for (Isa isa : Isas()) {
+                SCOPED_TRACE(::testing::Message()
+                             << s.rows << "x" << s.cols << " batch " << batch << " "
+                             << ReconstructionName(mode) << " m=" << m << " " << IsaName(isa) << " "
+                             << GemmKernelName(kernel));
+                std::vector<float> y(batch * s.rows, std::nanf(""));
+                ASSERT_TRUE(
+                    Gemm(*w, m, x, batch, absl::MakeSpan(y), {mode, isa, nullptr, kernel}).ok());
+                for (size_t i = 0; i < y.size(); ++i) {
+                  ASSERT_NEAR(y[i], ref[i], 1e-5 * err_scale[i] + 1e-30) << "output " << i;
+                }
+                results.push_back(std::move(y));
               }
-              results.push_back(std::move(y));
+              // The scalar fallback and AVX2 do the same operations in the same order.
+              for (size_t i = 1; i < results.size(); ++i) {
+                ASSERT_TRUE(BitEqual(results[0], results[i])) << GemmKernelName(kernel);
+              }
             }
-            // The scalar fallback and AVX2 do the same operations in the same order.
-            for (size_t i = 1; i < results.size(); ++i) ASSERT_TRUE(BitEqual(results[0], results[i]));
           }
         }
       }
@@ -125,28 +132,32 @@ TEST(GemmTest, EveryIsaMatchesTheReferenceAtEveryPrecision) {
 
 TEST(GemmTest, BatchInvariantAndGemvEqualsGemm) {
   std::mt19937 rng(5);
-  const int64_t rows = 45, cols = 384, batch = 6;
+  // batch 13: two full 6-row tiles of the decoded kernel plus a remainder.
+  const int64_t rows = 45, cols = 384, batch = 13;
   auto t = EncodeTensor("w", testing::RandomWeights(rows, cols, 0.05f, &rng), rows, cols);
   auto w = PackedMatrix::Pack(*t);
   ASSERT_TRUE(w.ok());
   const std::vector<float> x = RandomInputs(batch * cols, &rng);
-  for (Isa isa : Isas()) {
-    for (int m : {3, 8}) {
-      std::vector<float> y(batch * rows);
-      ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), {Reconstruction::kMidpoint, isa}).ok());
-      for (int64_t b = 0; b < batch; ++b) {
-        // Alone (Gemv), and in a different batch with other companions.
-        std::vector<float> xb(x.begin() + b * cols, x.begin() + (b + 1) * cols);
-        std::vector<float> alone(rows);
-        ASSERT_TRUE(Gemv(*w, m, xb, absl::MakeSpan(alone), {Reconstruction::kMidpoint, isa}).ok());
-        std::vector<float> other = RandomInputs(3 * cols, &rng);
-        std::copy(xb.begin(), xb.end(), other.begin() + cols);
-        std::vector<float> y3(3 * rows);
-        ASSERT_TRUE(Gemm(*w, m, other, 3, absl::MakeSpan(y3), {Reconstruction::kMidpoint, isa}).ok());
-        std::vector<float> from_batch(y.begin() + b * rows, y.begin() + (b + 1) * rows);
-        std::vector<float> from_other(y3.begin() + rows, y3.begin() + 2 * rows);
-        EXPECT_TRUE(BitEqual(from_batch, alone)) << "row " << b << " m=" << m;
-        EXPECT_TRUE(BitEqual(from_batch, from_other)) << "row " << b << " m=" << m;
+  for (GemmKernel kernel : kKernels) {
+    for (Isa isa : Isas()) {
+      const GemmOptions opts{Reconstruction::kMidpoint, isa, nullptr, kernel};
+      for (int m : {3, 8}) {
+        std::vector<float> y(batch * rows);
+        ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), opts).ok());
+        for (int64_t b = 0; b < batch; ++b) {
+          // Alone (Gemv), and in a different batch with other companions.
+          std::vector<float> xb(x.begin() + b * cols, x.begin() + (b + 1) * cols);
+          std::vector<float> alone(rows);
+          ASSERT_TRUE(Gemv(*w, m, xb, absl::MakeSpan(alone), opts).ok());
+          std::vector<float> other = RandomInputs(3 * cols, &rng);
+          std::copy(xb.begin(), xb.end(), other.begin() + cols);
+          std::vector<float> y3(3 * rows);
+          ASSERT_TRUE(Gemm(*w, m, other, 3, absl::MakeSpan(y3), opts).ok());
+          std::vector<float> from_batch(y.begin() + b * rows, y.begin() + (b + 1) * rows);
+          std::vector<float> from_other(y3.begin() + rows, y3.begin() + 2 * rows);
+          EXPECT_TRUE(BitEqual(from_batch, alone)) << "row " << b << " m=" << m << " " << GemmKernelName(kernel);
+          EXPECT_TRUE(BitEqual(from_batch, from_other)) << "row " << b << " m=" << m << " " << GemmKernelName(kernel);
+        }
       }
     }
   }
@@ -158,15 +169,57 @@ TEST(GemmTest, SameBitsForEveryThreadCount) {
   auto t = EncodeTensor("w", testing::RandomWeights(rows, cols, 0.05f, &rng), rows, cols);
   auto w = PackedMatrix::Pack(*t);
   const std::vector<float> x = RandomInputs(batch * cols, &rng);
+  for (GemmKernel kernel : kKernels) {
+    for (Isa isa : Isas()) {
+      std::vector<float> single(batch * rows);
+      ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(single),
+                       {Reconstruction::kTruncate, isa, nullptr, kernel})
+                      .ok());
+      for (int threads : {2, 3, 4, 7}) {
+        ThreadPool pool(threads);
+        for (int rep = 0; rep < 3; ++rep) {
+          std::vector<float> y(batch * rows);
+          ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(y),
+                           {Reconstruction::kTruncate, isa, &pool, kernel})
+                          .ok());
+          EXPECT_TRUE(BitEqual(single, y))
+              << threads << " threads, " << IsaName(isa) << " " << GemmKernelName(kernel);
+        }
+      }
+    }
+  }
+}
+
+// The decoded kernel materializes Q(W, m): a one-hot input reads back one
+// weight's decoded value exactly (0 * Q adds +-0), so every decoded weight can be
+// compared with DecodeWeight's bits, zero groups and short groups included.
+TEST(GemmTest, DecodedTilesHoldExactlyTheDecodedWeights) {
+  std::mt19937 rng(21);
+  const int64_t rows = 11, cols = 150;
+  std::vector<float> wf = testing::RandomWeights(rows, cols, 0.3f, &rng);
+  for (int64_t k = 0; k < 64; ++k) wf[2 * cols + k] = 0.0f;  // a zero group in row 2
+  auto t = EncodeTensor("w", wf, rows, cols);
+  ASSERT_TRUE(t.ok());
+  auto w = PackedMatrix::Pack(*t);
+  ASSERT_TRUE(w.ok());
   for (Isa isa : Isas()) {
-    std::vector<float> single(batch * rows);
-    ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(single), {Reconstruction::kTruncate, isa}).ok());
-    for (int threads : {2, 3, 4, 7}) {
-      ThreadPool pool(threads);
-      for (int rep = 0; rep < 3; ++rep) {
-        std::vector<float> y(batch * rows);
-        ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(y), {Reconstruction::kTruncate, isa, &pool}).ok());
-        EXPECT_TRUE(BitEqual(single, y)) << threads << " threads, " << IsaName(isa);
+    for (Reconstruction mode : kModes) {
+      for (int m = 2; m <= 8; ++m) {
+        std::vector<float> want(cols);
+        std::vector<float> x(cols * cols, 0.0f);
+        for (int64_t k = 0; k < cols; ++k) x[k * cols + k] = 1.0f;
+        std::vector<float> y(cols * rows);
+        ASSERT_TRUE(Gemm(*w, m, x, cols, absl::MakeSpan(y),
+                         {mode, isa, nullptr, GemmKernel::kDecodedTiles})
+                        .ok());
+        for (int64_t n = 0; n < rows; ++n) {
+          ASSERT_TRUE(w->DecodeRow(n, m, mode, want.data()).ok());
+          for (int64_t k = 0; k < cols; ++k) {
+            // +0 + (+-0) sums to +0, so compare values (both are exact).
+            ASSERT_EQ(y[k * rows + n], want[k] + 0.0f)
+                << "row " << n << " col " << k << " m=" << m << " " << IsaName(isa);
+          }
+        }
       }
     }
   }

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "sefp/format.h"
 #include "sefp/layout.h"
 
 namespace otaro::sefp::internal {
@@ -36,6 +37,31 @@ struct GemmJob {
 // Computes the outputs of row blocks [rb0, rb1) for every batch row.
 void RowBlocksScalar(const GemmJob& job, int64_t rb0, int64_t rb1);
 void RowBlocksAvx2(const GemmJob& job, int64_t rb0, int64_t rb1);
+
+// --- the decoded-tiles kernel (GemmKernel::kDecodedTiles) --------------------
+// A row block's weights are decoded to float32 Q(W, m) once per call, into a
+// per-thread buffer [8 rows][padded_cols], then every batch row is multiplied
+// with them by FMA. Output (b, n) is always the same sequence of operations:
+// 8 partial sums, lane l = fma chain over k = l, l + 8, l + 16, ... < padded_cols
+// in increasing k, then DecodedDotTree(lanes). Padded columns hold x = 0.
+struct DecodedGemmJob {
+  const PackedMatrix* w;
+  int m;
+  Reconstruction mode;
+  const float* x;  // [batch][padded_cols], zero past cols, 32-byte aligned rows
+  int64_t padded_cols;  // groups * 64
+  int64_t batch;
+  float* y;  // [batch][rows]
+};
+
+// The fixed reduction of the 8 partial sums (what the AVX2 horizontal sum does):
+// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+inline float DecodedDotTree(const float* l) {
+  return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+void DecodedRowBlocksScalar(const DecodedGemmJob& job, int64_t rb0, int64_t rb1);
+void DecodedRowBlocksAvx2(const DecodedGemmJob& job, int64_t rb0, int64_t rb1);
 
 }  // namespace otaro::sefp::internal
 
