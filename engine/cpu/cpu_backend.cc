@@ -123,7 +123,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel*
 
 CpuBackend::CpuBackend(const LlamaModel* model, const CpuBackendOptions& options,
                        std::unique_ptr<KVCache> kv)
-    : model_(*model), isa_(options.isa), kv_(std::move(kv)) {
+    : model_(*model), isa_(options.isa), batch_invariant_(options.batch_invariant), kv_(std::move(kv)) {
   // Uninitialised on purpose: pages are touched only as blocks get used, and a
   // block is always written before it is read (KVCache lengths).
   kv_storage_.reset(new float[kv_->num_blocks() * kv_->BytesPerBlock() / sizeof(float)]);
@@ -199,7 +199,9 @@ absl::Status CpuBackend::ApplyLinear(const Linear& lin, const std::vector<Group>
       opts.mode = model_.reconstruction;
       opts.isa = isa_;
       opts.pool = pool_.get();
-      opts.kernel = g.kernel;
+      opts.kernel = !batch_invariant_ && g.rows >= kDecodedTilesMinRows
+                        ? sefp::GemmKernel::kDecodedTiles
+                        : g.kernel;
       OTARO_RETURN_IF_ERROR(sefp::Gemm(*lin.packed, g.m, absl::MakeConstSpan(x, g.rows * k), g.rows,
                                        absl::MakeSpan(y, g.rows * n), opts));
     } else {

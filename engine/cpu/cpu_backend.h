@@ -33,7 +33,19 @@ struct CpuBackendOptions {
   KvCacheOptions kv_cache;
   // SEFP kernel ISA (tests force scalar / AVX2; results are identical).
   sefp::Isa isa = sefp::Isa::kAuto;
+  // true: a sequence's logits never depend on what shares its step -- the SEFP
+  // kernel follows the rows' kind (SequenceStep::kind), so a seeded request gives
+  // the same tokens under any load. false ("throughput mode"): a run of at least
+  // kDecodedTilesMinRows rows at one precision uses the decoded-tiles kernel
+  // whatever its kind, which makes many concurrent decodes several times
+  // cheaper, but the last bits of a row's logits (and so, rarely, a sampled
+  // token) can then depend on how many other requests share its precision.
+  bool batch_invariant = true;
 };
+
+// From this many rows at one precision, decoded tiles beat digit lookups
+// (sefp_gemv_bench, SmolLM2 shapes: about equal at 3-4 rows at E5M3, at 2-3 at E5M8).
+inline constexpr int64_t kDecodedTilesMinRows = 4;
 
 class CpuBackend : public Backend {
  public:
@@ -81,6 +93,7 @@ class CpuBackend : public Backend {
 
   const LlamaModel& model_;
   const sefp::Isa isa_;
+  const bool batch_invariant_;
   std::unique_ptr<KVCache> kv_;
   std::unique_ptr<float[]> kv_storage_;
   std::unique_ptr<sefp::ThreadPool> pool_;

@@ -45,8 +45,10 @@ class CpuBackendTest : public ::testing::Test {
 
   static std::unique_ptr<CpuBackend> MakeBackend(const LlamaModel* model, int threads = 2,
                                                  int64_t block_size = 16,
-                                                 sefp::Isa isa = sefp::Isa::kAuto) {
+                                                 sefp::Isa isa = sefp::Isa::kAuto,
+                                                 bool batch_invariant = true) {
     CpuBackendOptions options;
+    options.batch_invariant = batch_invariant;
     options.num_threads = threads;
     options.kv_cache.block_size = block_size;
     options.kv_cache.budget_bytes = 8 << 20;
@@ -208,6 +210,48 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
   }
   for (auto s : {*a, *b, *c, *d}) EXPECT_TRUE(kv.Free(s).ok());
   EXPECT_EQ(kv.used_blocks(), 0);
+}
+
+// Throughput mode (batch_invariant = false): a decode step with
+// kDecodedTilesMinRows rows at one precision runs the decoded-tiles kernel, so
+// each row equals that sequence's token computed as a prefill row, and differs
+// (in rounding only) from the same token decoded alone with digit lookups.
+TEST_F(CpuBackendTest, ThroughputModePicksTheKernelByRowCount) {
+  auto backend = MakeBackend(quantized_, 2, 16, sefp::Isa::kAuto, /*batch_invariant=*/false);
+  KVCache& kv = backend->kv_cache();
+  const std::vector<std::vector<Token>> prompts = {kPromptA, kPromptB, kPromptC, kPromptB};
+  std::vector<SequenceHandle> seqs;
+  for (const auto& p : prompts) {
+    SequenceHandle seq;
+    Prefill(backend.get(), p, 4, 64, &seq);
+    ASSERT_TRUE(kv.Extend(seq, p.size() + 1).ok());
+    seqs.push_back(seq);
+  }
+  ASSERT_EQ(static_cast<int64_t>(seqs.size()), kDecodedTilesMinRows);
+  auto decode = [&](std::vector<size_t> which, SequenceStep::Kind kind) {
+    BatchStep step;
+    for (size_t i : which) {
+      step.sequences.push_back({seqs[i], {static_cast<Token>(300 + i)},
+                                static_cast<int64_t>(prompts[i].size()), 4, false, kind});
+    }
+    Logits out;
+    EXPECT_TRUE(backend->Forward(step, &out).ok());
+    return out;
+  };
+  const Logits together = decode({0, 1, 2, 3}, SequenceStep::Kind::kDecode);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const Logits as_prefill = decode({i}, SequenceStep::Kind::kPrefill);
+    const Logits alone = decode({i}, SequenceStep::Kind::kDecode);
+    EXPECT_TRUE(BitEqual(together.Last(i), as_prefill.Last(0))) << "sequence " << i;
+    EXPECT_FALSE(BitEqual(together.Last(i), alone.Last(0))) << "sequence " << i;
+    double max_diff = 0, max_abs = 0;
+    for (size_t v = 0; v < alone.Last(0).size(); ++v) {
+      max_diff = std::max(max_diff, std::abs(double{alone.Last(0)[v]} - together.Last(i)[v]));
+      max_abs = std::max(max_abs, std::abs(double{alone.Last(0)[v]}));
+    }
+    EXPECT_LT(max_diff / max_abs, 1e-5) << "sequence " << i;
+  }
+  for (SequenceHandle s : seqs) EXPECT_TRUE(kv.Free(s).ok());
 }
 
 TEST_F(CpuBackendTest, ThreadCountAndIsaNeverChangeLogits) {
