@@ -9,6 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
@@ -29,6 +30,8 @@ constexpr char kUsage[] =
     "  weight_decay=F   clip=F   batch=N   seq_len=N   grad_accum=N   seed=N\n"
     "  lambda=F   laa_n=N   laa_ultra_low=M   laa_reduce=sum|mean\n"
     "  eval_every=N   checkpoint_every=N   heldout=PATH   eval_items=N\n"
+    "  zero_shot=arc_easy,piqa,...  (zero-shot acc / acc_norm of the final model, every\n"
+    "                                precision; eval_items=N caps the questions per set)\n"
     "  reconstruction=midpoint|truncate\n";
 
 int Usage(const std::string& error) {
@@ -137,6 +140,10 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
                                             : otaro::v1::RECONSTRUCTION_TRUNCATE);
     } else if (key == "heldout") {
       request->mutable_evaluation()->set_heldout_text_path(v);
+    } else if (key == "zero_shot") {
+      for (absl::string_view task : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        request->mutable_evaluation()->add_zero_shot_tasks(std::string(task));
+      }
     } else {
       static const std::map<std::string, std::function<void(uint64_t)>> integers = {
           {"warmup", [h](uint64_t x) { h->set_warmup_steps(static_cast<uint32_t>(x)); }},
@@ -162,6 +169,30 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
     }
   }
   return absl::OkStatus();
+}
+
+std::string PrecisionLabel(const otaro::v1::PrecisionEvaluation& row) {
+  return row.mantissa_bits() ? absl::StrCat("E5M", row.mantissa_bits()) : std::string("fp32");
+}
+
+// One line per zero-shot set of `table`: "<indent><task>  acc fp32=0.25 E5M8=0.30 ...
+// acc_norm ...", in percent.
+void PrintZeroShot(const otaro::v1::EvaluationTable& table, const char* indent) {
+  std::map<std::string, std::pair<std::string, std::string>> lines;  // task -> acc, acc_norm
+  for (const auto& row : table.rows()) {
+    for (const auto& [task, acc] : row.accuracy()) {
+      absl::StrAppend(&lines[task].first, " ", PrecisionLabel(row), "=",
+                      absl::StrFormat("%.1f", 100 * acc));
+    }
+    for (const auto& [task, acc] : row.accuracy_norm()) {
+      absl::StrAppend(&lines[task].second, " ", PrecisionLabel(row), "=",
+                      absl::StrFormat("%.1f", 100 * acc));
+    }
+  }
+  for (const auto& [task, line] : lines) {
+    std::printf("%szero-shot %s  acc%%%s  acc_norm%%%s\n", indent, task.c_str(),
+                line.first.c_str(), line.second.c_str());
+  }
 }
 
 void PrintJob(const otaro::v1::TuningJob& job) {
@@ -191,6 +222,7 @@ void PrintJob(const otaro::v1::TuningJob& job) {
     std::printf("  checkpoint step %llu  train loss %.4f%s%s\n",
                 static_cast<unsigned long long>(c.step()), c.train_loss(),
                 evaluation.empty() ? "" : "  ppl", evaluation.c_str());
+    PrintZeroShot(c.evaluation(), "    ");
   }
 }
 
@@ -213,6 +245,7 @@ void PrintEvent(const otaro::v1::TuningJobEvent& e) {
                     row.perplexity());
       }
       std::printf("\n");
+      PrintZeroShot(e.evaluation(), "        ");
       break;
     }
     case otaro::v1::TuningJobEvent::kCheckpoint:

@@ -66,13 +66,15 @@ absl::Status FakeQuantize(absl::string_view name, absl::Span<const float> w, int
     local.zero_groups = zero_groups.load();
     bad = first_bad.load();
   }
-  if (bad != kNoError) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor '", name, "' holds a non-finite value (", std::isnan(w[bad]) ? "NaN" : "Inf",
-        ") at [", bad / cols, ", ", bad % cols, "]"));
-  }
+  if (bad != kNoError) return NonFiniteWeightError(name, w[bad], bad / cols, bad % cols);
   if (stats != nullptr) *stats = local;
   return absl::OkStatus();
+}
+
+absl::Status NonFiniteWeightError(absl::string_view name, float value, int64_t row, int64_t col) {
+  return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' holds a non-finite value (",
+                                                 std::isnan(value) ? "NaN" : "Inf", ") at [", row,
+                                                 ", ", col, "]"));
 }
 
 }  // namespace otaro::sefp

@@ -33,6 +33,11 @@ absl::Status FakeQuantize(absl::string_view name, absl::Span<const float> w, int
                           int64_t cols, int m, Reconstruction mode, absl::Span<float> out,
                           FakeQuantStats* stats = nullptr, ThreadPool* pool = nullptr);
 
+// The error FakeQuantize returns when weight [row, col] of tensor `name` is
+// `value`, a NaN or an Inf (the CUDA trainer's fake quantization reports with it
+// too, so that both devices say the same thing).
+absl::Status NonFiniteWeightError(absl::string_view name, float value, int64_t row, int64_t col);
+
 }  // namespace otaro::sefp
 
 #endif  // OTARO_SEFP_FAKE_QUANT_H_

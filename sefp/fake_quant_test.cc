@@ -23,6 +23,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using testing::BitsOf;
+using testing::MixedScaleWeights;
 
 constexpr Reconstruction kModes[] = {Reconstruction::kMidpoint, Reconstruction::kTruncate};
 
@@ -66,43 +67,6 @@ std::vector<float> Spec(const float* w, int n, int m, Reconstruction mode) {
     q[i] = static_cast<float>(std::signbit(w[i]) ? -magnitude : magnitude);
   }
   return q;
-}
-
-// Each group gets its own scale, from subnormal to the top of float32, so one tensor
-// exercises every exponent regime; some groups are all zero (with -0.0), some mix
-// zeros, subnormals and exact powers of two into ordinary weights.
-std::vector<float> MixedScaleWeights(int64_t rows, int64_t cols, std::mt19937* rng) {
-  static constexpr float kScales[] = {1e-44f, 1e-40f, 1e-38f, 1e-7f,  3e-5f, 2e-3f, 0.02f,
-                                      1.0f,   300.0f, 6e4f,   1e6f,   1e20f, 1e37f, 3e38f};
-  std::uniform_int_distribution<int> pick(0, static_cast<int>(std::size(kScales)) - 1);
-  std::uniform_real_distribution<float> uni(0.0f, 1.0f);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> w(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c0 = 0; c0 < cols; c0 += kGroupSize) {
-      const int64_t end = std::min<int64_t>(cols, c0 + kGroupSize);
-      const float scale = kScales[pick(*rng)];
-      const float kind = uni(*rng);
-      for (int64_t c = c0; c < end; ++c) {
-        float& v = w[r * cols + c];
-        const float u = uni(*rng);
-        if (kind < 0.08f) {
-          v = u < 0.5f ? -0.0f : 0.0f;  // an all-zero group
-        } else if (u < 0.04f) {
-          v = u < 0.02f ? -0.0f : 0.0f;
-        } else if (u < 0.06f) {
-          v = (u < 0.05f ? 1 : -1) * std::numeric_limits<float>::denorm_min() * (1 + c % 5);
-        } else if (u < 0.08f) {
-          v = std::ldexp(1.0f, static_cast<int>(c % 40) - 20);  // exact powers of two
-        } else {
-          // Clamped so that "huge" groups stay finite at 3e38 * 3.
-          v = std::clamp(normal(*rng) * scale, -std::numeric_limits<float>::max(),
-                         std::numeric_limits<float>::max());
-        }
-      }
-    }
-  }
-  return w;
 }
 
 void ExpectBitExact(const std::vector<float>& got, const std::vector<float>& want, int64_t cols) {

@@ -87,17 +87,9 @@ bool FakeQuantizeGroupN(const float* w, int n_dynamic, int m, Reconstruction mod
   for (int i = 0; i < n; ++i) max_abs = std::max(max_abs, rules::AbsBits(v[i]));
   if (max_abs >= rules::kNonFiniteBits) return false;
   const int8_t e = rules::GroupExponent(max_abs);
-  // A zero group: any finite scale does (every |w| is 0), and DecodeStep is 0.
-  const float inverse_step8 = e == kZeroGroupExponent ? 0.0f : rules::InverseStep8(e);
-  const float step = rules::DecodeStep(e, m);
-  const float offset = rules::ReconstructionOffset(mode);
+  const rules::FakeQuantScales scales = rules::ScalesForGroup(e, m, mode);
   int32_t sat = 0;
-  for (int i = 0; i < n; ++i) {
-    const uint32_t bits = rules::FloatBits(v[i]);
-    const int32_t q8 = rules::QuantizeMagnitude(std::bit_cast<float>(bits & 0x7fffffffu),
-                                                inverse_step8, &sat);
-    out[i] = rules::ApplySign(rules::DecodeMagnitude(q8, m, offset, step), bits >> 31);
-  }
+  for (int i = 0; i < n; ++i) out[i] = rules::FakeQuantizeWeight(v[i], scales, m, &sat);
   *exponent = e;
   *saturated += sat;
   return true;

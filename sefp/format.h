@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,17 +22,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "sefp/fake_quant_rules.h"
 
 namespace otaro::sefp {
 
-inline constexpr int kGroupSize = 64;
-inline constexpr int kMasterBits = 8;
-inline constexpr int kMinBits = 2;
-inline constexpr int kMinExponent = -16;
-inline constexpr int kMaxExponent = 15;
-inline constexpr int8_t kZeroGroupExponent = -128;
-
-enum class Reconstruction { kMidpoint, kTruncate };
+// kGroupSize, kMasterBits, kMinBits, kMin/MaxExponent, kZeroGroupExponent and
+// Reconstruction come from fake_quant_rules.h.
 
 // "midpoint" / "truncate".
 absl::string_view ReconstructionName(Reconstruction mode);
@@ -44,69 +38,11 @@ absl::StatusOr<int> ParsePrecision(absl::string_view text);
 // OK iff 2 <= m <= 8.
 absl::Status CheckPrecision(int m);
 
-// --- the per-weight rules ----------------------------------------------------
-// Every path that encodes or decodes (EncodeGroup, DecodeWeight, FakeQuantizeGroup)
-// is a loop over these few inline steps, so there is one implementation of the
-// arithmetic. They are inline, and free of libm calls and per-weight branches, so
-// that the group loops vectorize. Scales are exact powers of two built from the
-// float32 exponent bits: a product by one is a single correctly rounded operation,
-// the same value std::ldexp returns, so nothing here depends on the compiler.
-namespace rules {
-
-inline uint32_t FloatBits(float f) { return std::bit_cast<uint32_t>(f); }
-
-// |w| as bits (sign cleared). For finite floats the order of these integers is the
-// order of |w|, and NaN/Inf are exactly the values >= kNonFiniteBits.
-inline uint32_t AbsBits(float w) { return FloatBits(w) & 0x7fffffffu; }
-inline constexpr uint32_t kNonFiniteBits = 0x7f800000u;
-
-// 2^k, exact, for -126 <= k <= 127 (normal range).
-inline float PowerOfTwo(int k) { return std::bit_cast<float>(static_cast<uint32_t>(k + 127) << 23); }
-
-// The group exponent from AbsBits(max |w|) of a finite group: floor(log2 a) is the
-// biased exponent field minus 127 for a normal a; a subnormal a (field 0) is below
-// 2^-126 and clamps to kMinExponent like any a < 2^-16.
-inline int8_t GroupExponent(uint32_t max_abs_bits) {
-  if (max_abs_bits == 0) return kZeroGroupExponent;
-  const int e = static_cast<int>(max_abs_bits >> 23) - 127;
-  return static_cast<int8_t>(std::clamp(e, kMinExponent, kMaxExponent));
-}
-
-// 1 / step8 = 2^(7 - e) for a non-zero group (7 - e in [-8, 23]).
-inline float InverseStep8(int8_t exponent) { return PowerOfTwo(kMasterBits - 1 - exponent); }
-
-// q8 = min(floor(|w| / step8), 255), counting saturations in *saturated. The clamp
-// comes before the conversion (which truncates, i.e. floors a non-negative value)
-// so that huge weights in a group clamped at e = 15 never overflow it.
-inline int32_t QuantizeMagnitude(float abs_w, float inverse_step8, int32_t* saturated) {
-  const float scaled = abs_w * inverse_step8;
-  *saturated += scaled >= 256.0f ? 1 : 0;  // floor(scaled) > 255
-  return static_cast<int32_t>(std::min(scaled, 255.0f));
-}
-
-// The decoded step 2^(e + 1 - m) (e + 1 - m in [-23, 14]); 0 for a zero group, so
-// that every magnitude of a zero group decodes to exactly 0 through the same formula.
-inline float DecodeStep(int8_t exponent, int m) {
-  return exponent == kZeroGroupExponent ? 0.0f : PowerOfTwo(exponent + 1 - m);
-}
-
-// c: 1/2 for midpoint, 0 for truncate.
-inline float ReconstructionOffset(Reconstruction mode) {
-  return mode == Reconstruction::kMidpoint ? 0.5f : 0.0f;
-}
-
-// (q8 >> (8 - m) + c) * step: the sum is exact (< 512) and so is the product by a
-// power of two (the result stays in the normal range).
-inline float DecodeMagnitude(int32_t q8, int m, float offset, float step) {
-  return (static_cast<float>(q8 >> (kMasterBits - m)) + offset) * step;
-}
-
-// (-1)^sign * magnitude for a magnitude >= +0.0, keeping the sign on zeros.
-inline float ApplySign(float magnitude, uint32_t sign) {
-  return std::bit_cast<float>(FloatBits(magnitude) | (sign << 31));
-}
-
-}  // namespace rules
+// --- the per-weight rules ---------------------------------------------------
+// Every path that encodes or decodes (EncodeGroup, DecodeWeight, FakeQuantizeGroup,
+// the CPU kernels, the CUDA trainer's fake quantization) is a loop over the inline
+// steps in namespace rules (fake_quant_rules.h, shared by host and device code),
+// so there is one implementation of the arithmetic.
 
 // --- one group -------------------------------------------------------------
 

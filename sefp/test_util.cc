@@ -1,13 +1,18 @@
 #include "sefp/test_util.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <sstream>
 
 #include "common/testing/shared_data.h"
 #include "nlohmann/json.hpp"
+#include "sefp/format.h"
 
 namespace otaro::sefp::testing {
 
@@ -86,6 +91,40 @@ std::vector<float> RandomWeights(int64_t rows, int64_t cols, float scale, std::m
   // A few all-zero groups (some with -0.0).
   for (int64_t r = 0; r < rows; r += 7) {
     for (int64_t c = 0; c < std::min<int64_t>(cols, 64); ++c) w[r * cols + c] = (c % 3 == 0) ? -0.0f : 0.0f;
+  }
+  return w;
+}
+
+std::vector<float> MixedScaleWeights(int64_t rows, int64_t cols, std::mt19937* rng) {
+  static constexpr float kScales[] = {1e-44f, 1e-40f, 1e-38f, 1e-7f,  3e-5f, 2e-3f, 0.02f,
+                                      1.0f,   300.0f, 6e4f,   1e6f,   1e20f, 1e37f, 3e38f};
+  std::uniform_int_distribution<int> pick(0, static_cast<int>(std::size(kScales)) - 1);
+  std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kGroupSize) {
+      const int64_t end = std::min<int64_t>(cols, c0 + kGroupSize);
+      const float scale = kScales[pick(*rng)];
+      const float kind = uni(*rng);
+      for (int64_t c = c0; c < end; ++c) {
+        float& v = w[r * cols + c];
+        const float u = uni(*rng);
+        if (kind < 0.08f) {
+          v = u < 0.5f ? -0.0f : 0.0f;  // an all-zero group
+        } else if (u < 0.04f) {
+          v = u < 0.02f ? -0.0f : 0.0f;
+        } else if (u < 0.06f) {
+          v = (u < 0.05f ? 1 : -1) * std::numeric_limits<float>::denorm_min() * (1 + c % 5);
+        } else if (u < 0.08f) {
+          v = std::ldexp(1.0f, static_cast<int>(c % 40) - 20);  // exact powers of two
+        } else {
+          // Clamped so that "huge" groups stay finite at 3e38 * 3.
+          v = std::clamp(normal(*rng) * scale, -std::numeric_limits<float>::max(),
+                         std::numeric_limits<float>::max());
+        }
+      }
+    }
   }
   return w;
 }

@@ -46,6 +46,12 @@ uint32_t BitsOf(float f);
 // all-zero groups sprinkled in, so every path of the format is exercised.
 std::vector<float> RandomWeights(int64_t rows, int64_t cols, float scale, std::mt19937* rng);
 
+// rows x cols weights where each group of 64 gets its own scale, from subnormal to
+// the top of float32, so one tensor exercises every exponent regime (and
+// saturation); some groups are all zero (with -0.0), some mix zeros, subnormals and
+// exact powers of two into ordinary weights. All finite.
+std::vector<float> MixedScaleWeights(int64_t rows, int64_t cols, std::mt19937* rng);
+
 }  // namespace otaro::sefp::testing
 
 #endif  // OTARO_SEFP_TEST_UTIL_H_

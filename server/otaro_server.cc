@@ -151,6 +151,7 @@ absl::Status OtaroServer::StartTuning() {
   TuningSettings settings;
   settings.jobs_dir = config_.store.dir + "/jobs";
   settings.environment.data_dir = config_.tuning.data_dir;
+  settings.environment.zero_shot_dir = config_.tuning.zero_shot_dir;
   settings.environment.max_upload_bytes = config_.tuning.max_upload_mb << 20;
   settings.environment.threads = config_.tuning.threads;
   settings.environment.max_memory_bytes = config_.tuning.max_memory_mb << 20;

@@ -39,6 +39,8 @@ done
 store_dir=".cache/store/$(printf '%s' "$model_path" | sha1sum | cut -c1-12)"
 mkdir -p "$store_dir" .cache/tuning-data
 data_dir=.cache/tuning-data
+zero_shot_args=()
 if [ -d ../shared/data/corpora ]; then data_dir=../shared/data/corpora; fi
+if [ -d ../shared/data/eval ]; then zero_shot_args=(--set "tuning.zero_shot_dir=../shared/data/eval"); fi
 exec "$bin/server/otaro_server" --config deploy/config/otaro.yaml "${model_args[@]}" \
-  --set "store.dir=$store_dir" --set "tuning.data_dir=$data_dir" "$@"
+  --set "store.dir=$store_dir" --set "tuning.data_dir=$data_dir" "${zero_shot_args[@]}" "$@"

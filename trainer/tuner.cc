@@ -18,14 +18,18 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/atomic_file.h"
 #include "common/logging.h"
 #include "common/safetensors/safetensors.h"
 #include "common/status_macros.h"
+#include "engine/cpu/cpu_backend.h"
 #include "engine/model/loader.h"
 #include "nlohmann/json.hpp"
+#include "tools/eval/zero_shot.h"
+#include "trainer/cuda/training_device.h"
 #include "trainer/data/batcher.h"
 #include "trainer/data/dataset.h"
 #include "trainer/model/parameters.h"
@@ -77,11 +81,16 @@ struct RunState {
 json EvaluationToJson(const Evaluation& evaluation) {
   json points = json::array();
   for (const EvalPoint& p : evaluation.points) {
-    points.push_back({{"bits", p.bits},
-                      {"precision", p.bits == 0 ? std::string("fp32") : absl::StrCat("E5M", p.bits)},
-                      {"loss", p.loss},
-                      {"perplexity", p.perplexity},
-                      {"tokens", p.tokens}});
+    json point = {{"bits", p.bits},
+                  {"precision", p.bits == 0 ? std::string("fp32") : absl::StrCat("E5M", p.bits)},
+                  {"loss", p.loss},
+                  {"perplexity", p.perplexity},
+                  {"tokens", p.tokens}};
+    for (const auto& [task, score] : p.zero_shot) {
+      point["zero_shot"][task] = {
+          {"acc", score.acc}, {"acc_norm", score.acc_norm}, {"questions", score.questions}};
+    }
+    points.push_back(std::move(point));
   }
   return {{"step", evaluation.step}, {"points", points}};
 }
@@ -119,7 +128,10 @@ class TuningRun {
   }
   absl::Status Load();
   absl::Status Resume();
-  absl::StatusOr<Evaluation> Evaluate();
+  // Held-out loss at every precision, and zero-shot accuracy when `zero_shot`
+  // (and the run has sets).
+  absl::StatusOr<Evaluation> Evaluate(bool zero_shot);
+  absl::Status ScoreZeroShot(Evaluation& evaluation);
   absl::StatusOr<CheckpointRecord> WriteCheckpoint(std::optional<Evaluation> evaluation);
   absl::Status ExportSefp(const Evaluation& evaluation, const std::string& path);
   std::string Provenance(const std::optional<Evaluation>& evaluation) const;
@@ -140,7 +152,10 @@ class TuningRun {
   std::optional<BitWidthPolicy> policy_;
   std::optional<LowPrecisionAccumulator> laa_;
   std::unique_ptr<Optimizer> optimizer_;
-  std::unique_ptr<TrainingModel> model_;
+  std::unique_ptr<TrainingBackend> model_;  // the CPU or the CUDA model
+  int threads_ = 1;
+  // (name, questions) of each zero-shot set, in the order asked for.
+  std::vector<std::pair<std::string, std::vector<eval::MultipleChoiceTask>>> zero_shot_sets_;
   int64_t total_steps_ = 0;
   RunState state_;
 };
@@ -169,6 +184,17 @@ absl::Status TuningRun::Load() {
   OTARO_ASSIGN_OR_RETURN(data::LoadedDataset loaded,
                          data::LoadDataset(options_.data_path, *tokenizer_, data_options));
   if (callbacks_.on_dataset) callbacks_.on_dataset(loaded.report);
+  // Before any training: a set that cannot be read fails the run now, not
+  // after the last step.
+  for (const std::string& name : options_.zero_shot_tasks) {
+    auto questions = eval::LoadNamedTask(name, options_.zero_shot_dir);
+    if (!questions.ok()) {
+      return absl::Status(questions.status().code(),
+                          absl::StrCat("zero-shot set '", name, "': ",
+                                       questions.status().message()));
+    }
+    zero_shot_sets_.emplace_back(name, std::move(*questions));
+  }
   if (options_.eval_data_path.empty()) {
     OTARO_ASSIGN_OR_RETURN(data::TrainEvalSplit split,
                            data::HoldOutTail(loaded.data, options_.eval_fraction));
@@ -206,11 +232,12 @@ absl::Status TuningRun::Load() {
   OTARO_ASSIGN_OR_RETURN(optimizer_,
                          CreateOptimizer(options_.optimizer, static_cast<int64_t>(grads_.size())));
 
-  const int threads = options_.threads > 0
-                          ? options_.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  model_ = std::make_unique<TrainingModel>(&*params_, options_.batch_size, options_.seq_len,
-                                           threads);
+  threads_ = options_.threads > 0
+                 ? options_.threads
+                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  OTARO_ASSIGN_OR_RETURN(const TrainingDevice device, ParseTrainingDevice(options_.device));
+  OTARO_ASSIGN_OR_RETURN(model_, CreateTrainingBackend(device, &*params_, options_.batch_size,
+                                                       options_.seq_len, threads_));
   const TrainingMemory memory = model_->Memory();
   int64_t optimizer_bytes = 0;
   for (const auto& buffer : optimizer_->ExportState().buffers) {
@@ -232,7 +259,7 @@ absl::Status TuningRun::Load() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Evaluation> TuningRun::Evaluate() {
+absl::StatusOr<Evaluation> TuningRun::Evaluate(bool zero_shot) {
   Evaluation evaluation;
   evaluation.step = state_.step;
   const int64_t batches = std::min(data::EvalBatchCount(eval_data_, options_.batch_size),
@@ -263,8 +290,52 @@ absl::StatusOr<Evaluation> TuningRun::Evaluate() {
     point.perplexity = std::exp(point.loss);
     evaluation.points.push_back(point);
   }
+  if (zero_shot) OTARO_RETURN_IF_ERROR(ScoreZeroShot(evaluation));
   if (callbacks_.on_evaluation) callbacks_.on_evaluation(evaluation);
   return evaluation;
+}
+
+absl::Status TuningRun::ScoreZeroShot(Evaluation& evaluation) {
+  if (zero_shot_sets_.empty()) return absl::OkStatus();
+  const std::unique_ptr<engine::TensorSource> masters = AsTensorSource(*params_);
+  // One engine model at a time: SEFP planes (what model.sefp holds) for the
+  // quantized widths, then float32 for the unquantized row.
+  for (const bool quantized : {true, false}) {
+    std::vector<EvalPoint*> points;
+    for (EvalPoint& point : evaluation.points) {
+      if ((point.bits != 0) == quantized) points.push_back(&point);
+    }
+    if (points.empty()) continue;
+    Status(absl::StrCat("zero-shot evaluation (", quantized ? "SEFP" : "float32", ")"));
+    engine::LoadOptions load;
+    load.quantize = quantized;
+    load.reconstruction = options_.reconstruction;
+    OTARO_ASSIGN_OR_RETURN(std::unique_ptr<engine::LlamaModel> model,
+                           engine::BuildModel(*masters, config_, /*tokenizer=*/nullptr,
+                                              "the run's masters", load));
+    engine::cpu::CpuBackendOptions backend_options;
+    backend_options.num_threads = threads_;
+    OTARO_ASSIGN_OR_RETURN(std::unique_ptr<engine::cpu::CpuBackend> backend,
+                           engine::cpu::CpuBackend::Create(model.get(), backend_options));
+    for (EvalPoint* point : points) {
+      const int precision = quantized ? point->bits : sefp::kMasterBits;
+      for (const auto& [name, questions] : zero_shot_sets_) {
+        eval::ZeroShotOptions zero_shot_options;
+        zero_shot_options.limit = options_.zero_shot_max_items;
+        auto result = eval::EvaluateZeroShot(*backend, *tokenizer_, questions, precision,
+                                             zero_shot_options);
+        if (!result.ok()) {
+          return absl::Status(result.status().code(),
+                              absl::StrCat("zero-shot set '", name, "' at ",
+                                           quantized ? absl::StrCat("E5M", point->bits)
+                                                     : std::string("fp32"),
+                                           ": ", result.status().message()));
+        }
+        point->zero_shot[name] = ZeroShotScore{result->acc, result->acc_norm, result->count};
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string TuningRun::Provenance(const std::optional<Evaluation>& evaluation) const {
@@ -473,7 +544,7 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
   TuneResult result;
   if (options_.evaluate_at_start && state_.step == 0) {
     Status("evaluating the model before tuning");
-    OTARO_ASSIGN_OR_RETURN(Evaluation before, Evaluate());
+    OTARO_ASSIGN_OR_RETURN(Evaluation before, Evaluate(/*zero_shot=*/true));
     OTARO_RETURN_IF_ERROR(WriteFileAtomically(options_.output_dir + "/evaluation_start.json",
                                               EvaluationToJson(before).dump(2)));
   }
@@ -545,7 +616,7 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
     const bool last = state_.step == total_steps_;
     std::optional<Evaluation> evaluation;
     if (!last && options_.eval_every > 0 && state_.step % options_.eval_every == 0) {
-      OTARO_ASSIGN_OR_RETURN(evaluation, Evaluate());
+      OTARO_ASSIGN_OR_RETURN(evaluation, Evaluate(/*zero_shot=*/false));
     }
     if (!last && options_.checkpoint_every > 0 && state_.step % options_.checkpoint_every == 0) {
       OTARO_RETURN_IF_ERROR(WriteCheckpoint(evaluation).status());
@@ -565,7 +636,7 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
     OTARO_RETURN_IF_ERROR(optimizer_->Step(params_->values(), *rest, state_.learning_rate));
   }
   Status("evaluating at every precision");
-  OTARO_ASSIGN_OR_RETURN(Evaluation evaluation, Evaluate());
+  OTARO_ASSIGN_OR_RETURN(Evaluation evaluation, Evaluate(/*zero_shot=*/true));
   OTARO_RETURN_IF_ERROR(WriteFileAtomically(options_.output_dir + "/evaluation.json",
                                             EvaluationToJson(evaluation).dump(2)));
   OTARO_ASSIGN_OR_RETURN(CheckpointRecord record, WriteCheckpoint(evaluation));
@@ -579,10 +650,29 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
 
 }  // namespace
 
+absl::Status CheckZeroShotTasks(const std::vector<std::string>& names) {
+  const std::vector<std::string>& known = eval::KnownTaskNames();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (std::find(known.begin(), known.end(), names[i]) == known.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown zero-shot task '", names[i],
+                                                     "' (known: ", absl::StrJoin(known, ", "),
+                                                     ")"));
+    }
+    if (std::find(names.begin(), names.begin() + i, names[i]) != names.begin() + i) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("zero-shot task '", names[i], "' is listed twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTuneOptions(const TuneOptions& options) {
   if (options.model_path.empty()) return absl::InvalidArgumentError("model_path is required");
   if (options.output_dir.empty()) return absl::InvalidArgumentError("output_dir is required");
   if (options.data_path.empty()) return absl::InvalidArgumentError("data_path is required");
+  // Before anything is loaded: `--device cuda` on a machine or build without it.
+  OTARO_ASSIGN_OR_RETURN(const TrainingDevice device, ParseTrainingDevice(options.device));
+  OTARO_RETURN_IF_ERROR(CheckTrainingDevice(device));
   OTARO_ASSIGN_OR_RETURN(engine::ModelFormat format,
                          engine::DetectModelFormat(options.model_path));
   if (format == engine::ModelFormat::kSefp) {
@@ -600,6 +690,15 @@ absl::Status ValidateTuneOptions(const TuneOptions& options) {
   OTARO_RETURN_IF_ERROR(ParseStrategy(options.strategy).status());
   OTARO_RETURN_IF_ERROR(CheckBitSet(options.bits));
   if (!options.eval_bits.empty()) OTARO_RETURN_IF_ERROR(CheckBitSet(options.eval_bits));
+  OTARO_RETURN_IF_ERROR(CheckZeroShotTasks(options.zero_shot_tasks));
+  if (!options.zero_shot_tasks.empty() && options.zero_shot_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "zero_shot_dir is required with zero_shot_tasks (the shared data's eval/ folder)");
+  }
+  if (options.zero_shot_max_items < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("zero_shot_max_items must be >= 0 (0 = all), got ",
+                                                   options.zero_shot_max_items));
+  }
   OTARO_RETURN_IF_ERROR(ValidateBpsOptions(options.bps));
   OTARO_RETURN_IF_ERROR(ValidateLaaOptions(options.laa));
   OTARO_RETURN_IF_ERROR(ValidateOptimizerOptions(options.optimizer));

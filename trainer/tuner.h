@@ -12,6 +12,7 @@
 //   checkpoints/LATEST                          name of the newest complete checkpoint
 //   steps.jsonl                                 one line per step (step, bits, loss, lr, ...)
 //   evaluation.json                             the final per-bit-width table
+//                                               (held-out loss; zero-shot accuracy)
 //   evaluation_start.json                       the same before tuning (evaluate_at_start)
 //   model.sefp                                  the tuned model, SEFP (what gets served)
 // A checkpoint folder is written as step-<N>.partial and renamed when complete,
@@ -77,20 +78,44 @@ struct TuneOptions {
   // Evaluate the untouched model before the first step too (reported as step
   // 0): the baseline a tuned model must beat to be auto-published.
   bool evaluate_at_start = false;
+  // Zero-shot multiple-choice sets by name (tools/eval/zero_shot.h,
+  // KnownTaskNames), read from zero_shot_dir (the shared data's eval/ folder)
+  // before training starts. Their acc / acc_norm are measured at every
+  // evaluated precision on the engine's CPU backend running the model built
+  // from the masters as they are exported (SEFP for bits 2..8, float32 for 0),
+  // in the evaluation before tuning (evaluate_at_start) and the final one;
+  // periodic evaluations (eval_every) keep to the held-out loss, as each
+  // zero-shot pass builds the model twice and runs every set at every width.
+  std::vector<std::string> zero_shot_tasks;
+  std::string zero_shot_dir;
+  int64_t zero_shot_max_items = 0;  // the first N questions of each set; 0 = all
   uint64_t seed = 1;
   int threads = 0;  // 0: all cores
+  // Where forward and backward run: "cpu" or "cuda" (GPU 0; needs a build with
+  // CUDA and a GPU, else ValidateTuneOptions says FAILED_PRECONDITION; see
+  // trainer/cuda/training_device.h).
+  std::string device = "cpu";
   int keep_checkpoints = 2;  // older checkpoint folders are deleted
   // Bytes of training memory the run may take (0: no limit). Checked before
   // training starts from the model and batch shape.
   int64_t max_memory_bytes = 0;
 };
 
-// Loss at one precision on the held-out data. bits == 0 means unquantized.
+// Zero-shot accuracy on one set at one precision (tools/eval/zero_shot.h).
+struct ZeroShotScore {
+  double acc = 0;
+  double acc_norm = 0;
+  int64_t questions = 0;
+};
+
+// Loss at one precision on the held-out data, and the zero-shot scores when
+// the evaluation ran them. bits == 0 means unquantized.
 struct EvalPoint {
   int bits = 0;
   double loss = 0;
   double perplexity = 0;
   int64_t tokens = 0;
+  std::map<std::string, ZeroShotScore> zero_shot;  // by task name
 };
 struct Evaluation {
   int64_t step = 0;
@@ -137,6 +162,10 @@ struct TuneResult {
   std::optional<Evaluation> final_evaluation;
   std::map<int, int64_t> bit_selections;  // how often each width was picked (0 = fp)
 };
+
+// OK iff every name is a known zero-shot set (tools/eval/zero_shot.h) and none
+// repeats; else InvalidArgument naming the task and the known ones.
+absl::Status CheckZeroShotTasks(const std::vector<std::string>& names);
 
 // Checks everything that can be checked without training (paths, strategy,
 // bit set, hyperparameters): the server validates a job with this before

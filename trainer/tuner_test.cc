@@ -169,6 +169,64 @@ TEST(TunerTest, CancelledAndResumedRunEndsExactlyWhereAStraightRunDoes) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("other settings"));
 }
 
+TEST(TunerTest, ZeroShotSetsAreScoredAtStartAndEndAtEveryPrecision) {
+  const std::string out = testing::ScratchDir("zero_shot");
+  TuneOptions options = SmallRun(out);
+  options.steps = 4;
+  options.eval_every = 2;
+  options.bits = {4, 8};
+  options.max_eval_batches = 1;
+  options.evaluate_at_start = true;
+  options.zero_shot_tasks = {"arc_easy"};
+  options.zero_shot_dir = testing::SharedPath("data/eval");
+  options.zero_shot_max_items = 10;
+  std::vector<Evaluation> evaluations;
+  TuneCallbacks callbacks;
+  callbacks.on_evaluation = [&](const Evaluation& e) { evaluations.push_back(e); };
+  auto result = RunTuning(options, callbacks, nullptr);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(evaluations.size(), 3u);  // before, step 2 (loss only), the end
+  EXPECT_EQ(evaluations[0].step, 0);
+  EXPECT_EQ(evaluations[1].step, 2);
+  EXPECT_EQ(evaluations[2].step, 4);
+  for (const Evaluation& e : {evaluations[0], evaluations[2]}) {
+    ASSERT_EQ(e.points.size(), 3u);  // fp32, E5M8, E5M4
+    for (const EvalPoint& p : e.points) {
+      ASSERT_EQ(p.zero_shot.count("arc_easy"), 1u) << p.bits;
+      const ZeroShotScore& score = p.zero_shot.at("arc_easy");
+      EXPECT_EQ(score.questions, 10);
+      EXPECT_GE(score.acc, 0);
+      EXPECT_LE(score.acc, 1);
+      EXPECT_GE(score.acc_norm, 0);
+      EXPECT_LE(score.acc_norm, 1);
+    }
+  }
+  for (const EvalPoint& p : evaluations[1].points) EXPECT_TRUE(p.zero_shot.empty()) << p.bits;
+  ASSERT_TRUE(result->final_evaluation.has_value());
+  EXPECT_EQ(result->final_evaluation->points[0].zero_shot.size(), 1u);
+
+  // evaluation.json carries the scores too.
+  std::ifstream in(out + "/evaluation.json");
+  const nlohmann::json table = nlohmann::json::parse(in);
+  for (const nlohmann::json& point : table["points"]) {
+    EXPECT_EQ(point["zero_shot"]["arc_easy"]["questions"], 10) << point.dump();
+    EXPECT_TRUE(point["zero_shot"]["arc_easy"]["acc"].is_number()) << point.dump();
+  }
+
+  // A set whose file is missing fails the run before its first step.
+  TuneOptions missing = SmallRun(testing::ScratchDir("zero_shot_missing"));
+  missing.steps = 2;
+  missing.zero_shot_tasks = {"piqa"};
+  missing.zero_shot_dir = testing::ScratchDir("empty_eval_dir");
+  int steps = 0;
+  TuneCallbacks count_steps;
+  count_steps.on_step = [&](const StepMetrics&) { ++steps; };
+  auto failed = RunTuning(missing, count_steps, nullptr);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(steps, 0);
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("zero-shot set 'piqa'"));
+}
+
 TEST(TunerTest, BadOptionsAreRefusedBeforeTraining) {
   const std::string out = testing::ScratchDir("bad");
   auto error = [&](auto&& edit) {
@@ -184,6 +242,18 @@ TEST(TunerTest, BadOptionsAreRefusedBeforeTraining) {
   EXPECT_THAT(error([](TuneOptions& o) { o.data_path = "/no/such/file"; }),
               HasSubstr("does not exist"));
   EXPECT_THAT(error([](TuneOptions& o) { o.schedule.lr = -1; }), HasSubstr("learning rate"));
+  EXPECT_THAT(error([](TuneOptions& o) {
+                o.zero_shot_tasks = {"arc_easy", "mmlu"};
+                o.zero_shot_dir = "/tmp";
+              }),
+              HasSubstr("unknown zero-shot task 'mmlu' (known: arc_easy, arc_challenge"));
+  EXPECT_THAT(error([](TuneOptions& o) {
+                o.zero_shot_tasks = {"piqa", "piqa"};
+                o.zero_shot_dir = "/tmp";
+              }),
+              HasSubstr("listed twice"));
+  EXPECT_THAT(error([](TuneOptions& o) { o.zero_shot_tasks = {"piqa"}; }),
+              HasSubstr("zero_shot_dir"));
 
   // A SEFP checkpoint is not a float source (OTARO.md: tune from the original).
   const std::string sefp = out + "/m.sefp";

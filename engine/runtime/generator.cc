@@ -1,13 +1,13 @@
 #include "engine/runtime/generator.h"
 
-#include "engine/runtime/sequence_output.h"
-
 #include <algorithm>
 #include <memory>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/runtime/kv_sequence_guard.h"
+#include "engine/runtime/sequence_output.h"
 
 namespace otaro::engine {
 
@@ -83,20 +83,6 @@ struct Running {
   std::optional<SequenceOutput> out;
 };
 
-// Frees every sequence it holds, however GenerateBatch returns.
-class SequenceGuard {
- public:
-  explicit SequenceGuard(KVCache* kv) : kv_(kv) {}
-  ~SequenceGuard() {
-    for (SequenceHandle s : seqs_) kv_->Free(s).IgnoreError();
-  }
-  void Add(SequenceHandle s) { seqs_.push_back(s); }
-
- private:
-  KVCache* kv_;
-  std::vector<SequenceHandle> seqs_;
-};
-
 }  // namespace
 
 absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
@@ -111,14 +97,13 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
     }
   }
   KVCache& kv = backend_->kv_cache();
-  SequenceGuard guard(&kv);
+  KvSequenceGuard guard(kv);  // frees every sequence, however GenerateBatch returns
   std::vector<Running> run(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     Running& r = run[i];
     r.request = &requests[i];
     r.max_total = MaxTotal(requests[i], kv);
-    OTARO_ASSIGN_OR_RETURN(r.seq, kv.Allocate(0, r.max_total));
-    guard.Add(r.seq);
+    OTARO_ASSIGN_OR_RETURN(r.seq, guard.Allocate(0, r.max_total));
     r.out.emplace(requests[i], tokenizer_, [this](Token id) { return IsEndOfGeneration(id); },
                   r.max_total);
   }
@@ -184,6 +169,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
       s.start_position = pos;
       s.tokens = {r.next};
       s.precision = r.request->precision;
+      s.kind = SequenceStep::Kind::kDecode;
       step.sequences.push_back(std::move(s));
       index.push_back(i);
     }

@@ -185,6 +185,12 @@ const std::vector<Key>& Schema() {
       IntKey("engine.max_batch_sequences",
              "Sequences decoded together in one step (continuous batching).",
              [](Config& c) -> int& { return c.engine.max_batch_sequences; }, 1, 1024),
+      BoolKey("engine.batch_invariant",
+              "A request's tokens never depend on load: decode tokens always use the "
+              "digit-lookup SEFP kernel. false: a step's decode tokens at one precision switch "
+              "to the decoded-tiles kernel from 4 of them on (several times the decode "
+              "throughput under load; logits may then differ in the last bits with load).",
+              [](Config& c) -> bool& { return c.engine.batch_invariant; }),
       IntKey("generation.default_mantissa_bits",
              "Precision (mantissa bits 2..8) of requests that do not set one; 0 = "
              "model.resident_max_bits.",
@@ -211,6 +217,12 @@ const std::vector<Key>& Schema() {
                 "absolute paths, '..' and symlinks out are refused). Empty: only data sent "
                 "inline. Tuning jobs need store.dir.",
                 [](Config& c) -> std::string& { return c.tuning.data_dir; }),
+      StringKey("tuning.zero_shot_dir", "path or empty",
+                "Folder of the zero-shot sets a tuning job may name in "
+                "evaluation.zero_shot_tasks (the shared data's eval/ folder: "
+                "arc-easy/arc_easy.jsonl, piqa/piqa_mosaic.jsonl, ...); jobs name sets, never "
+                "paths. Empty: <tuning.data_dir>/eval.",
+                [](Config& c) -> std::string& { return c.tuning.zero_shot_dir; }),
       StringKey("tuning.base_model_path", "path or empty",
                 "Float32 weights of version 1 to tune from (HF folder, GGUF, llama2.c): needed "
                 "when model.path is a SEFP checkpoint. Empty: model.path.",

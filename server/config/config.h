@@ -49,6 +49,8 @@ struct EngineSection {
   int threads = 0;              // 0 = all cores
   int64_t kv_cache_mb = 512;
   int max_batch_sequences = 16;
+  // See engine::cpu::CpuBackendOptions::batch_invariant.
+  bool batch_invariant = true;
 };
 
 struct GenerationSection {
@@ -85,6 +87,7 @@ struct StoreSection {
 // Tuning jobs (server/tuning); they need store.dir.
 struct TuningSection {
   std::string data_dir;
+  std::string zero_shot_dir;  // empty: <data_dir>/eval
   std::string base_model_path;
   int threads = 1;
   int max_queued_jobs = 16;

@@ -77,6 +77,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   }
   engine::cpu::CpuBackendOptions backend_options;
   backend_options.num_threads = config.engine.threads;
+  backend_options.batch_invariant = config.engine.batch_invariant;
   backend_options.kv_cache.budget_bytes = config.engine.kv_cache_mb << 20;
   auto backend = engine::cpu::CpuBackend::Create(served->model.get(), backend_options);
   if (!backend.ok()) {

@@ -211,13 +211,15 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
                        ": only INTERRUPTED, FAILED or CANCELLED jobs can be resumed"));
     }
     OTARO_RETURN_IF_ERROR(SetState(job.id, otaro::v1::JOB_STATE_QUEUED));
+    // The answer is the job as queued: read before the worker can pick it up.
+    OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(job.id));
+    OTARO_ASSIGN_OR_RETURN(otaro::v1::TuningJob queued, ToProto(job));
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.push_back(job.id);
     }
     work_cv_.notify_all();
-    OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(job.id));
-    return ToProto(job);
+    return queued;
   }
 
   // Everything that can be checked without reading the data or the model.
@@ -253,14 +255,17 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
   }
   OTARO_RETURN_IF_ERROR(store_->CreateJob(job));
   OTARO_RETURN_IF_ERROR(Emit(job.id, StateEvent(otaro::v1::JOB_STATE_QUEUED)));
+  // The answer is the job as queued: read before the worker can pick it up
+  // (it may be RUNNING by the time the reply is sent).
+  OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(job.id));
+  OTARO_ASSIGN_OR_RETURN(otaro::v1::TuningJob queued, ToProto(job));
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(job.id);
   }
   work_cv_.notify_all();
   OTARO_LOG_INFO("tuning job {} queued (base version {})", job.id, base);
-  OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(job.id));
-  return ToProto(job);
+  return queued;
 }
 
 absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Get(const std::string& id) {

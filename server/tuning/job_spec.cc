@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <set>
 
@@ -130,9 +131,29 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
     options.max_eval_batches = request.evaluation().max_items();
   }
   if (request.evaluation().zero_shot_tasks_size() > 0) {
-    return absl::UnimplementedError(
-        "evaluation.zero_shot_tasks: zero-shot evaluation inside tuning jobs is not built yet; "
-        "run `otaro eval zeroshot` on the published model");
+    options.zero_shot_tasks.assign(request.evaluation().zero_shot_tasks().begin(),
+                                   request.evaluation().zero_shot_tasks().end());
+    if (absl::Status known = trainer::CheckZeroShotTasks(options.zero_shot_tasks); !known.ok()) {
+      return Invalid("evaluation.zero_shot_tasks", known.message());
+    }
+    // The sets' files have fixed names inside this folder (tools/eval/zero_shot.cc);
+    // requests name sets, never paths.
+    const std::string dir = !environment.zero_shot_dir.empty() ? environment.zero_shot_dir
+                            : !environment.data_dir.empty()   ? environment.data_dir + "/eval"
+                                                              : "";
+    if (dir.empty()) {
+      return absl::FailedPreconditionError(
+          "evaluation.zero_shot_tasks: this server has no zero-shot data folder: set "
+          "tuning.zero_shot_dir (or tuning.data_dir with an eval/ folder)");
+    }
+    auto real = RealPath(dir);
+    if (!real.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "evaluation.zero_shot_tasks: the server's zero-shot data folder ", dir,
+          " does not exist (tuning.zero_shot_dir)"));
+    }
+    options.zero_shot_dir = *real;
+    options.zero_shot_max_items = request.evaluation().max_items();
   }
 
   // Hyperparameters: 0 / unspecified keeps the trainer's default (OTARO.md).
@@ -187,7 +208,13 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
   if (h.has_adam_beta1()) options.optimizer.beta1 = h.adam_beta1();
   if (h.has_adam_beta2()) options.optimizer.beta2 = h.adam_beta2();
   if (h.has_adam_epsilon()) options.optimizer.eps = h.adam_epsilon();
-  options.clip_grad_norm = h.max_grad_norm();
+  // Unset keeps the trainer's 1.0 (as `otaro tune`); an explicit 0 is "off".
+  if (h.has_max_grad_norm()) {
+    if (!(h.max_grad_norm() >= 0) || !std::isfinite(h.max_grad_norm())) {
+      return Invalid("hyperparameters.max_grad_norm", "must be >= 0 (0 = no clipping)");
+    }
+    options.clip_grad_norm = h.max_grad_norm();
+  }
   if (h.batch_size() != 0) options.batch_size = h.batch_size();
   if (h.seq_len() != 0) options.seq_len = h.seq_len();
   if (h.gradient_accumulation() != 0) options.grad_accumulation = h.gradient_accumulation();
@@ -220,6 +247,10 @@ otaro::v1::EvaluationTable ToEvaluationTable(const trainer::Evaluation& evaluati
     row->set_mantissa_bits(point.bits);
     row->set_heldout_loss(point.loss);
     row->set_perplexity(point.perplexity);
+    for (const auto& [task, score] : point.zero_shot) {
+      (*row->mutable_accuracy())[task] = score.acc;
+      (*row->mutable_accuracy_norm())[task] = score.acc_norm;
+    }
   }
   return table;
 }

@@ -22,6 +22,8 @@ absl::StatusOr<std::string> ResolveDataPath(const std::string& root, absl::strin
 
 struct JobEnvironment {
   std::string data_dir;         // the folder dataset paths are relative to
+  // The zero-shot sets' folder (tuning.zero_shot_dir); empty = <data_dir>/eval.
+  std::string zero_shot_dir;
   int64_t max_upload_bytes = 0;  // cap on inline_data
   int threads = 1;              // CPU threads the trainer may use
   int64_t max_memory_bytes = 0;  // 0 = no limit

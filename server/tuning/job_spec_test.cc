@@ -2,8 +2,10 @@
 // cannot leave the data folder (absolute, "..", symlinks out).
 #include "server/tuning/job_spec.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 
@@ -89,6 +91,111 @@ TEST_F(JobSpecTest, HyperparametersMapAndBadOnesNameTheField) {
   auto no_length = Request();
   no_length.mutable_hyperparameters()->clear_max_steps();
   EXPECT_THAT(Error(no_length), HasSubstr("epochs or max_steps"));
+}
+
+TEST_F(JobSpecTest, MaxGradNormDefaultsToOneAndAnExplicitZeroTurnsClippingOff) {
+  auto request = Request();
+  auto options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_DOUBLE_EQ(options->clip_grad_norm, 1.0);  // unset: `otaro tune`'s default
+
+  request.mutable_hyperparameters()->set_max_grad_norm(0);
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_DOUBLE_EQ(options->clip_grad_norm, 0.0);  // explicit 0: off
+
+  request.mutable_hyperparameters()->set_max_grad_norm(2.5f);
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_DOUBLE_EQ(options->clip_grad_norm, 2.5);
+
+  // The explicit 0 survives the wire (the field has presence).
+  otaro::v1::TuningHyperparameters zero;
+  zero.set_max_grad_norm(0);
+  otaro::v1::TuningHyperparameters parsed;
+  ASSERT_TRUE(parsed.ParseFromString(zero.SerializeAsString()));
+  EXPECT_TRUE(parsed.has_max_grad_norm());
+
+  request.mutable_hyperparameters()->set_max_grad_norm(-1);
+  EXPECT_THAT(Error(request), HasSubstr("hyperparameters.max_grad_norm"));
+  request.mutable_hyperparameters()->set_max_grad_norm(std::nanf(""));
+  EXPECT_THAT(Error(request), HasSubstr("hyperparameters.max_grad_norm"));
+}
+
+TEST_F(JobSpecTest, ZeroShotTasksAreKnownNamesReadFromTheZeroShotFolder) {
+  ASSERT_EQ(::mkdir((root_ + "/eval").c_str(), 0755), 0);
+  auto request = Request();
+  request.mutable_evaluation()->add_zero_shot_tasks("arc_easy");
+  request.mutable_evaluation()->add_zero_shot_tasks("piqa");
+  request.mutable_evaluation()->set_max_items(20);
+  auto options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->zero_shot_tasks, (std::vector<std::string>{"arc_easy", "piqa"}));
+  EXPECT_EQ(options->zero_shot_max_items, 20);
+  // Unset tuning.zero_shot_dir: the data folder's eval/.
+  char* real_eval = realpath((root_ + "/eval").c_str(), nullptr);
+  ASSERT_NE(real_eval, nullptr);
+  EXPECT_EQ(options->zero_shot_dir, std::string(real_eval));
+  std::free(real_eval);
+
+  // A configured folder wins.
+  env_.zero_shot_dir = outside_;
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  char* real_outside = realpath(outside_.c_str(), nullptr);
+  ASSERT_NE(real_outside, nullptr);
+  EXPECT_EQ(options->zero_shot_dir, std::string(real_outside));
+  std::free(real_outside);
+
+  // Unknown names: INVALID_ARGUMENT naming the field, the task and the known ones.
+  auto unknown = request;
+  unknown.mutable_evaluation()->add_zero_shot_tasks("mmlu");
+  auto refused = TuneOptionsFromRequest(unknown, env_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("evaluation.zero_shot_tasks"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("'mmlu'"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("known: arc_easy, arc_challenge"));
+  auto twice = request;
+  twice.mutable_evaluation()->add_zero_shot_tasks("piqa");
+  EXPECT_THAT(Error(twice), HasSubstr("listed twice"));
+
+  // No folder to read them from: the server's configuration, said so.
+  env_.zero_shot_dir = outside_ + "/missing";
+  refused = TuneOptionsFromRequest(request, env_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("tuning.zero_shot_dir"));
+  env_.zero_shot_dir.clear();
+  env_.data_dir.clear();
+  request.mutable_dataset()->set_inline_data("hello");
+  request.mutable_dataset()->set_format(otaro::v1::DATASET_FORMAT_TEXT);
+  refused = TuneOptionsFromRequest(request, env_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("no zero-shot data folder"));
+}
+
+TEST_F(JobSpecTest, ZeroShotScoresReachTheEvaluationTable) {
+  trainer::Evaluation evaluation;
+  evaluation.step = 12;
+  trainer::EvalPoint fp;
+  fp.bits = 0;
+  fp.loss = 2.0;
+  fp.perplexity = 7.389;
+  fp.zero_shot["arc_easy"] = {0.25, 0.35, 20};
+  trainer::EvalPoint e5m4 = fp;
+  e5m4.bits = 4;
+  e5m4.zero_shot["arc_easy"] = {0.2, 0.3, 20};
+  evaluation.points = {fp, e5m4};
+  const otaro::v1::EvaluationTable table =
+      ToEvaluationTable(evaluation, sefp::Reconstruction::kMidpoint, 3);
+  ASSERT_EQ(table.rows_size(), 2);
+  EXPECT_EQ(table.rows(1).mantissa_bits(), 4u);
+  EXPECT_DOUBLE_EQ(table.rows(0).accuracy().at("arc_easy"), 0.25);
+  EXPECT_DOUBLE_EQ(table.rows(0).accuracy_norm().at("arc_easy"), 0.35);
+  EXPECT_DOUBLE_EQ(table.rows(1).accuracy().at("arc_easy"), 0.2);
+  EXPECT_DOUBLE_EQ(table.rows(1).accuracy_norm().at("arc_easy"), 0.3);
 }
 
 TEST_F(JobSpecTest, PathsCannotLeaveTheDataFolder) {

@@ -3,7 +3,7 @@
 // a job runs while Generate streams keep working, its events stream, its model
 // is published (greedy output and model version change, nothing fails); a kill
 // -9 mid-job leaves it INTERRUPTED and resumable; cancel, broken data and path
-// traversal behave.
+// traversal behave; a job's zero-shot scores are those of the model it produced.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -18,6 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/testing/shared_data.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/model/loader.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
@@ -26,6 +28,7 @@
 #include "otaro/v1/tuning.grpc.pb.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/subprocess.h"
+#include "tools/eval/zero_shot.h"
 
 namespace otaro {
 namespace {
@@ -350,6 +353,127 @@ TEST(TuningJobsTest, CancelBrokenDataAndPathTraversal) {
   get.set_id("job-nope");
   status = client.tuning->GetTuningJob(Context().get(), get, &cancelled);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// acc / acc_norm of `model_path` on the first `limit` questions of `task`,
+// straight from tools/eval at `precision` (8 for a float32 model).
+std::pair<double, double> ZeroShotOf(const std::string& model_path, bool quantize,
+                                     const std::string& task, int limit, int precision) {
+  engine::LoadOptions load;
+  load.quantize = quantize;
+  auto model = engine::LoadModel(model_path, load);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return {-1, -1};
+  auto backend = engine::cpu::CpuBackend::Create(model->get(), {});
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  auto questions = eval::LoadNamedTask(task, testing::SharedPath("data/eval"));
+  EXPECT_TRUE(questions.ok()) << questions.status();
+  if (!backend.ok() || !questions.ok()) return {-1, -1};
+  eval::ZeroShotOptions options;
+  options.limit = limit;
+  auto result = eval::EvaluateZeroShot(**backend, *(*model)->tokenizer, *questions, precision,
+                                       options);
+  EXPECT_TRUE(result.ok()) << result.status();
+  if (!result.ok()) return {-1, -1};
+  EXPECT_EQ(result->count, limit);
+  return {result->acc, result->acc_norm};
+}
+
+TEST(TuningJobsTest, ZeroShotScoresAreThoseOfTheTunedModelAtEveryPrecision) {
+  const std::string dir = testing::ScratchDir("tune_zero_shot");
+  MakeDataDir(dir);
+  std::vector<std::string> args = ServerArgs(dir);
+  args.push_back("--set");
+  args.push_back(absl::StrCat("tuning.zero_shot_dir=", testing::SharedPath("data/eval")));
+  testing::ServerProcess server(dir, args);
+  ASSERT_GT(server.grpc_port(), 0);
+  Client client(server.channel());
+  grpc::Status status;
+
+  // An unknown set never reaches the queue, and the answer says what exists.
+  auto unknown = JobRequest(5);
+  unknown.mutable_evaluation()->add_zero_shot_tasks("mmlu");
+  client.Create(unknown, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("evaluation.zero_shot_tasks"));
+  EXPECT_THAT(status.error_message(), HasSubstr("'mmlu'"));
+  EXPECT_THAT(status.error_message(), HasSubstr("known: arc_easy"));
+
+  // OpenBookQA: short questions, and on its first 20 the tuned stories260K
+  // answers differently at E5M3 than at E5M8, so a score taken at the wrong
+  // width (or on the wrong weights) would not match below.
+  constexpr int kItems = 20;
+  auto request = JobRequest(6);
+  request.mutable_hyperparameters()->add_bit_set(3);
+  request.mutable_hyperparameters()->add_bit_set(8);
+  request.mutable_evaluation()->add_zero_shot_tasks("obqa");
+  request.mutable_evaluation()->set_max_items(kItems);
+  otaro::v1::TuningJob job = client.Create(request, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  job = client.WaitFor(job.id(), Final);
+  ASSERT_EQ(job.state(), otaro::v1::JOB_STATE_SUCCEEDED) << job.error();
+  ASSERT_GE(job.checkpoints_size(), 1);
+  const otaro::v1::EvaluationTable& table =
+      job.checkpoints(job.checkpoints_size() - 1).evaluation();
+  ASSERT_EQ(table.rows_size(), 3);  // fp32, E5M8, E5M3
+
+  // The model the job produced (version 2) and the float32 masters it was
+  // exported from, scored independently.
+  otaro::v1::ListModelVersionsResponse versions;
+  status = client.models->ListModelVersions(Context().get(), {}, &versions);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(versions.versions_size(), 2);
+  const otaro::v1::ModelVersion& produced = versions.versions(1);
+  ASSERT_EQ(produced.tuning_job_id(), job.id());
+  std::string latest;
+  std::ifstream(absl::StrCat(dir, "/store/jobs/", job.id(), "/run/checkpoints/LATEST")) >> latest;
+  ASSERT_FALSE(latest.empty());
+  const std::string master =
+      absl::StrCat(dir, "/store/jobs/", job.id(), "/run/checkpoints/", latest,
+                   "/master.safetensors");
+  for (const auto& row : table.rows()) {
+    const std::string label = row.mantissa_bits() ? absl::StrCat("E5M", row.mantissa_bits())
+                                                  : std::string("fp32");
+    ASSERT_EQ(row.accuracy().count("obqa"), 1u) << label;
+    ASSERT_EQ(row.accuracy_norm().count("obqa"), 1u) << label;
+    const double acc = row.accuracy().at("obqa");
+    const double acc_norm = row.accuracy_norm().at("obqa");
+    EXPECT_GE(acc, 0) << label;
+    EXPECT_LE(acc, 1) << label;
+    EXPECT_GE(acc_norm, 0) << label;
+    EXPECT_LE(acc_norm, 1) << label;
+    const auto [expected_acc, expected_norm] =
+        row.mantissa_bits() != 0
+            ? ZeroShotOf(produced.checkpoint_path(), /*quantize=*/true, "obqa", kItems,
+                         static_cast<int>(row.mantissa_bits()))
+            : ZeroShotOf(master, /*quantize=*/false, "obqa", kItems, 8);
+    EXPECT_DOUBLE_EQ(acc, expected_acc) << label;
+    EXPECT_DOUBLE_EQ(acc_norm, expected_norm) << label;
+    // The version's provenance carries the same table.
+    bool found = false;
+    for (const auto& p : produced.evaluation().rows()) {
+      if (p.mantissa_bits() != row.mantissa_bits()) continue;
+      found = true;
+      EXPECT_DOUBLE_EQ(p.accuracy().at("obqa"), acc) << label;
+    }
+    EXPECT_TRUE(found) << label;
+  }
+
+  // The final evaluation event carries them too, and `otaro tune get` shows them.
+  bool event_with_scores = false;
+  for (const auto& event : client.Events(job.id(), &status)) {
+    if (event.has_evaluation() && event.evaluation().rows_size() > 0 &&
+        event.evaluation().rows(0).accuracy().count("obqa") == 1) {
+      event_with_scores = true;
+    }
+  }
+  EXPECT_TRUE(event_with_scores);
+  auto shown = testing::Run({testing::RunfilePath("client/otaro"), "--server", server.address(),
+                             "tune", "get", job.id()},
+                            server.dir());
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("zero-shot obqa  acc% fp32="));
+  EXPECT_THAT(shown.out, HasSubstr("E5M3="));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "engine/runtime/kv_sequence_guard.h"
 #include "engine/runtime/sampler.h"
 
 namespace otaro::eval {
@@ -11,26 +12,8 @@ namespace otaro::eval {
 using engine::BatchStep;
 using engine::KVCache;
 using engine::Logits;
-using engine::SequenceHandle;
 using engine::SequenceStep;
 using engine::Token;
-
-namespace {
-
-// Frees a KV sequence when it goes out of scope.
-class SequenceGuard {
- public:
-  SequenceGuard(KVCache& kv, SequenceHandle seq) : kv_(kv), seq_(seq) {}
-  ~SequenceGuard() { (void)kv_.Free(seq_); }
-  SequenceGuard(const SequenceGuard&) = delete;
-  SequenceGuard& operator=(const SequenceGuard&) = delete;
-
- private:
-  KVCache& kv_;
-  SequenceHandle seq_;
-};
-
-}  // namespace
 
 absl::StatusOr<PerplexityResult> EvaluatePerplexity(engine::Backend& backend,
                                                     absl::Span<const Token> tokens, int precision,
@@ -75,9 +58,9 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(engine::Backend& backend,
   for (int64_t begin = 0;; begin += stride) {
     const int64_t end = std::min(begin + window, n);
     const int64_t first_scored = std::max(prev_end, begin + 1);
-    auto seq = kv.Allocate(0, end - begin);
+    engine::KvSequenceGuard guard(kv);
+    auto seq = guard.Allocate(0, end - begin);
     if (!seq.ok()) return seq.status();
-    SequenceGuard guard(kv, *seq);
     // Positions whose logits are needed: first_scored - 1 .. end - 2 (window-relative
     // minus begin). Earlier chunks still have to run for the K/V.
     for (int64_t at = begin; at < end; at += chunk) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "engine/runtime/kv_sequence_guard.h"
 #include "engine/runtime/sampler.h"
 #include "nlohmann/json.hpp"
 
@@ -26,27 +27,6 @@ using engine::tokenizer::Tokenizer;
 namespace {
 
 // ---- Scoring ---------------------------------------------------------------
-
-// Frees every KV sequence it allocated when it goes out of scope.
-class SequenceSet {
- public:
-  explicit SequenceSet(KVCache& kv) : kv_(kv) {}
-  ~SequenceSet() {
-    for (SequenceHandle s : seqs_) (void)kv_.Free(s);
-  }
-  SequenceSet(const SequenceSet&) = delete;
-  SequenceSet& operator=(const SequenceSet&) = delete;
-
-  absl::StatusOr<SequenceHandle> Allocate(int64_t tokens) {
-    auto seq = kv_.Allocate(tokens, tokens);
-    if (seq.ok()) seqs_.push_back(*seq);
-    return seq;
-  }
-
- private:
-  KVCache& kv_;
-  std::vector<SequenceHandle> seqs_;
-};
 
 // One continuation to score after its group's context.
 struct Request {
@@ -184,7 +164,7 @@ absl::Status ScoreToken(absl::Span<const float> row, Token id, int choice, TaskS
 absl::Status RunBatch(engine::Backend& backend, const std::vector<const PreparedTask*>& batch,
                       int precision, std::vector<TaskScore*>& scores, int64_t* forward_tokens) {
   KVCache& kv = backend.kv_cache();
-  SequenceSet sequences(kv);
+  engine::KvSequenceGuard sequences(kv);
   struct Live {
     const Group* group;
     TaskScore* score;
@@ -193,7 +173,7 @@ absl::Status RunBatch(engine::Backend& backend, const std::vector<const Prepared
   std::vector<Live> live;
   for (size_t t = 0; t < batch.size(); ++t) {
     for (const Group& g : batch[t]->groups) {
-      auto seq = sequences.Allocate(g.Slots());
+      auto seq = sequences.Allocate(g.Slots(), g.Slots());
       if (!seq.ok()) return seq.status();
       live.push_back({&g, scores[t], *seq});
     }

@@ -139,15 +139,16 @@ TrainingModel::TrainingModel(const Parameters* params, int64_t max_batch, int64_
 
 TrainingModel::~TrainingModel() = default;
 
-absl::Status TrainingModel::CheckBatch(const Batch& batch) const {
-  if (batch.batch_size < 1 || batch.batch_size > max_batch_) {
+absl::Status CheckTrainingBatch(const Batch& batch, int64_t max_batch, int64_t max_seq,
+                                int64_t vocab) {
+  if (batch.batch_size < 1 || batch.batch_size > max_batch) {
     return absl::InvalidArgumentError(absl::StrCat("batch has ", batch.batch_size,
-                                                   " rows; this model takes 1..", max_batch_));
+                                                   " rows; this model takes 1..", max_batch));
   }
-  if (batch.seq_len < 1 || batch.seq_len > max_seq_) {
+  if (batch.seq_len < 1 || batch.seq_len > max_seq) {
     return absl::InvalidArgumentError(absl::StrCat("batch has ", batch.seq_len,
                                                    " positions per row; this model takes 1..",
-                                                   max_seq_));
+                                                   max_seq));
   }
   const size_t n = static_cast<size_t>(batch.batch_size * batch.seq_len);
   if (batch.inputs.size() != n || batch.targets.size() != n) {
@@ -155,7 +156,6 @@ absl::Status TrainingModel::CheckBatch(const Batch& batch) const {
         "batch of ", batch.batch_size, " x ", batch.seq_len, " has ", batch.inputs.size(),
         " inputs and ", batch.targets.size(), " targets; expected ", n, " each"));
   }
-  const int64_t vocab = params_->config().vocab_size;
   for (size_t i = 0; i < n; ++i) {
     if (batch.inputs[i] < 0 || batch.inputs[i] >= vocab) {
       return absl::InvalidArgumentError(
@@ -172,6 +172,10 @@ absl::Status TrainingModel::CheckBatch(const Batch& batch) const {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status TrainingModel::CheckBatch(const Batch& batch) const {
+  return CheckTrainingBatch(batch, max_batch_, max_seq_, params_->config().vocab_size);
 }
 
 absl::Status TrainingModel::PrepareWeights(const Precision& precision) {

@@ -53,6 +53,13 @@ struct TrainingMemory {
   }
 };
 
+// OK iff `batch` fits a model taking up to max_batch rows of max_seq positions
+// over a vocabulary of `vocab` ids: its shape, its sizes, every input id and
+// every target (an id or kIgnoreTarget). Errors name the offending position.
+// The CPU and the CUDA training models (trainer/cuda) both check with this.
+absl::Status CheckTrainingBatch(const Batch& batch, int64_t max_batch, int64_t max_seq,
+                                int64_t vocab);
+
 class TrainingModel {
  public:
   // Buffers sized for batches up to max_batch rows of max_seq positions.

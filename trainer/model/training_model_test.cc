@@ -3,6 +3,7 @@
 // fake quantization) at fp, m = 8, 4, 3 and m = 4 truncate; the STE identity;
 // logits against the engine's float64 reference forward with Q(W, m) weights;
 // gradient accumulation; refusals of bad input.
+#include "trainer/model/random_model_source.h"
 #include "trainer/model/training_model.h"
 
 #include <cmath>
@@ -375,65 +376,6 @@ TEST_F(TrainingModelTest, ThreadCountDoesNotChangeTheResult) {
   EXPECT_LE(max_diff, 1e-5 * max_abs);
 }
 
-// A tiny random model in memory (any config), for the paths stories260K does
-// not take: q/k/v biases (qwen2), an untied lm_head, llama3 RoPE scaling.
-class RandomSource : public engine::TensorSource {
- public:
-  RandomSource(const engine::ModelConfig& c, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, 0.2f);
-    const int64_t h = c.hidden_size, f = c.intermediate_size;
-    for (const std::string& name : engine::ExpectedTensorNames(c)) {
-      std::vector<int64_t> shape;
-      if (absl::StrContains(name, "embed_tokens") || name == "lm_head.weight") {
-        shape = {c.vocab_size, h};
-      } else if (absl::EndsWith(name, "norm.weight")) {
-        shape = {h};
-      } else if (absl::StrContains(name, "q_proj")) {
-        shape = absl::EndsWith(name, "bias") ? std::vector<int64_t>{c.q_dim()}
-                                             : std::vector<int64_t>{c.q_dim(), h};
-      } else if (absl::StrContains(name, "k_proj") || absl::StrContains(name, "v_proj")) {
-        shape = absl::EndsWith(name, "bias") ? std::vector<int64_t>{c.kv_dim()}
-                                             : std::vector<int64_t>{c.kv_dim(), h};
-      } else if (absl::StrContains(name, "o_proj")) {
-        shape = {h, c.q_dim()};
-      } else if (absl::StrContains(name, "down_proj")) {
-        shape = {h, f};
-      } else {
-        shape = {f, h};
-      }
-      int64_t n = 1;
-      for (int64_t d : shape) n *= d;
-      std::vector<float> v(n);
-      for (float& x : v) x = absl::EndsWith(name, "norm.weight") ? 1.0f + dist(rng) : dist(rng);
-      tensors_[name] = {shape, v};
-    }
-  }
-  std::vector<std::string> Names() const override {
-    std::vector<std::string> names;
-    for (const auto& [name, t] : tensors_) names.push_back(name);
-    return names;
-  }
-  bool Has(absl::string_view name) const override {
-    return tensors_.count(std::string(name)) > 0;
-  }
-  absl::StatusOr<std::vector<int64_t>> Shape(absl::string_view name) const override {
-    auto it = tensors_.find(std::string(name));
-    if (it == tensors_.end()) return absl::NotFoundError(name);
-    return it->second.first;
-  }
-  absl::StatusOr<std::vector<float>> ReadFloat32(absl::string_view name) const override {
-    auto it = tensors_.find(std::string(name));
-    if (it == tensors_.end()) return absl::NotFoundError(name);
-    return it->second.second;
-  }
-  std::string StorageType(absl::string_view) const override { return "F32"; }
-  std::string Describe() const override { return "random test model"; }
-
- private:
-  std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> tensors_;
-};
-
 // Every tensor's gradient against a central difference of the loss along a
 // random direction in that tensor only (float32 model: a loose tolerance, but
 // a wrong or missing term is off by far more).
@@ -454,7 +396,7 @@ TEST(TrainingModelSyntheticTest, Qwen2UntiedScaledRopeGradientsMatchDirectionalD
   c.rope_scaling = {8.0, 1.0, 8.0, 256};
   c.attention_bias = true;
   c.tie_word_embeddings = false;
-  RandomSource source(c, 7);
+  RandomModelSource source(c, 7);
   auto made = Parameters::FromSource(source, c);
   ASSERT_TRUE(made.ok()) << made.status();
   Parameters params = std::move(*made);
