@@ -28,12 +28,6 @@ inline __m256i SpreadBits(uint32_t word) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
 }
 
-inline uint32_t Word(const uint8_t* plane, int64_t tile, int h, int lane) {
-  uint32_t w;
-  std::memcpy(&w, plane + tile * kTileBytes + 4 * (h * 8 + lane), 4);
-  return w;
-}
-
 void DecodeRowBlock(const PackedMatrix& w, int m, Reconstruction mode, int64_t rb,
                     int64_t padded_cols, float* out) {
   const __m256 offset = _mm256_set1_ps(rules::ReconstructionOffset(mode));
@@ -47,12 +41,12 @@ void DecodeRowBlock(const PackedMatrix& w, int m, Reconstruction mode, int64_t r
       const __m256 step = _mm256_set1_ps(rules::DecodeStep(w.exponents()[tile * kRowBlock + lane], m));
       float* row = out + lane * padded_cols + g * kGroupSize;
       for (int h = 0; h < 2; ++h) {
-        const __m256i sign = SpreadBits(Word(w.plane(0), tile, h, lane));
+        const __m256i sign = SpreadBits(TileWord(w.plane(0), tile, h, lane));
         __m256i digits = _mm256_setzero_si256();
         for (int j = 1; j <= m; ++j) {
           // D = 2 D + digit (a set digit is -1 in the mask).
           digits = _mm256_sub_epi8(_mm256_add_epi8(digits, digits),
-                                   SpreadBits(Word(w.plane(j), tile, h, lane)));
+                                   SpreadBits(TileWord(w.plane(j), tile, h, lane)));
         }
         const __m256i q = _mm256_xor_si256(digits, _mm256_and_si256(sign, low_m_bits));
         _mm256_store_si256(reinterpret_cast<__m256i*>(q_bytes), q);

@@ -11,12 +11,6 @@
 namespace otaro::sefp::internal {
 namespace {
 
-inline uint32_t Word(const uint8_t* plane, int64_t tile, int h, int lane) {
-  uint32_t w;
-  std::memcpy(&w, plane + tile * kTileBytes + 4 * (h * 8 + lane), 4);
-  return w;
-}
-
 // Q(W, m) of the 8 rows of row block rb, [8][padded_cols]; rows past the matrix
 // decode their padding (zero groups) to +-0.
 void DecodeRowBlock(const PackedMatrix& w, int m, Reconstruction mode, int64_t rb,
@@ -28,10 +22,10 @@ void DecodeRowBlock(const PackedMatrix& w, int m, Reconstruction mode, int64_t r
       const float step = rules::DecodeStep(w.exponents()[tile * kRowBlock + lane], m);
       float* row = out + lane * padded_cols + g * kGroupSize;
       for (int h = 0; h < 2; ++h) {
-        const uint32_t sign = Word(w.plane(0), tile, h, lane);
+        const uint32_t sign = TileWord(w.plane(0), tile, h, lane);
         // Magnitude bit 8 - j = digit j XOR sign (layout.h); q_m from planes 1..m.
         uint32_t digits[kMasterBits + 1];
-        for (int j = 1; j <= m; ++j) digits[j] = Word(w.plane(j), tile, h, lane) ^ sign;
+        for (int j = 1; j <= m; ++j) digits[j] = TileWord(w.plane(j), tile, h, lane) ^ sign;
         for (int i = 0; i < 32; ++i) {
           int32_t q8 = 0;
           for (int j = 1; j <= m; ++j) q8 |= static_cast<int32_t>((digits[j] >> i) & 1) << (kMasterBits - j);

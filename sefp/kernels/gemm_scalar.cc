@@ -24,12 +24,6 @@ inline float PlaneSum(uint32_t word0, uint32_t word1, const float* t) {
   return HalfSum(word0, t) + HalfSum(word1, t + kTablesPerHalf * 8);
 }
 
-inline uint32_t Word(const uint8_t* plane, int64_t tile, int h, int lane) {
-  uint32_t w;
-  std::memcpy(&w, plane + tile * kTileBytes + 4 * (h * 8 + lane), 4);
-  return w;
-}
-
 }  // namespace
 
 void BuildTablesScalar(const float* x, int64_t cols, int64_t groups, float* tables) {
@@ -63,10 +57,10 @@ void RowBlocksScalar(const GemmJob& job, int64_t rb0, int64_t rb1) {
           const int e = w.exponents()[tile * kRowBlock + lane];
           const float scale = e == kZeroGroupExponent ? 0.0f : std::ldexp(1.0f, e);
           const float* t = tables + g * kTableFloatsPerGroup;
-          float sum = PlaneSum(Word(w.plane(0), tile, 0, lane), Word(w.plane(0), tile, 1, lane), t) *
+          float sum = PlaneSum(TileWord(w.plane(0), tile, 0, lane), TileWord(w.plane(0), tile, 1, lane), t) *
                       job.sign_coef;
           for (int j = 1; j <= job.m; ++j) {
-            const float s = PlaneSum(Word(w.plane(j), tile, 0, lane), Word(w.plane(j), tile, 1, lane), t);
+            const float s = PlaneSum(TileWord(w.plane(j), tile, 0, lane), TileWord(w.plane(j), tile, 1, lane), t);
             sum = std::fma(s, pow2[j], sum);
           }
           acc = std::fma(scale, sum, acc);

@@ -12,6 +12,7 @@
 #define OTARO_SEFP_KERNELS_INTERNAL_H_
 
 #include <cstdint>
+#include <cstring>
 
 #include "sefp/format.h"
 #include "sefp/layout.h"
@@ -19,6 +20,14 @@
 namespace otaro::sefp::internal {
 
 inline constexpr int kTablesPerHalf = 16;
+
+// Row `lane`'s 32 bits of plane `plane` for weights 32h .. 32h + 31 of a tile
+// (layout.h: 32-bit word [h * 8 + lane] of the tile's 64 bytes).
+inline uint32_t TileWord(const uint8_t* plane, int64_t tile, int h, int lane) {
+  uint32_t w;
+  std::memcpy(&w, plane + tile * kTileBytes + 4 * (h * 8 + lane), 4);
+  return w;
+}
 inline constexpr int kTableFloatsPerGroup = 2 * kTablesPerHalf * 8;
 
 // Tables for groups [0, groups) of one input row x[0..cols).

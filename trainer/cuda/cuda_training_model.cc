@@ -25,10 +25,6 @@ constexpr size_t kMatmulWorkspaceBytes = size_t{32} << 20;
 // fastest algorithms.
 constexpr int64_t kViewAlignBytes = 256;
 
-const char* const kLinearNames[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                     "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                     "mlp.down_proj"};
-enum Linear { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
 
 // Hands out consecutive, aligned views of one device buffer; with no buffer
 // (nullptr) it only counts, which sizes the buffer for the same sequence.
@@ -50,14 +46,6 @@ class Carver {
 };
 
 }  // namespace
-
-struct CudaTrainingModel::LayerTensors {
-  const Parameters::Tensor* input_norm;
-  const Parameters::Tensor* linear[7];  // q, k, v, o, gate, up, down
-  const Parameters::Tensor* bias[3];    // q, k, v biases or nullptr
-  const Parameters::Tensor* post_norm;
-  int64_t qoffset[7];  // offsets of the linears' Q(W, m) in quantized_dev_
-};
 
 // Views into saved_dev_ for one layer (rows of the current batch, N = B * T).
 struct CudaTrainingModel::LayerSaved {
@@ -105,34 +93,12 @@ absl::Status CudaTrainingModel::Init(int device) {
                                                    " heads do not split into ", c.num_kv_heads,
                                                    " kv heads"));
   }
-  absl::Status missing;
-  auto find = [&](const std::string& name) -> const Parameters::Tensor* {
-    const Parameters::Tensor* t = params_->Find(name);
-    if (t == nullptr && missing.ok()) {
-      missing = absl::InvalidArgumentError(
-          absl::StrCat("CudaTrainingModel: parameters lack tensor '", name, "'"));
-    }
-    return t;
-  };
-  embed_ = find("model.embed_tokens.weight");
-  final_norm_ = find("model.norm.weight");
-  lm_head_ = c.tie_word_embeddings ? embed_ : find("lm_head.weight");
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string p = absl::StrCat("model.layers.", l, ".");
-    LayerTensors t{};
-    t.input_norm = find(p + "input_layernorm.weight");
-    t.post_norm = find(p + "post_attention_layernorm.weight");
-    for (int i = 0; i < 7; ++i) {
-      t.linear[i] = find(absl::StrCat(p, kLinearNames[i], ".weight"));
-      t.qoffset[i] = quantized_size_;
-      if (t.linear[i] != nullptr) quantized_size_ += t.linear[i]->size;
-    }
-    for (int i = 0; i < 3; ++i) {
-      t.bias[i] = c.attention_bias ? find(absl::StrCat(p, kLinearNames[i], ".bias")) : nullptr;
-    }
-    layer_tensors_.push_back(t);
-  }
-  OTARO_RETURN_IF_ERROR(missing);
+  OTARO_ASSIGN_OR_RETURN(ModelTensors tensors, FindModelTensors(*params_, "CudaTrainingModel"));
+  embed_ = tensors.embed;
+  final_norm_ = tensors.final_norm;
+  lm_head_ = tensors.lm_head;
+  layer_tensors_ = std::move(tensors.layers);
+  quantized_size_ = tensors.quantized_size;
 
   OTARO_ASSIGN_OR_RETURN(context_, cuda::DeviceContext::Create(device));
   OTARO_ASSIGN_OR_RETURN(matmul_, cuda::Matmul::Create(context_.get(), kMatmulWorkspaceBytes));

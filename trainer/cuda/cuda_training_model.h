@@ -44,6 +44,7 @@
 #include "trainer/cuda/device_context.h"
 #include "trainer/cuda/matmul.h"
 #include "trainer/cuda/training_backend.h"
+#include "trainer/model/model_tensors.h"
 #include "trainer/model/parameters.h"
 #include "trainer/model/training_model.h"
 
@@ -83,7 +84,6 @@ class CudaTrainingModel : public TrainingBackend {
   absl::StatusOr<int64_t> DeviceBytesInUse() const { return context_->DeviceBytesInUse(); }
 
  private:
-  struct LayerTensors;
   struct LayerSaved;
   CudaTrainingModel(const Parameters* params, int64_t max_batch, int64_t max_seq);
   absl::Status Init(int device);

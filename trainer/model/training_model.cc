@@ -18,10 +18,6 @@ namespace {
 // dlogits buffer to kLogitChunk x vocab while keeping the GEMMs large.
 constexpr int64_t kLogitChunk = 128;
 
-const char* const kLinearNames[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                     "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                     "mlp.down_proj"};
-enum Linear { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
 
 }  // namespace
 
@@ -55,33 +51,16 @@ TrainingModel::TrainingModel(const Parameters* params, int64_t max_batch, int64_
   if (!init_status_.ok()) return;
 
   const engine::ModelConfig& c = params->config();
-  auto find = [&](const std::string& name) -> const Parameters::Tensor* {
-    const Parameters::Tensor* t = params->Find(name);
-    if (t == nullptr && init_status_.ok()) {
-      init_status_ = absl::InvalidArgumentError(
-          absl::StrCat("TrainingModel: parameters lack tensor '", name, "'"));
-    }
-    return t;
-  };
-  embed_ = find("model.embed_tokens.weight");
-  final_norm_ = find("model.norm.weight");
-  lm_head_ = c.tie_word_embeddings ? embed_ : find("lm_head.weight");
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string p = absl::StrCat("model.layers.", l, ".");
-    LayerTensors t{};
-    t.input_norm = find(p + "input_layernorm.weight");
-    t.post_norm = find(p + "post_attention_layernorm.weight");
-    for (int i = 0; i < 7; ++i) {
-      t.linear[i] = find(absl::StrCat(p, kLinearNames[i], ".weight"));
-      t.qoffset[i] = quantized_size_;
-      if (t.linear[i] != nullptr) quantized_size_ += t.linear[i]->size;
-    }
-    for (int i = 0; i < 3; ++i) {
-      t.bias[i] = c.attention_bias ? find(absl::StrCat(p, kLinearNames[i], ".bias")) : nullptr;
-    }
-    layer_tensors_.push_back(t);
+  absl::StatusOr<ModelTensors> tensors = FindModelTensors(*params, "TrainingModel");
+  if (!tensors.ok()) {
+    init_status_ = tensors.status();
+    return;
   }
-  if (!init_status_.ok()) return;
+  embed_ = tensors->embed;
+  final_norm_ = tensors->final_norm;
+  lm_head_ = tensors->lm_head;
+  layer_tensors_ = std::move(tensors->layers);
+  quantized_size_ = tensors->quantized_size;
 
   pool_ = std::make_unique<sefp::ThreadPool>(threads);
   openblas_set_num_threads(threads);

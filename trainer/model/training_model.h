@@ -31,6 +31,7 @@
 #include "sefp/format.h"
 #include "sefp/kernels/thread_pool.h"
 #include "trainer/batch.h"
+#include "trainer/model/model_tensors.h"
 #include "trainer/model/parameters.h"
 
 namespace otaro::trainer {
@@ -106,14 +107,7 @@ class TrainingModel {
   absl::Status init_status_;  // bad constructor arguments, returned by every call
   std::unique_ptr<sefp::ThreadPool> pool_;
 
-  // Per layer: offsets of the parameter tensors, [layer][slot].
-  struct LayerTensors {
-    const Parameters::Tensor* input_norm;
-    const Parameters::Tensor* linear[7];  // q, k, v, o, gate, up, down
-    const Parameters::Tensor* bias[3];    // q, k, v biases or nullptr
-    const Parameters::Tensor* post_norm;
-    int64_t qoffset[7];  // offsets of the linears' Q(W, m) in quantized_
-  };
+  // Per layer: the parameter tensors and their offsets in quantized_.
   std::vector<LayerTensors> layer_tensors_;
   const Parameters::Tensor* embed_ = nullptr;
   const Parameters::Tensor* final_norm_ = nullptr;
