@@ -198,7 +198,7 @@ std::vector<Flag> Flags() {
       {"seed", "N", "data order and uniform draws (default 1)", Int("seed", &TuneOptions::seed)},
       {"threads", "N", "CPU threads, 0 = all cores (default 0)",
        Int("threads", &TuneOptions::threads)},
-      {"device", "cpu|cuda", "where training runs (default cpu; cuda: GPU 0, CUDA builds only)",
+      {"device", "cpu|cuda", "where training runs (default cpu; cuda: GPU 0, builds with --define=otaro_cuda_trainer=on)",
        [](const std::string& v, TuneOptions* o) { o->device = v; return absl::OkStatus(); }},
   };
 }

@@ -6,7 +6,7 @@
 #include "common/status_macros.h"
 #include "trainer/model/training_model.h"
 
-// trainer/cuda/BUILD sets OTARO_TRAINER_WITH_CUDA=1 outside --config=cpu.
+// trainer/cuda/BUILD sets OTARO_TRAINER_WITH_CUDA=1 with --define=otaro_cuda_trainer=on.
 #ifndef OTARO_TRAINER_WITH_CUDA
 #define OTARO_TRAINER_WITH_CUDA 0
 #endif
@@ -76,8 +76,9 @@ absl::Status CheckTrainingDevice(TrainingDevice device) {
   return absl::OkStatus();
 #else
   return absl::FailedPreconditionError(
-      "device cuda: this binary was built without CUDA (--config=cpu); rebuild without "
-      "--config=cpu on a machine with the CUDA toolkit, or use --device cpu");
+      "device cuda: this binary was built without CUDA training; rebuild with "
+      "--define=otaro_cuda_trainer=on (and without --config=cpu) on a machine with the CUDA "
+      "toolkit, or use --device cpu");
 #endif
 }
 

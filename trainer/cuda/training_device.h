@@ -1,6 +1,6 @@
 // Which device trains: `otaro tune --device cpu|cuda` (TuneOptions::device).
 // The CPU TrainingModel is always there; the CUDA one only in a build with the
-// CUDA toolkit (not under --config=cpu) and on a machine with a GPU, and asking
+// CUDA toolkit and --define=otaro_cuda_trainer=on, on a machine with a GPU, and asking
 // for it otherwise is a FAILED_PRECONDITION that says which of the two is
 // missing, before any training starts.
 #ifndef OTARO_TRAINER_CUDA_TRAINING_DEVICE_H_
@@ -24,7 +24,8 @@ enum class TrainingDevice { kCpu, kCuda };
 absl::StatusOr<TrainingDevice> ParseTrainingDevice(absl::string_view name);
 absl::string_view TrainingDeviceName(TrainingDevice device);
 
-// Whether this binary was built with the CUDA trainer (false under --config=cpu).
+// Whether this binary was built with the CUDA trainer
+// (--define=otaro_cuda_trainer=on; off by default, see tools/bazel/BUILD).
 bool CudaTrainingBuilt();
 
 // OK when `device` can train here: always for the CPU; for CUDA, when the
