@@ -47,21 +47,6 @@ class Carver {
 
 }  // namespace
 
-// Views into saved_dev_ for one layer (rows of the current batch, N = B * T).
-struct CudaTrainingModel::LayerSaved {
-  float* x_in;   // [N, H] residual stream entering the layer
-  float* r1;     // [N] input RMSNorm scales
-  float* q;      // [N, q_dim] after RoPE
-  float* k;      // [N, kv_dim] after RoPE
-  float* v;      // [N, kv_dim]
-  float* att;    // [N, q_dim] attention output (o_proj input)
-  float* lse;    // [B, heads, T] softmax log-normalizers
-  float* x_mid;  // [N, H] residual after attention
-  float* r2;     // [N] post-attention RMSNorm scales
-  float* g;      // [N, I] gate projection
-  float* u;      // [N, I] up projection
-};
-
 CudaTrainingModel::CudaTrainingModel(const Parameters* params, int64_t max_batch,
                                      int64_t max_seq)
     : params_(params), max_batch_(max_batch), max_seq_(max_seq) {}

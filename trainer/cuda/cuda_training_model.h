@@ -84,7 +84,6 @@ class CudaTrainingModel : public TrainingBackend {
   absl::StatusOr<int64_t> DeviceBytesInUse() const { return context_->DeviceBytesInUse(); }
 
  private:
-  struct LayerSaved;
   CudaTrainingModel(const Parameters* params, int64_t max_batch, int64_t max_seq);
   absl::Status Init(int device);
   absl::Status PrepareWeights(const Precision& precision);

@@ -1,5 +1,5 @@
 // Where each tensor of a LLaMA-family model sits in Parameters, resolved once by
-// name. Both training models (CPU: training_model.h, CUDA:
+// name, and what a training forward saves per layer. Both training models (CPU: training_model.h, CUDA:
 // trainer/cuda/cuda_training_model.h) walk the model through this, so the
 // naming rules (Hugging Face names, tied lm_head, q/k/v biases) live in one place.
 #ifndef OTARO_TRAINER_MODEL_MODEL_TENSORS_H_
@@ -36,6 +36,24 @@ struct ModelTensors {
   const Parameters::Tensor* lm_head = nullptr;  // == embed when tied
   std::vector<LayerTensors> layers;
   int64_t quantized_size = 0;  // weights of every quantized linear
+};
+
+// What the forward keeps of one layer for the backward (rows of the current
+// batch, N = B * T): views into a model's activation buffer (host memory for
+// the CPU model, device memory for the CUDA one). The normalized inputs, the
+// SwiGLU output and the attention probabilities are recomputed instead.
+struct LayerSaved {
+  float* x_in;   // [N, H] residual stream entering the layer
+  float* r1;     // [N] input RMSNorm scales
+  float* q;      // [N, q_dim] after RoPE
+  float* k;      // [N, kv_dim] after RoPE
+  float* v;      // [N, kv_dim]
+  float* att;    // [N, q_dim] attention output (o_proj input)
+  float* lse;    // [B, heads, T] softmax log-normalizers
+  float* x_mid;  // [N, H] residual after attention
+  float* r2;     // [N] post-attention RMSNorm scales
+  float* g;      // [N, I] gate projection
+  float* u;      // [N, I] up projection
 };
 
 // INVALID_ARGUMENT "<who>: parameters lack tensor '<name>'" for the first

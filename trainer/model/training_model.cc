@@ -18,23 +18,7 @@ namespace {
 // dlogits buffer to kLogitChunk x vocab while keeping the GEMMs large.
 constexpr int64_t kLogitChunk = 128;
 
-
 }  // namespace
-
-// Views into saved_ for one layer (rows of the current batch, N = B * T).
-struct TrainingModel::LayerSaved {
-  float* x_in;   // [N, H] residual stream entering the layer
-  float* r1;     // [N] input RMSNorm scales
-  float* q;      // [N, q_dim] after RoPE
-  float* k;      // [N, kv_dim] after RoPE
-  float* v;      // [N, kv_dim]
-  float* att;    // [N, q_dim] attention output (o_proj input)
-  float* lse;    // [B, heads, T] softmax log-normalizers
-  float* x_mid;  // [N, H] residual after attention
-  float* r2;     // [N] post-attention RMSNorm scales
-  float* g;      // [N, I] gate projection
-  float* u;      // [N, I] up projection
-};
 
 TrainingModel::TrainingModel(const Parameters* params, int64_t max_batch, int64_t max_seq,
                              int threads)

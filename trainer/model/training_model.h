@@ -94,7 +94,6 @@ class TrainingModel {
   int64_t max_seq() const { return max_seq_; }
 
  private:
-  struct LayerSaved;
   absl::Status CheckBatch(const Batch& batch) const;
   absl::Status PrepareWeights(const Precision& precision);
   // The forward up to the logits; returns (summed NLL, scored count).
