@@ -29,6 +29,7 @@
 #include "engine/model/loader.h"
 #include "nlohmann/json.hpp"
 #include "tools/eval/zero_shot.h"
+#include "trainer/batch.h"
 #include "trainer/cuda/training_device.h"
 #include "trainer/data/batcher.h"
 #include "trainer/data/dataset.h"
@@ -74,15 +75,19 @@ struct RunState {
   int64_t tokens = 0;
   double last_loss = 0;
   double learning_rate = 0;
+  int64_t last_laa_flush_step = -1;  // -1: no flush yet
   std::map<int, int64_t> selections;  // bits (0 = fp) -> batches
   std::vector<CheckpointRecord> checkpoints;
 };
 
 json EvaluationToJson(const Evaluation& evaluation) {
+  const std::string reconstruction(sefp::ReconstructionName(evaluation.reconstruction));
   json points = json::array();
   for (const EvalPoint& p : evaluation.points) {
     json point = {{"bits", p.bits},
                   {"precision", p.bits == 0 ? std::string("fp32") : absl::StrCat("E5M", p.bits)},
+                  // float32 points are not reconstructed from SEFP digits.
+                  {"reconstruction", p.bits == 0 ? std::string("none") : reconstruction},
                   {"loss", p.loss},
                   {"perplexity", p.perplexity},
                   {"tokens", p.tokens}};
@@ -92,7 +97,11 @@ json EvaluationToJson(const Evaluation& evaluation) {
     }
     points.push_back(std::move(point));
   }
-  return {{"step", evaluation.step}, {"points", points}};
+  return {{"step", evaluation.step},
+          {"reconstruction", reconstruction},
+          {"laa_pending", evaluation.laa_pending},
+          {"steps_since_laa_flush", evaluation.steps_since_laa_flush},
+          {"points", points}};
 }
 
 std::string StepLine(const StepMetrics& m) {
@@ -106,6 +115,14 @@ std::string StepLine(const StepMetrics& m) {
                {"tokens", m.tokens},
                {"tokens_per_second", m.tokens_per_second},
                {"elapsed_seconds", m.elapsed_seconds}};
+  if (m.laa_paused) line["laa_paused"] = true;
+  if (m.laa_flush) {
+    line["laa_drain"] = m.laa_drain;
+    line["flush_norm"] = m.flush_norm;
+    line["flush_loss_before"] = m.flush_loss_before;
+    line["flush_loss_after"] = m.flush_loss_after;
+    line["flush_loss_delta"] = m.flush_loss_after - m.flush_loss_before;
+  }
   return line.dump() + "\n";
 }
 
@@ -133,6 +150,16 @@ class TuningRun {
   absl::StatusOr<Evaluation> Evaluate(bool zero_shot);
   absl::Status ScoreZeroShot(Evaluation& evaluation);
   absl::StatusOr<CheckpointRecord> WriteCheckpoint(std::optional<Evaluation> evaluation);
+  // evaluation.json / evaluation_start.json: the table and the model it scores.
+  absl::Status WriteEvaluationFile(const Evaluation& evaluation, const std::string& name,
+                                   bool tuned);
+  // The mean loss of `batches` at `precision` with the weights as they are now
+  // (Forward only; the step's own loss when nothing changed since).
+  absl::StatusOr<double> BatchLoss(const std::vector<Batch>& batches, const Precision& precision);
+  // Applies an LAA flush (the released accumulator) under the clipping rule and
+  // records its norm and effect on the step's batches into `metrics`.
+  absl::Status ApplyFlush(absl::Span<float> update, double lr, const std::vector<Batch>& batches,
+                          const Precision& precision, StepMetrics& metrics);
   absl::Status ExportSefp(const Evaluation& evaluation, const std::string& path);
   std::string Provenance(const std::optional<Evaluation>& evaluation) const;
   bool Cancelled() const { return cancel_ != nullptr && cancel_->load(); }
@@ -262,6 +289,10 @@ absl::Status TuningRun::Load() {
 absl::StatusOr<Evaluation> TuningRun::Evaluate(bool zero_shot) {
   Evaluation evaluation;
   evaluation.step = state_.step;
+  evaluation.reconstruction = options_.reconstruction;
+  evaluation.laa_pending = laa_->pending();
+  evaluation.steps_since_laa_flush =
+      state_.last_laa_flush_step < 0 ? -1 : state_.step - state_.last_laa_flush_step;
   const int64_t batches = std::min(data::EvalBatchCount(eval_data_, options_.batch_size),
                                    options_.max_eval_batches > 0
                                        ? options_.max_eval_batches
@@ -352,6 +383,12 @@ std::string TuningRun::Provenance(const std::optional<Evaluation>& evaluation) c
                      {"optimizer", std::string(OptimizerKindName(options_.optimizer.kind))},
                      {"learning_rate", options_.schedule.lr},
                      {"seed", options_.seed},
+                     {"clip_grad_norm", options_.clip_grad_norm},
+                     {"laa", {{"active", laa_->active()},
+                              {"n", options_.laa.n},
+                              {"ultra_low_max_bits", options_.laa.ultra_low_max_bits},
+                              {"reduce", std::string(LaaReduceName(options_.laa.reduce))},
+                              {"eval_settle_steps", options_.eval_settle_steps}}},
                      {"reconstruction", std::string(sefp::ReconstructionName(
                                             options_.reconstruction))}};
   if (evaluation) provenance["evaluation"] = EvaluationToJson(*evaluation);
@@ -411,6 +448,7 @@ absl::StatusOr<CheckpointRecord> TuningRun::WriteCheckpoint(std::optional<Evalua
                 {"data_position", {{"epoch", position.epoch}, {"index", position.index}}},
                 {"policy", policy_->ToJson()},
                 {"laa_pending", laa_->pending()},
+                {"last_laa_flush_step", state_.last_laa_flush_step},
                 {"optimizer_counters", optimizer_state.counters},
                 {"selections", selections}};
   if (evaluation) state["evaluation"] = EvaluationToJson(*evaluation);
@@ -504,6 +542,7 @@ absl::Status TuningRun::Resume() {
     state_.step = state.at("step").get<int64_t>();
     state_.tokens = state.at("tokens").get<int64_t>();
     state_.last_loss = state.value("last_loss", 0.0);
+    state_.last_laa_flush_step = state.value("last_laa_flush_step", int64_t{-1});
     for (const auto& [bits, count] : state.at("selections").items()) {
       int b = 0;
       if (absl::SimpleAtoi(bits, &b)) state_.selections[b] = count.get<int64_t>();
@@ -531,6 +570,42 @@ absl::Status TuningRun::ExportSefp(const Evaluation& evaluation, const std::stri
       .status();
 }
 
+absl::StatusOr<double> TuningRun::BatchLoss(const std::vector<Batch>& batches,
+                                            const Precision& precision) {
+  double loss = 0;
+  for (const Batch& batch : batches) {
+    OTARO_ASSIGN_OR_RETURN(double micro_loss, model_->Forward(batch, precision));
+    loss += micro_loss / static_cast<double>(batches.size());
+  }
+  return loss;
+}
+
+absl::Status TuningRun::ApplyFlush(absl::Span<float> update, double lr,
+                                   const std::vector<Batch>& batches, const Precision& precision,
+                                   StepMetrics& metrics) {
+  metrics.laa_flush = true;
+  metrics.flush_norm = ClipGradNorm(update, options_.clip_grad_norm);
+  if (absl::Status finite = CheckGradNorm(metrics.flush_norm); !finite.ok()) {
+    return absl::InternalError(absl::StrCat("training diverged at step ", state_.step,
+                                            ": the LAA accumulator's ", finite.message()));
+  }
+  OTARO_RETURN_IF_ERROR(optimizer_->Step(params_->values(), update, lr));
+  state_.last_laa_flush_step = state_.step;
+  OTARO_ASSIGN_OR_RETURN(metrics.flush_loss_after, BatchLoss(batches, precision));
+  return absl::OkStatus();
+}
+
+absl::Status TuningRun::WriteEvaluationFile(const Evaluation& evaluation, const std::string& name,
+                                            bool tuned) {
+  json table = EvaluationToJson(evaluation);
+  table["model"] = {{"base_model", options_.model_path},
+                    {"tuned", tuned},
+                    {"strategy", StrategyName(strategy_)},
+                    {"steps", state_.step},
+                    {"output_dir", options_.output_dir}};
+  return WriteFileAtomically(absl::StrCat(options_.output_dir, "/", name), table.dump(2));
+}
+
 absl::StatusOr<TuneResult> TuningRun::Run() {
   OTARO_RETURN_IF_ERROR(ValidateTuneOptions(options_));
   OTARO_RETURN_IF_ERROR(CreateDirectories(options_.output_dir));
@@ -545,9 +620,11 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
   if (options_.evaluate_at_start && state_.step == 0) {
     Status("evaluating the model before tuning");
     OTARO_ASSIGN_OR_RETURN(Evaluation before, Evaluate(/*zero_shot=*/true));
-    OTARO_RETURN_IF_ERROR(WriteFileAtomically(options_.output_dir + "/evaluation_start.json",
-                                              EvaluationToJson(before).dump(2)));
+    OTARO_RETURN_IF_ERROR(WriteEvaluationFile(before, "evaluation_start.json", /*tuned=*/false));
   }
+  // The settling rule (tuner.h): the accumulator is drained at the end of
+  // step drain_step; the steps after it apply every gradient at once.
+  const int64_t drain_step = std::max<int64_t>(total_steps_ - options_.eval_settle_steps, 0);
   const auto start = Clock::now();
   const int64_t start_tokens = state_.tokens;
   const float micro_scale = 1.0f / static_cast<float>(options_.grad_accumulation);
@@ -569,8 +646,10 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
 
     std::fill(grads_.begin(), grads_.end(), 0.0f);
     double loss = 0;
+    std::vector<Batch> batches;
     for (int64_t micro = 0; micro < options_.grad_accumulation; ++micro) {
-      const Batch batch = batcher_->Next();
+      batches.push_back(batcher_->Next());
+      const Batch& batch = batches.back();
       OTARO_ASSIGN_OR_RETURN(double micro_loss, model_->Forward(batch, precision));
       OTARO_RETURN_IF_ERROR(model_->Backward(micro_scale, absl::MakeSpan(grads_)));
       loss += micro_loss * micro_scale;
@@ -582,7 +661,7 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
           " (lower the learning rate or turn on gradient clipping)"));
     }
     OTARO_RETURN_IF_ERROR(policy_->Observe(bits, loss));
-    const double grad_norm = ClipGradNorm(absl::MakeSpan(grads_), options_.clip_grad_norm);
+    const double grad_norm = GradNorm(grads_);
     if (absl::Status finite = CheckGradNorm(grad_norm); !finite.ok()) {
       return absl::InternalError(absl::StrCat("training diverged at step ", state_.step + 1, ": ",
                                               finite.message()));
@@ -592,9 +671,6 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
     ++state_.selections[bits.value_or(0)];
     const double lr = LearningRate(options_.schedule, state_.step, total_steps_);
     state_.learning_rate = lr;
-    OTARO_ASSIGN_OR_RETURN(std::optional<absl::Span<const float>> update,
-                           laa_->Step(bits, grads_));
-    if (update.has_value()) OTARO_RETURN_IF_ERROR(optimizer_->Step(params_->values(), *update, lr));
 
     StepMetrics metrics;
     metrics.step = state_.step;
@@ -603,8 +679,31 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
     metrics.loss = loss;
     metrics.learning_rate = lr;
     metrics.grad_norm = grad_norm;
+    // Settle steps (after the drain) bypass the accumulator.
+    metrics.laa_paused = state_.step > drain_step && laa_->IsUltraLow(bits);
+    std::optional<absl::Span<float>> update = absl::MakeSpan(grads_);
+    if (!metrics.laa_paused) {
+      OTARO_ASSIGN_OR_RETURN(update, laa_->Step(bits, absl::MakeSpan(grads_)));
+    }
     metrics.accumulated = !update.has_value();
-    metrics.laa_flush = update.has_value() && laa_->IsUltraLow(bits);
+    if (update.has_value() && update->data() != grads_.data()) {
+      // N ultra-low gradients are due: the accumulator, released. The weights
+      // have not changed in this step, so the step's loss is the "before".
+      metrics.flush_loss_before = loss;
+      OTARO_RETURN_IF_ERROR(ApplyFlush(*update, lr, batches, precision, metrics));
+    } else if (update.has_value()) {
+      ClipGradNorm(*update, options_.clip_grad_norm);
+      OTARO_RETURN_IF_ERROR(optimizer_->Step(params_->values(), *update, lr));
+    }
+    if (state_.step == drain_step) {
+      if (std::optional<absl::Span<float>> rest = laa_->Flush()) {
+        Status(absl::StrCat("LAA: draining the accumulator at step ", state_.step, "; ",
+                            total_steps_ - state_.step, " settle steps before the evaluation"));
+        metrics.laa_drain = true;
+        OTARO_ASSIGN_OR_RETURN(metrics.flush_loss_before, BatchLoss(batches, precision));
+        OTARO_RETURN_IF_ERROR(ApplyFlush(*rest, lr, batches, precision, metrics));
+      }
+    }
     metrics.tokens = state_.tokens;
     metrics.elapsed_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     metrics.tokens_per_second =
@@ -630,15 +729,18 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
     return result;
   }
 
-  // LAA: apply what is still accumulated (OTARO.md step 4, "flush").
-  if (std::optional<absl::Span<const float>> rest = laa_->Flush()) {
-    Status(absl::StrCat("LAA flush of the last accumulated gradients"));
+  // The drain at drain_step (OTARO.md step 4, "flush") left nothing pending,
+  // unless a resume changed eval_settle_steps past it: apply what is left.
+  if (std::optional<absl::Span<float>> rest = laa_->Flush()) {
+    Status("LAA: gradients still pending at the end (eval_settle_steps changed on resume?): "
+           "applied right before the evaluation");
+    ClipGradNorm(*rest, options_.clip_grad_norm);
     OTARO_RETURN_IF_ERROR(optimizer_->Step(params_->values(), *rest, state_.learning_rate));
+    state_.last_laa_flush_step = state_.step;
   }
   Status("evaluating at every precision");
   OTARO_ASSIGN_OR_RETURN(Evaluation evaluation, Evaluate(/*zero_shot=*/true));
-  OTARO_RETURN_IF_ERROR(WriteFileAtomically(options_.output_dir + "/evaluation.json",
-                                            EvaluationToJson(evaluation).dump(2)));
+  OTARO_RETURN_IF_ERROR(WriteEvaluationFile(evaluation, "evaluation.json", /*tuned=*/true));
   OTARO_ASSIGN_OR_RETURN(CheckpointRecord record, WriteCheckpoint(evaluation));
   result.master_path = record.path + "/master.safetensors";
   result.sefp_path = options_.output_dir + "/model.sefp";
@@ -687,7 +789,14 @@ absl::Status ValidateTuneOptions(const TuneOptions& options) {
     return absl::NotFoundError(
         absl::StrCat("eval_data_path ", options.eval_data_path, " does not exist"));
   }
-  OTARO_RETURN_IF_ERROR(ParseStrategy(options.strategy).status());
+  OTARO_ASSIGN_OR_RETURN(const Strategy strategy, ParseStrategy(options.strategy));
+  if (strategy.kind == StrategyKind::kFixed && strategy.uses_laa() &&
+      strategy.fixed_m > options.laa.ultra_low_max_bits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strategy ", StrategyName(strategy), ": LAA accumulates only widths <= ",
+        options.laa.ultra_low_max_bits, " (laa ultra-low cut), so E5M", strategy.fixed_m,
+        " would never accumulate; drop +laa or raise the cut"));
+  }
   OTARO_RETURN_IF_ERROR(CheckBitSet(options.bits));
   if (!options.eval_bits.empty()) OTARO_RETURN_IF_ERROR(CheckBitSet(options.eval_bits));
   OTARO_RETURN_IF_ERROR(CheckZeroShotTasks(options.zero_shot_tasks));
@@ -733,6 +842,10 @@ absl::Status ValidateTuneOptions(const TuneOptions& options) {
   }
   if (!(options.clip_grad_norm >= 0)) {
     return absl::InvalidArgumentError("clip_grad_norm must be >= 0 (0 = off)");
+  }
+  if (options.eval_settle_steps < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eval_settle_steps must be >= 0, got ", options.eval_settle_steps));
   }
   if (options.eval_every < 0 || options.checkpoint_every < 0 || options.max_eval_batches < 0) {
     return absl::InvalidArgumentError(

@@ -10,13 +10,37 @@
 //   checkpoints/step-<N>/optimizer.safetensors  optimizer moments, LAA accumulator
 //   checkpoints/step-<N>/state.json             step, policy, LAA, data position, metrics
 //   checkpoints/LATEST                          name of the newest complete checkpoint
-//   steps.jsonl                                 one line per step (step, bits, loss, lr, ...)
+//   steps.jsonl                                 one line per step (step, bits, loss, lr, ...;
+//                                               on LAA flushes the loss change, see StepMetrics)
 //   evaluation.json                             the final per-bit-width table
-//                                               (held-out loss; zero-shot accuracy)
+//                                               (held-out loss; zero-shot accuracy), each
+//                                               point naming its precision, reconstruction
+//                                               and the model it scores
 //   evaluation_start.json                       the same before tuning (evaluate_at_start)
 //   model.sefp                                  the tuned model, SEFP (what gets served)
 // A checkpoint folder is written as step-<N>.partial and renamed when complete,
 // so a crash never leaves a half-written checkpoint that LATEST points to.
+//
+// Fairness rules every strategy is held to (../shared/design/OTARO.md, issue 15):
+//   Clipping: max norm clip_grad_norm applies to the gradient the optimizer
+//     receives. An immediate update is the step's gradient, clipped; an LAA
+//     flush is the reduced accumulator (sum or mean of raw gradients), clipped
+//     as a whole, so a summed flush obeys the same bound as every other step.
+//     Gradients that are only accumulated are not clipped one by one (as with
+//     PyTorch's gradient accumulation). clip_grad_norm = 0 turns clipping off.
+//   Settling: the final evaluation never sees an LAA flush transient. At the end
+//     of step total_steps - eval_settle_steps the accumulator is drained (what is
+//     pending is applied, "laa_drain"), and the last eval_settle_steps steps
+//     apply every gradient at once (LAA paused, "laa_paused"), so the evaluated
+//     and exported weights are at least eval_settle_steps steps past the last
+//     flush and hold no pending gradient. Strategies without LAA are unaffected.
+//     eval_settle_steps = 0 drains after the last step (the old behaviour).
+//     Periodic evaluations (eval_every) never change training: they report
+//     laa_pending and steps_since_laa_flush so a point taken in a transient can
+//     be recognised.
+//   Flush effect: every flush re-measures the loss of the batch it was taken on
+//     (same batch, same precision) after the update, and the step's line in
+//     steps.jsonl carries flush_loss_before / flush_loss_after / flush_loss_delta.
 #ifndef OTARO_TRAINER_TUNER_H_
 #define OTARO_TRAINER_TUNER_H_
 
@@ -61,7 +85,9 @@ struct TuneOptions {
   int64_t steps = 0;
   double epochs = 0;
 
-  std::string strategy = "otaro";  // otaro | bps | uniform | fixed:m | fp
+  // otaro | bps | uniform | fixed:m | fp, or uniform+laa | fixed:m+laa (the
+  // baselines with OTARo's update mechanism; trainer/strategy/strategy.h).
+  std::string strategy = "otaro";
   std::vector<int> bits = {3, 4, 5, 6, 7, 8};
   // Precisions evaluated (besides unquantized); empty = `bits`.
   std::vector<int> eval_bits;
@@ -69,7 +95,12 @@ struct TuneOptions {
   LaaOptions laa;
   OptimizerOptions optimizer;
   LrSchedule schedule;
-  double clip_grad_norm = 1.0;  // 0 = off
+  // Max global norm of every applied update, LAA flushes included (see the
+  // clipping rule above); 0 = off.
+  double clip_grad_norm = 1.0;
+  // LAA runs only: steps trained after the accumulator is drained and before
+  // the final evaluation (the settling rule above).
+  int64_t eval_settle_steps = 20;
   sefp::Reconstruction reconstruction = sefp::Reconstruction::kMidpoint;
 
   int64_t eval_every = 0;        // steps between evaluations (0: only at the end)
@@ -120,6 +151,12 @@ struct EvalPoint {
 struct Evaluation {
   int64_t step = 0;
   std::vector<EvalPoint> points;
+  // How the quantized points were reconstructed (the run's reconstruction).
+  sefp::Reconstruction reconstruction = sefp::Reconstruction::kMidpoint;
+  // LAA state of the evaluated weights: gradients accumulated but not applied,
+  // and steps since the last flush (-1: none yet, or LAA is off).
+  int laa_pending = 0;
+  int64_t steps_since_laa_flush = -1;
 };
 
 struct StepMetrics {
@@ -128,9 +165,17 @@ struct StepMetrics {
   int bits = 0;               // 0 = unquantized
   double loss = 0;            // mean over the step's micro-batches
   double learning_rate = 0;
-  double grad_norm = 0;       // before clipping
+  double grad_norm = 0;       // this step's gradient, before clipping
   bool accumulated = false;   // LAA kept this step's gradient for later
   bool laa_flush = false;     // this step applied the LAA accumulator
+  bool laa_drain = false;     // ... as the drain before the settle steps (or the end)
+  bool laa_paused = false;    // a settle step: LAA paused, the gradient applied at once
+  // On a flush: the applied accumulator's norm before clipping, and the loss
+  // of this step's batch at this step's precision just before and just after
+  // the flush (the flush's own effect: nothing else changes the weights between).
+  double flush_norm = 0;
+  double flush_loss_before = 0;
+  double flush_loss_after = 0;
   int64_t tokens = 0;         // scored tokens trained on so far
   double tokens_per_second = 0;
   double elapsed_seconds = 0;

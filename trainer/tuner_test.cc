@@ -5,9 +5,11 @@
 #include "trainer/tuner.h"
 
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/testing/shared_data.h"
 #include "engine/model/loader.h"
@@ -102,22 +104,164 @@ TEST(TunerTest, ShortRealRunLowersHeldOutLossAtEveryPrecision) {
   ASSERT_EQ(steps.size(), 200u);
   for (int i = 0; i < 6; ++i) EXPECT_EQ(steps[i].bits, 8 - i) << i;
   EXPECT_EQ(result->bit_selections.size(), 6u);
-  // LAA: ultra-low steps (E5M4, E5M3) accumulate, every 10th applies.
-  int64_t ultra_low = 0, flushes = 0;
+  // LAA: ultra-low steps (E5M4, E5M3) accumulate, every 10th applies, up to
+  // the drain at step 180; the last 20 (settle) steps apply every gradient.
+  int64_t ultra_low = 0, flushes = 0, drains = 0;
   for (const StepMetrics& m : steps) {
-    ultra_low += m.bits <= 4;
-    flushes += m.laa_flush;
-    EXPECT_EQ(m.accumulated || m.laa_flush, m.bits <= 4) << "step " << m.step;
+    if (m.step <= 180) {
+      ultra_low += m.bits <= 4;
+      flushes += m.laa_flush && !m.laa_drain;
+      drains += m.laa_drain;
+      EXPECT_EQ(m.accumulated || (m.laa_flush && !m.laa_drain), m.bits <= 4) << "step " << m.step;
+      EXPECT_FALSE(m.laa_paused) << m.step;
+      EXPECT_EQ(m.laa_drain, m.step == 180 && ultra_low % 10 != 0) << m.step;
+    } else {
+      EXPECT_FALSE(m.accumulated || m.laa_flush) << "step " << m.step;
+      EXPECT_EQ(m.laa_paused, m.bits <= 4) << "step " << m.step;
+    }
   }
   EXPECT_EQ(flushes, ultra_low / 10);
-  EXPECT_EQ(StepLog(out).size(), 200u);
+  const std::vector<nlohmann::json> log = StepLog(out);
+  EXPECT_EQ(log.size(), 200u);
+  // Every flush line says what the flush did to its batch's loss.
+  int64_t logged_flushes = 0;
+  for (const nlohmann::json& line : log) {
+    if (!line["laa_flush"].get<bool>()) {
+      EXPECT_FALSE(line.contains("flush_loss_delta")) << line.dump();
+      continue;
+    }
+    ++logged_flushes;
+    EXPECT_DOUBLE_EQ(line["flush_loss_delta"].get<double>(),
+                     line["flush_loss_after"].get<double>() -
+                         line["flush_loss_before"].get<double>());
+    EXPECT_GT(line["flush_norm"].get<double>(), 0) << line.dump();
+  }
+  EXPECT_EQ(logged_flushes, flushes + drains);
+  // The final evaluation is past the settle steps: nothing pending, >= 20
+  // steps since the last flush, and every point names its reconstruction.
+  EXPECT_EQ(evaluations[1].laa_pending, 0);
+  EXPECT_GE(evaluations[1].steps_since_laa_flush, 20);
 
   // The export is a SEFP model the server loads, with its provenance.
   auto model = engine::LoadModel(result->sefp_path, {});
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->source_format, "sefp");
   std::ifstream evaluation(out + "/evaluation.json");
-  EXPECT_TRUE(evaluation.good());
+  ASSERT_TRUE(evaluation.good());
+  const nlohmann::json table = nlohmann::json::parse(evaluation);
+  EXPECT_EQ(table["reconstruction"], "midpoint");
+  EXPECT_EQ(table["model"]["strategy"], "otaro");
+  EXPECT_EQ(table["model"]["base_model"], StoriesGguf());
+  EXPECT_EQ(table["model"]["tuned"], true);
+  for (const nlohmann::json& point : table["points"]) {
+    EXPECT_EQ(point["reconstruction"], point["bits"] == 0 ? "none" : "midpoint") << point.dump();
+    EXPECT_TRUE(point["precision"].is_string()) << point.dump();
+  }
+}
+
+// Clipping applies to what reaches the weights: with SGD (no momentum) a step
+// moves the weights by lr * the applied update, so the change across an LAA
+// flush has norm lr * min(flush_norm, max_grad_norm), and steps that only
+// accumulate do not move them at all.
+TEST(TunerTest, LaaFlushIsClippedLikeEveryUpdate) {
+  auto run = [](const std::string& out, double clip, int64_t steps) {
+    TuneOptions options = SmallRun(out);
+    options.strategy = "fixed:3+laa";  // every step accumulates, every 4th flushes
+    options.laa.n = 4;
+    options.optimizer.kind = OptimizerKind::kSgd;
+    options.schedule.lr = 1.0;
+    options.clip_grad_norm = clip;
+    options.steps = steps;
+    options.eval_settle_steps = 0;
+    options.max_eval_batches = 1;
+    options.checkpoint_every = 1;
+    options.keep_checkpoints = 0;  // keep every step's masters
+    auto result = RunTuning(options, {}, nullptr);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return StepLog(out);
+  };
+  auto delta_norm = [](const std::string& out, int step) {
+    auto name = [&](int s) {
+      return absl::StrFormat("%s/checkpoints/step-%08d/master.safetensors", out, s);
+    };
+    const auto before = ReadMaster(name(step - 1)), after = ReadMaster(name(step));
+    double sum = 0;
+    for (const auto& [tensor, values] : after) {
+      const std::vector<float>& old = before.at(tensor);
+      for (size_t i = 0; i < values.size(); ++i) {
+        const double d = static_cast<double>(values[i]) - old[i];
+        sum += d * d;
+      }
+    }
+    return std::sqrt(sum);
+  };
+  const std::string clipped = testing::ScratchDir("flush_clipped");
+  const std::vector<nlohmann::json> log = run(clipped, 0.01, 8);
+  ASSERT_EQ(log.size(), 8u);
+  for (int step : {2, 3, 6, 7}) {
+    EXPECT_TRUE(log[step - 1]["accumulated"].get<bool>()) << step;
+    EXPECT_EQ(delta_norm(clipped, step), 0.0) << step;
+  }
+  for (int step : {4, 8}) {
+    const nlohmann::json& line = log[step - 1];
+    ASSERT_TRUE(line["laa_flush"].get<bool>()) << step;
+    // The sum of 4 raw gradients is far above the bound; the weights moved by
+    // exactly the bound.
+    EXPECT_GT(line["flush_norm"].get<double>(), 0.05) << step;
+    EXPECT_NEAR(delta_norm(clipped, step), 0.01, 1e-4) << step;
+  }
+  // Clipping off: the whole sum is applied.
+  const std::string unclipped = testing::ScratchDir("flush_unclipped");
+  const std::vector<nlohmann::json> free_log = run(unclipped, 0, 4);
+  const double norm = free_log[3]["flush_norm"].get<double>();
+  EXPECT_NEAR(delta_norm(unclipped, 4), norm, 1e-3 * norm);
+}
+
+// The final evaluation never sees a flush transient: the accumulator is drained
+// at total - eval_settle_steps and the settle steps bypass it; periodic
+// evaluations leave training alone and say where they stand.
+TEST(TunerTest, FinalEvaluationComesAfterDrainAndSettleSteps) {
+  const std::string out = testing::ScratchDir("settle");
+  TuneOptions options = SmallRun(out);
+  options.strategy = "fixed:3+laa";
+  options.laa.n = 4;
+  options.steps = 10;
+  options.eval_settle_steps = 3;  // drain at the end of step 7
+  options.eval_every = 5;
+  options.max_eval_batches = 1;
+  std::vector<Evaluation> evaluations;
+  std::vector<StepMetrics> steps;
+  TuneCallbacks callbacks;
+  callbacks.on_evaluation = [&](const Evaluation& e) { evaluations.push_back(e); };
+  callbacks.on_step = [&](const StepMetrics& m) { steps.push_back(m); };
+  auto result = RunTuning(options, callbacks, nullptr);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(steps.size(), 10u);
+  for (const StepMetrics& m : steps) {
+    SCOPED_TRACE(m.step);
+    EXPECT_EQ(m.bits, 3);
+    EXPECT_EQ(m.laa_flush, m.step == 4 || m.step == 7);
+    EXPECT_EQ(m.laa_drain, m.step == 7);
+    EXPECT_EQ(m.accumulated, m.step <= 7 && m.step != 4);
+    EXPECT_EQ(m.laa_paused, m.step > 7);
+  }
+  ASSERT_EQ(evaluations.size(), 2u);
+  EXPECT_EQ(evaluations[0].step, 5);  // periodic: one gradient pending, a flush 1 step ago
+  EXPECT_EQ(evaluations[0].laa_pending, 1);
+  EXPECT_EQ(evaluations[0].steps_since_laa_flush, 1);
+  EXPECT_EQ(evaluations[1].step, 10);
+  EXPECT_EQ(evaluations[1].laa_pending, 0);
+  EXPECT_EQ(evaluations[1].steps_since_laa_flush, 3);
+
+  // Without LAA the same settings change nothing: no step is paused.
+  TuneOptions plain = options;
+  plain.strategy = "fixed:3";
+  plain.output_dir = testing::ScratchDir("settle_plain");
+  steps.clear();
+  evaluations.clear();
+  ASSERT_TRUE(RunTuning(plain, callbacks, nullptr).ok());
+  for (const StepMetrics& m : steps) EXPECT_FALSE(m.accumulated || m.laa_flush || m.laa_paused);
+  EXPECT_EQ(evaluations.back().steps_since_laa_flush, -1);
 }
 
 TEST(TunerTest, CancelledAndResumedRunEndsExactlyWhereAStraightRunDoes) {
@@ -127,6 +271,7 @@ TEST(TunerTest, CancelledAndResumedRunEndsExactlyWhereAStraightRunDoes) {
     TuneOptions options = SmallRun(out);
     options.steps = 36;
     options.laa.n = 4;  // the cancel at step 17 leaves the accumulator part full
+    options.eval_settle_steps = 5;  // drain after step 31, settle steps 32..36
     options.max_eval_batches = 2;
     return options;
   };
@@ -237,6 +382,10 @@ TEST(TunerTest, BadOptionsAreRefusedBeforeTraining) {
     return std::string(status.message());
   };
   EXPECT_THAT(error([](TuneOptions& o) { o.strategy = "fixed:9"; }), HasSubstr("fixed"));
+  EXPECT_THAT(error([](TuneOptions& o) { o.strategy = "fixed:6+laa"; }),
+              HasSubstr("E5M6 would never accumulate"));
+  EXPECT_THAT(error([](TuneOptions& o) { o.eval_settle_steps = -1; }),
+              HasSubstr("eval_settle_steps"));
   EXPECT_THAT(error([](TuneOptions& o) { o.bits = {1, 3}; }), HasSubstr("1"));
   EXPECT_THAT(error([](TuneOptions& o) { o.seq_len = 1; }), HasSubstr("seq_len"));
   EXPECT_THAT(error([](TuneOptions& o) { o.data_path = "/no/such/file"; }),

@@ -84,7 +84,8 @@ std::vector<Flag> Flags() {
        }},
       {"eval-batches", "N", "cap on evaluation batches, 0 = all (default 16)",
        Int("eval-batches", &TuneOptions::max_eval_batches)},
-      {"strategy", "S", "otaro | bps | uniform | fixed:M | fp (default otaro)",
+      {"strategy", "S",
+       "otaro | bps | uniform | fixed:M | fp, or uniform+laa | fixed:M+laa (default otaro)",
        [](const std::string& v, TuneOptions* o) { o->strategy = v; return absl::OkStatus(); }},
       {"bits", "LIST", "bit set B, e.g. 3,4,5,6,7,8 or 3-8 (default 3-8)",
        [](const std::string& v, TuneOptions* o) {
@@ -146,7 +147,8 @@ std::vector<Flag> Flags() {
        [](const std::string& v, TuneOptions* o) {
          return ParseDouble("min-lr", v, &o->schedule.min_lr);
        }},
-      {"clip", "F", "clip the global gradient norm to F, 0 = off (default 1)",
+      {"clip", "F",
+       "clip the norm of every applied update (LAA flushes too) to F, 0 = off (default 1)",
        [](const std::string& v, TuneOptions* o) {
          return ParseDouble("clip", v, &o->clip_grad_norm);
        }},
@@ -180,6 +182,9 @@ std::vector<Flag> Flags() {
          o->laa.reduce = *reduce;
          return absl::OkStatus();
        }},
+      {"eval-settle", "N",
+       "LAA: drain the accumulator N steps before the end, apply at once after (default 20)",
+       Int("eval-settle", &TuneOptions::eval_settle_steps)},
       {"reconstruction", "midpoint|truncate", "SEFP reconstruction (default midpoint)",
        [](const std::string& v, TuneOptions* o) {
          auto mode = otaro::sefp::ParseReconstruction(v);
@@ -262,7 +267,14 @@ class ProgressBar {
 };
 
 void PrintEvaluation(const otaro::trainer::Evaluation& evaluation) {
-  std::printf("\nheld-out evaluation after step %lld\n", static_cast<long long>(evaluation.step));
+  std::printf("\nheld-out evaluation after step %lld (reconstruction %s; LAA: %d pending, %s)\n",
+              static_cast<long long>(evaluation.step),
+              std::string(otaro::sefp::ReconstructionName(evaluation.reconstruction)).c_str(),
+              evaluation.laa_pending,
+              evaluation.steps_since_laa_flush < 0
+                  ? "no flush yet"
+                  : absl::StrCat("last flush ", evaluation.steps_since_laa_flush, " steps ago")
+                        .c_str());
   std::printf("%-10s %12s %12s %10s\n", "precision", "loss", "perplexity", "tokens");
   for (const auto& p : evaluation.points) {
     std::printf("%-10s %12.4f %12.3f %10lld\n", PrecisionName(p.bits).c_str(), p.loss,

@@ -44,13 +44,13 @@ absl::StatusOr<LowPrecisionAccumulator> LowPrecisionAccumulator::Create(
   return LowPrecisionAccumulator(strategy.uses_laa(), options, num_params);
 }
 
-absl::StatusOr<std::optional<absl::Span<const float>>> LowPrecisionAccumulator::Step(
-    std::optional<int> m, absl::Span<const float> grad) {
+absl::StatusOr<std::optional<absl::Span<float>>> LowPrecisionAccumulator::Step(
+    std::optional<int> m, absl::Span<float> grad) {
   if (static_cast<int64_t>(grad.size()) != num_params_) {
     return absl::InvalidArgumentError(absl::StrCat("LAA: gradient has ", grad.size(),
                                                    " values, expected ", num_params_));
   }
-  if (!IsUltraLow(m)) return std::optional<absl::Span<const float>>(grad);
+  if (!IsUltraLow(m)) return std::optional<absl::Span<float>>(grad);
   if (pending_ == 0) {
     // Algorithm 1 line 8: the first gradient initialises the accumulator, so a
     // released accumulator never needs clearing.
@@ -59,22 +59,22 @@ absl::StatusOr<std::optional<absl::Span<const float>>> LowPrecisionAccumulator::
     for (size_t k = 0; k < grad.size(); ++k) sum_[k] += grad[k];
   }
   ++pending_;
-  if (pending_ < options_.n) return std::optional<absl::Span<const float>>();
-  return std::optional<absl::Span<const float>>(Release(pending_));
+  if (pending_ < options_.n) return std::optional<absl::Span<float>>();
+  return std::optional<absl::Span<float>>(Release(pending_));
 }
 
-std::optional<absl::Span<const float>> LowPrecisionAccumulator::Flush() {
+std::optional<absl::Span<float>> LowPrecisionAccumulator::Flush() {
   if (pending_ == 0) return std::nullopt;
   return Release(pending_);
 }
 
-absl::Span<const float> LowPrecisionAccumulator::Release(int count) {
+absl::Span<float> LowPrecisionAccumulator::Release(int count) {
   if (options_.reduce == LaaOptions::Reduce::kMean && count > 1) {
     const float divisor = static_cast<float>(count);
     for (float& g : sum_) g /= divisor;
   }
   pending_ = 0;
-  return sum_;
+  return absl::MakeSpan(sum_);
 }
 
 absl::Span<const float> LowPrecisionAccumulator::accumulator() const {

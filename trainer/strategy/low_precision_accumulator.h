@@ -7,11 +7,16 @@
 // applied immediately in between - "asynchronous" because the accumulated ones
 // were computed on older weights, on purpose (eq. 16-17: the quantization noise of
 // the N summed gradients averages out). The paper applies the SUM (eq. 18); `mean`
-// divides by the count instead (config `laa.reduce`). At the end of a run Flush()
-// hands out a partly filled accumulator so no computed gradient is dropped.
+// divides by the count instead (config `laa.reduce`). Flush() drains a partly
+// filled accumulator so no computed gradient is dropped.
 //
-// Only the otaro strategy uses LAA; for the others the accumulator is a pass-through
-// that allocates nothing. Memory: one float per parameter when active.
+// The accumulated gradients are raw (not clipped one by one): like PyTorch's
+// gradient accumulation, clipping applies to what is released, the update the
+// optimizer actually receives (the tuner's rule, trainer/tuner.h).
+//
+// The otaro strategy and the "+laa" baselines (strategy.h) use LAA; for the others
+// the accumulator is a pass-through that allocates nothing. Memory: one float per
+// parameter when active.
 #ifndef OTARO_TRAINER_STRATEGY_LOW_PRECISION_ACCUMULATOR_H_
 #define OTARO_TRAINER_STRATEGY_LOW_PRECISION_ACCUMULATOR_H_
 
@@ -50,13 +55,16 @@ class LowPrecisionAccumulator {
   // unquantized), returns the gradient to apply now, or nullopt when it was only
   // accumulated. The span is `grad` itself for an immediate update, or a view of
   // the accumulator (valid until the next Step/Flush/Restore) when N ultra-low
-  // gradients are due.
-  absl::StatusOr<std::optional<absl::Span<const float>>> Step(std::optional<int> m,
-                                                              absl::Span<const float> grad);
+  // gradients are due. The caller may change what the span shows (gradient
+  // clipping scales the update that is applied, trainer/tuner.h): a released
+  // accumulator is re-initialised by the next ultra-low gradient, never reused.
+  absl::StatusOr<std::optional<absl::Span<float>>> Step(std::optional<int> m,
+                                                        absl::Span<float> grad);
 
-  // End of run: the partly filled accumulator (reduced like a full one; `mean`
-  // divides by the count actually accumulated), or nullopt when nothing is pending.
-  std::optional<absl::Span<const float>> Flush();
+  // Drains the accumulator: the partly filled sum (reduced like a full one;
+  // `mean` divides by the count actually accumulated), or nullopt when nothing is
+  // pending. The tuner drains before its final evaluation (trainer/tuner.h).
+  std::optional<absl::Span<float>> Flush();
 
   bool active() const { return active_; }
   const LaaOptions& options() const { return options_; }
@@ -78,7 +86,7 @@ class LowPrecisionAccumulator {
   LowPrecisionAccumulator(bool active, const LaaOptions& options, int64_t num_params)
       : active_(active), options_(options), num_params_(num_params) {}
   // Turns the sum of `count` gradients into the update and resets the count.
-  absl::Span<const float> Release(int count);
+  absl::Span<float> Release(int count);
 
   bool active_;
   LaaOptions options_;

@@ -13,12 +13,43 @@ namespace otaro::trainer {
 namespace {
 
 constexpr absl::string_view kValidStrategies =
-    "otaro, bps, uniform, fixed:m (m = 2..8, e.g. fixed:4), fp";
+    "otaro, bps, uniform, fixed:m (m = 2..8, e.g. fixed:4), fp; uniform+laa or fixed:m+laa "
+    "for LAA with a baseline";
+
+constexpr absl::string_view kLaaSuffix = "+laa";
+
+absl::StatusOr<Strategy> ParseBaseStrategy(absl::string_view text, absl::string_view name);
 
 }  // namespace
 
 absl::StatusOr<Strategy> ParseStrategy(absl::string_view text) {
   const std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+  absl::string_view base = name;
+  if (!absl::ConsumeSuffix(&base, kLaaSuffix)) return ParseBaseStrategy(text, name);
+  absl::StatusOr<Strategy> strategy = ParseBaseStrategy(text, base);
+  if (!strategy.ok()) return strategy.status();
+  auto refuse = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("strategy '", text, "': ", why, "; valid strategies: ", kValidStrategies));
+  };
+  switch (strategy->kind) {
+    case StrategyKind::kOtaro:
+      return refuse("otaro already updates through LAA");
+    case StrategyKind::kBps:
+      return refuse("bps with LAA is otaro: write otaro");
+    case StrategyKind::kFp:
+      return refuse("fp trains unquantized, so LAA would never accumulate");
+    case StrategyKind::kUniform:
+    case StrategyKind::kFixed:
+      break;
+  }
+  strategy->with_laa = true;
+  return strategy;
+}
+
+namespace {
+
+absl::StatusOr<Strategy> ParseBaseStrategy(absl::string_view text, absl::string_view name) {
   if (name == "otaro") return Strategy{StrategyKind::kOtaro};
   if (name == "bps") return Strategy{StrategyKind::kBps};
   if (name == "uniform") return Strategy{StrategyKind::kUniform};
@@ -37,7 +68,7 @@ absl::StatusOr<Strategy> ParseStrategy(absl::string_view text) {
       absl::StrCat("unknown tuning strategy '", text, "'; valid strategies: ", kValidStrategies));
 }
 
-std::string StrategyName(const Strategy& strategy) {
+std::string BaseStrategyName(const Strategy& strategy) {
   switch (strategy.kind) {
     case StrategyKind::kOtaro:
       return "otaro";
@@ -51,6 +82,15 @@ std::string StrategyName(const Strategy& strategy) {
       return "fp";
   }
   return "unknown";
+}
+
+}  // namespace
+
+std::string StrategyName(const Strategy& strategy) {
+  const std::string base = BaseStrategyName(strategy);
+  return strategy.with_laa && strategy.kind != StrategyKind::kOtaro
+             ? absl::StrCat(base, kLaaSuffix)
+             : base;
 }
 
 absl::StatusOr<std::vector<int>> ParseBitSet(absl::string_view text) {

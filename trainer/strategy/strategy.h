@@ -6,6 +6,10 @@
 //   uniform   a bit-width drawn uniformly at random per batch (paper, Figure 3)
 //   fixed:m   always m ("fixed precision fine-tuning"; one run per m)
 //   fp        no quantization during training ("FP16 fine-tuning")
+// and, for a baseline trained with OTARo's update mechanism (the paper's
+// fixed-precision baseline uses "an update mechanism that aligns with OTARo"):
+//   uniform+laa, fixed:m+laa   the same bit-widths, updated through LAA
+// (otaro is bps+laa; fp never trains at an ultra-low width, so fp+laa is refused).
 // Also the bit set B ("3,4,5,6,7,8" or "3-8") that BPS, uniform and evaluation use.
 #ifndef OTARO_TRAINER_STRATEGY_STRATEGY_H_
 #define OTARO_TRAINER_STRATEGY_STRATEGY_H_
@@ -25,23 +29,27 @@ enum class StrategyKind { kOtaro, kBps, kUniform, kFixed, kFp };
 struct Strategy {
   StrategyKind kind = StrategyKind::kOtaro;
   int fixed_m = 0;  // the bit-width of kFixed (2..8); 0 otherwise
+  // "+laa": LAA on for kUniform / kFixed (kOtaro always has it; never set for
+  // the others).
+  bool with_laa = false;
 
   // Bit-widths chosen by Bit-width Path Search (eq. 5).
   bool uses_bps() const { return kind == StrategyKind::kOtaro || kind == StrategyKind::kBps; }
   // Low-precision asynchronous accumulation (eq. 16-18).
-  bool uses_laa() const { return kind == StrategyKind::kOtaro; }
+  bool uses_laa() const { return kind == StrategyKind::kOtaro || with_laa; }
   // Forward passes see Q(W, m) rather than W.
   bool quantized() const { return kind != StrategyKind::kFp; }
 
   friend bool operator==(const Strategy&, const Strategy&) = default;
 };
 
-// "otaro" | "bps" | "uniform" | "fixed:m" (m = 2..8 or E5Mm) | "fp", any case,
-// surrounding spaces ignored. Anything else is an InvalidArgument error that lists
-// the valid forms.
+// "otaro" | "bps" | "uniform" | "fixed:m" (m = 2..8 or E5Mm) | "fp", and
+// "uniform+laa" | "fixed:m+laa"; any case, surrounding spaces ignored. Anything
+// else is an InvalidArgument error that lists the valid forms (bps+laa, otaro+laa
+// and fp+laa say why they are refused).
 absl::StatusOr<Strategy> ParseStrategy(absl::string_view text);
 
-// The canonical name ParseStrategy reads back: "otaro", "fixed:4", ...
+// The canonical name ParseStrategy reads back: "otaro", "fixed:4", "fixed:4+laa", ...
 std::string StrategyName(const Strategy& strategy);
 
 // A bit set: comma-separated widths and inclusive ranges, e.g. "3,4,5,6,7,8",

@@ -1,5 +1,6 @@
 #include "trainer/strategy/strategy.h"
 
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -27,6 +28,10 @@ TEST(ParseStrategyTest, EveryNameAndItsFlags) {
            {"fixed:E5M8", StrategyKind::kFixed, 8, false, false, true, "fixed:8"},
            {"fixed:2", StrategyKind::kFixed, 2, false, false, true, "fixed:2"},
            {"fp", StrategyKind::kFp, 0, false, false, false, "fp"},
+           // Baselines updated through LAA, as OTARo is.
+           {"fixed:4+laa", StrategyKind::kFixed, 4, false, true, true, "fixed:4+laa"},
+           {" Fixed:E5M3+LAA", StrategyKind::kFixed, 3, false, true, true, "fixed:3+laa"},
+           {"uniform+laa", StrategyKind::kUniform, 0, false, true, true, "uniform+laa"},
        }) {
     SCOPED_TRACE(c.text);
     absl::StatusOr<Strategy> s = ParseStrategy(c.text);
@@ -53,6 +58,26 @@ TEST(ParseStrategyTest, ErrorsListTheValidForms) {
     EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(s.status().message(), HasSubstr("otaro, bps, uniform, fixed:m"));
   }
+}
+
+TEST(ParseStrategyTest, LaaSuffixOnlyWhereItChangesSomething) {
+  for (const auto& [bad, why] : std::vector<std::pair<const char*, const char*>>{
+           {"otaro+laa", "otaro already updates through LAA"},
+           {"bps+laa", "write otaro"},
+           {"fp+laa", "LAA would never accumulate"},
+           {"fixed:9+laa", "fixed:m"},
+           {"+laa", "unknown tuning strategy"},
+           {"fixed:4+laa+laa", "fixed:m"},
+       }) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<Strategy> s = ParseStrategy(bad);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(s.status().message(), HasSubstr(why));
+  }
+  // The same widths with and without LAA are different strategies (a resume
+  // of one from the other's checkpoint is refused by name).
+  EXPECT_NE(*ParseStrategy("fixed:4"), *ParseStrategy("fixed:4+laa"));
 }
 
 TEST(ParseBitSetTest, ListsAndRanges) {
