@@ -7,11 +7,13 @@
 #include <map>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
 #include "otaro/v1/tuning.grpc.pb.h"
 
@@ -25,11 +27,13 @@ constexpr char kUsage[] =
     "create keys (all optional but data or upload; defaults in docs/OTARO.md):\n"
     "  data=PATH (inside the server's tuning.data_dir)   upload=LOCAL_FILE (sent inline)\n"
     "  format=text|alpaca|chat   name=LABEL   base=VERSION   auto_publish=true\n"
-    "  strategy=otaro|bps|uniform|fixed:M|fp   bits=3,4,5,6,7,8   steps=N   epochs=F\n"
+    "  strategy=otaro|bps|uniform|fixed:M|fp|uniform+laa|fixed:M+laa   bits=3,4,5,6,7,8\n"
+    "  steps=N   epochs=F\n"
     "  lr=F   optimizer=sgd|adamw   schedule=constant|cosine   warmup=N   min_lr=F\n"
     "  weight_decay=F   clip=F   batch=N   seq_len=N   grad_accum=N   seed=N\n"
     "  lambda=F   laa_n=N   laa_ultra_low=M   laa_reduce=sum|mean\n"
     "  eval_every=N   checkpoint_every=N   heldout=PATH   eval_items=N\n"
+    "  eval_settle=N  (LAA: drain N steps before the end, apply at once after; default 20)\n"
     "  zero_shot=arc_easy,piqa,...  (zero-shot acc / acc_norm of the final model, every\n"
     "                                precision; eval_items=N caps the questions per set)\n"
     "  reconstruction=midpoint|truncate\n";
@@ -89,15 +93,21 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
     } else if (key == "auto_publish") {
       request->set_auto_publish(v == "true" || v == "1");
     } else if (key == "strategy") {
-      if (v == "otaro") h->set_strategy(otaro::v1::STRATEGY_OTARO);
-      else if (v == "bps") h->set_strategy(otaro::v1::STRATEGY_BPS);
-      else if (v == "uniform") h->set_strategy(otaro::v1::STRATEGY_UNIFORM);
-      else if (v == "fp") h->set_strategy(otaro::v1::STRATEGY_FP);
-      else if (v.rfind("fixed:", 0) == 0 && absl::SimpleAtoi(v.substr(6), &n)) {
+      // "fixed:4+laa", "uniform+laa": the baseline updated through LAA (the
+      // server says which strategies take it).
+      absl::string_view name = v;
+      h->clear_laa();
+      if (absl::ConsumeSuffix(&name, "+laa")) h->set_laa(true);
+      if (name == "otaro") h->set_strategy(otaro::v1::STRATEGY_OTARO);
+      else if (name == "bps") h->set_strategy(otaro::v1::STRATEGY_BPS);
+      else if (name == "uniform") h->set_strategy(otaro::v1::STRATEGY_UNIFORM);
+      else if (name == "fp") h->set_strategy(otaro::v1::STRATEGY_FP);
+      else if (absl::ConsumePrefix(&name, "fixed:") && absl::SimpleAtoi(name, &n)) {
         h->set_strategy(otaro::v1::STRATEGY_FIXED);
         h->set_fixed_mantissa_bits(static_cast<uint32_t>(n));
       } else {
-        return absl::InvalidArgumentError("strategy: otaro, bps, uniform, fixed:M or fp");
+        return absl::InvalidArgumentError(
+            "strategy: otaro, bps, uniform, fixed:M or fp (uniform+laa, fixed:M+laa: with LAA)");
       }
     } else if (key == "bits") {
       for (absl::string_view part : absl::StrSplit(v, ',')) {
@@ -154,6 +164,7 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
           {"laa_n", [h](uint64_t x) { h->set_laa_accumulation_steps(static_cast<uint32_t>(x)); }},
           {"laa_ultra_low", [h](uint64_t x) { h->set_laa_ultra_low_max_bits(static_cast<uint32_t>(x)); }},
           {"eval_every", [h](uint64_t x) { h->set_eval_every_steps(x); }},
+          {"eval_settle", [h](uint64_t x) { h->set_eval_settle_steps(static_cast<uint32_t>(x)); }},
           {"checkpoint_every", [h](uint64_t x) { h->set_checkpoint_every_steps(x); }},
       };
       // eval_items lives outside the hyperparameters.
@@ -173,6 +184,25 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
 
 std::string PrecisionLabel(const otaro::v1::PrecisionEvaluation& row) {
   return row.mantissa_bits() ? absl::StrCat("E5M", row.mantissa_bits()) : std::string("fp32");
+}
+
+// What every row of `table` was measured on: "truncate, version 2" or
+// "midpoint, tuned from version 1", and where LAA stood.
+std::string EvaluationLabel(const otaro::v1::EvaluationTable& table) {
+  const std::string name = otaro::v1::Reconstruction_Name(table.reconstruction());
+  absl::string_view reconstruction = name;
+  absl::ConsumePrefix(&reconstruction, "RECONSTRUCTION_");
+  std::string label = absl::AsciiStrToLower(reconstruction);
+  if (table.model_version() != 0) {
+    absl::StrAppend(&label, ", version ", table.model_version());
+  } else if (table.base_version() != 0) {
+    absl::StrAppend(&label, ", tuned from version ", table.base_version());
+  }
+  if (table.laa_pending() != 0 || table.steps_since_laa_flush() > 0) {
+    absl::StrAppend(&label, ", LAA ", table.laa_pending(), " pending, last flush ",
+                    table.steps_since_laa_flush(), " steps before");
+  }
+  return label;
 }
 
 // One line per zero-shot set of `table`: "<indent><task>  acc fp32=0.25 E5M8=0.30 ...
@@ -219,9 +249,10 @@ void PrintJob(const otaro::v1::TuningJob& job) {
                                                        : std::string(" fp32"),
                       "=", absl::SixDigits(row.perplexity()));
     }
-    std::printf("  checkpoint step %llu  train loss %.4f%s%s\n",
+    std::printf("  checkpoint step %llu  train loss %.4f%s%s%s\n",
                 static_cast<unsigned long long>(c.step()), c.train_loss(),
-                evaluation.empty() ? "" : "  ppl", evaluation.c_str());
+                evaluation.empty() ? "" : "  ppl", evaluation.c_str(),
+                evaluation.empty() ? "" : absl::StrCat("  (", EvaluationLabel(c.evaluation()), ")").c_str());
     PrintZeroShot(c.evaluation(), "    ");
   }
 }
@@ -236,10 +267,18 @@ void PrintEvent(const otaro::v1::TuningJobEvent& e) {
       std::printf("step %llu  E5M%u  loss %.4f  lr %.3g  %.0f tok/s%s\n",
                   static_cast<unsigned long long>(e.step().step()), e.step().mantissa_bits(),
                   e.step().loss(), e.step().learning_rate(), e.step().tokens_per_second(),
-                  e.step().accumulated() ? "  (LAA +)" : e.step().laa_flush() ? "  (LAA apply)" : "");
+                  e.step().laa_flush()
+                      ? absl::StrFormat("  (LAA %s: batch loss %.4f -> %.4f)",
+                                        e.step().laa_drain() ? "drain" : "apply",
+                                        e.step().flush_loss_before(), e.step().flush_loss_after())
+                            .c_str()
+                  : e.step().accumulated() ? "  (LAA +)"
+                                           : "");
       break;
     case otaro::v1::TuningJobEvent::kEvaluation: {
-      std::printf("evaluation after step %llu:", static_cast<unsigned long long>(e.evaluation().step()));
+      std::printf("evaluation after step %llu (%s):",
+                  static_cast<unsigned long long>(e.evaluation().step()),
+                  EvaluationLabel(e.evaluation()).c_str());
       for (const auto& row : e.evaluation().rows()) {
         std::printf("  %s ppl %.3f", row.mantissa_bits() ? absl::StrCat("E5M", row.mantissa_bits()).c_str() : "fp32",
                     row.perplexity());

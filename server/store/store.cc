@@ -255,6 +255,11 @@ otaro::v1::ModelVersion ToModelVersionProto(const ModelVersionRecord& record, bo
   out.set_strategy(p.strategy);
   out.set_reconstruction(p.reconstruction);
   *out.mutable_evaluation() = p.evaluation;
+  // The evaluation a tuning job recorded scores this version (the job could not
+  // know its number yet: tuning.proto, EvaluationTable.model_version).
+  if (p.evaluation.rows_size() > 0 && p.evaluation.model_version() == 0) {
+    out.mutable_evaluation()->set_model_version(record.version);
+  }
   out.set_created_unix_seconds(record.created_unix_seconds);
   out.set_serving(serving);
   return out;

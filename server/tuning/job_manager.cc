@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "engine/model/loader.h"
 #include "nlohmann/json.hpp"
+#include "trainer/strategy/strategy.h"
 #include "trainer/tuner.h"
 
 namespace otaro::server {
@@ -48,12 +49,19 @@ TuningJobEvent MessageEvent(const std::string& text) {
   return event;
 }
 
+// The API's strategy of a validated trainer strategy name ("+laa" is recorded
+// in the version's notes).
 otaro::v1::Strategy StrategyProto(const std::string& name) {
-  if (name == "otaro") return otaro::v1::STRATEGY_OTARO;
-  if (name == "bps") return otaro::v1::STRATEGY_BPS;
-  if (name == "uniform") return otaro::v1::STRATEGY_UNIFORM;
-  if (name == "fp") return otaro::v1::STRATEGY_FP;
-  return otaro::v1::STRATEGY_FIXED;
+  const absl::StatusOr<trainer::Strategy> strategy = trainer::ParseStrategy(name);
+  if (!strategy.ok()) return otaro::v1::STRATEGY_UNSPECIFIED;
+  switch (strategy->kind) {
+    case trainer::StrategyKind::kOtaro: return otaro::v1::STRATEGY_OTARO;
+    case trainer::StrategyKind::kBps: return otaro::v1::STRATEGY_BPS;
+    case trainer::StrategyKind::kUniform: return otaro::v1::STRATEGY_UNIFORM;
+    case trainer::StrategyKind::kFixed: return otaro::v1::STRATEGY_FIXED;
+    case trainer::StrategyKind::kFp: return otaro::v1::STRATEGY_FP;
+  }
+  return otaro::v1::STRATEGY_UNSPECIFIED;
 }
 
 // True when `tuned` has a lower held-out loss than `base` at every bit-width
@@ -411,7 +419,10 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
       metrics_->Step(m.step, m.total_steps, m.bits, m.loss, m.tokens_per_second);
     }
     const absl::Time now = absl::Now();
-    if (now - last_step_event < kStepEventInterval && m.step != m.total_steps) return;
+    // Steps are thinned to a few events a second; a flush is always reported.
+    if (now - last_step_event < kStepEventInterval && m.step != m.total_steps && !m.laa_flush) {
+      return;
+    }
     last_step_event = now;
     TuningJobEvent event;
     otaro::v1::StepMetrics* step = event.mutable_step();
@@ -422,6 +433,9 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
     step->set_tokens_per_second(m.tokens_per_second);
     step->set_accumulated(m.accumulated);
     step->set_laa_flush(m.laa_flush);
+    step->set_laa_drain(m.laa_drain);
+    step->set_flush_loss_before(m.flush_loss_before);
+    step->set_flush_loss_after(m.flush_loss_after);
     absl::Status s = Emit(id, std::move(event));
     if (s.ok()) s = store_->UpdateJobProgress(id, m.step, m.total_steps, m.tokens);
     if (!s.ok()) callback_error = s;
@@ -432,7 +446,9 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
       for (const trainer::EvalPoint& p : e.points) metrics_->Evaluation(p.bits, p.loss);
     }
     TuningJobEvent event;
-    *event.mutable_evaluation() = ToEvaluationTable(e, options.reconstruction, 0);
+    // Before tuning (step 0) the weights are the base version itself.
+    *event.mutable_evaluation() =
+        ToEvaluationTable(e, e.step == 0 ? job.base_version : 0, job.base_version);
     absl::Status s = Emit(id, std::move(event));
     if (!s.ok()) callback_error = s;
   };
@@ -443,7 +459,7 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
     record.created_unix_seconds = absl::ToUnixSeconds(absl::Now());
     record.train_loss = c.train_loss;
     if (c.evaluation) {
-      record.evaluation = ToEvaluationTable(*c.evaluation, options.reconstruction, 0);
+      record.evaluation = ToEvaluationTable(*c.evaluation, 0, job.base_version);
     }
     absl::Status s = store_->AddCheckpoint(id, record);
     if (s.ok()) {
@@ -484,7 +500,8 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
                                   ? otaro::v1::RECONSTRUCTION_TRUNCATE
                                   : otaro::v1::RECONSTRUCTION_MIDPOINT;
   if (result->final_evaluation) {
-    provenance.evaluation = ToEvaluationTable(*result->final_evaluation, options.reconstruction, 0);
+    // model_version 0: the store names the version this registers (store.cc).
+    provenance.evaluation = ToEvaluationTable(*result->final_evaluation, 0, job.base_version);
   }
   provenance.notes_json = nlohmann::json{{"master_path", result->master_path},
                                          {"steps", result->steps},

@@ -175,6 +175,21 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
   if (h.strategy() != otaro::v1::STRATEGY_FIXED && h.fixed_mantissa_bits() != 0) {
     return Invalid("hyperparameters.fixed_mantissa_bits", "is only for STRATEGY_FIXED");
   }
+  if (h.laa()) {
+    // The trainer's spelling ("fixed:4+laa"); its parser says which
+    // strategies take LAA.
+    const std::string with_laa = absl::StrCat(options.strategy, "+laa");
+    if (absl::Status parsed = trainer::ParseStrategy(with_laa).status(); !parsed.ok()) {
+      return Invalid("hyperparameters.laa", parsed.message());
+    }
+    options.strategy = with_laa;
+  }
+  if (h.has_eval_settle_steps()) {
+    if (h.eval_settle_steps() > 1000000) {
+      return Invalid("hyperparameters.eval_settle_steps", "must be at most 1000000");
+    }
+    options.eval_settle_steps = h.eval_settle_steps();
+  }
   if (h.bit_set_size() > 0) {
     options.bits.assign(h.bit_set().begin(), h.bit_set().end());
     std::sort(options.bits.begin(), options.bits.end());
@@ -234,14 +249,16 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
 }
 
 otaro::v1::EvaluationTable ToEvaluationTable(const trainer::Evaluation& evaluation,
-                                             sefp::Reconstruction reconstruction,
-                                             uint64_t model_version) {
+                                             uint64_t model_version, uint64_t base_version) {
   otaro::v1::EvaluationTable table;
   table.set_step(evaluation.step);
-  table.set_reconstruction(reconstruction == sefp::Reconstruction::kTruncate
+  table.set_reconstruction(evaluation.reconstruction == sefp::Reconstruction::kTruncate
                                ? otaro::v1::RECONSTRUCTION_TRUNCATE
                                : otaro::v1::RECONSTRUCTION_MIDPOINT);
   table.set_model_version(model_version);
+  table.set_base_version(base_version);
+  table.set_laa_pending(static_cast<uint32_t>(evaluation.laa_pending));
+  table.set_steps_since_laa_flush(evaluation.steps_since_laa_flush);
   for (const trainer::EvalPoint& point : evaluation.points) {
     otaro::v1::PrecisionEvaluation* row = table.add_rows();
     row->set_mantissa_bits(point.bits);

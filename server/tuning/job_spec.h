@@ -35,10 +35,11 @@ struct JobEnvironment {
 absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
     const otaro::v1::CreateTuningJobRequest& request, const JobEnvironment& environment);
 
-// The trainer's evaluation in the API's form.
+// The trainer's evaluation in the API's form (its reconstruction and LAA state
+// included). model_version: the version the evaluated weights are (0 = not a
+// version); base_version: the version the job tunes (tuning.proto).
 otaro::v1::EvaluationTable ToEvaluationTable(const trainer::Evaluation& evaluation,
-                                             sefp::Reconstruction reconstruction,
-                                             uint64_t model_version);
+                                             uint64_t model_version, uint64_t base_version);
 
 }  // namespace otaro::server
 

@@ -93,6 +93,47 @@ TEST_F(JobSpecTest, HyperparametersMapAndBadOnesNameTheField) {
   EXPECT_THAT(Error(no_length), HasSubstr("epochs or max_steps"));
 }
 
+TEST_F(JobSpecTest, LaaBaselinesAndSettleSteps) {
+  auto request = Request();
+  auto* h = request.mutable_hyperparameters();
+  auto options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->eval_settle_steps, 20);  // the trainer's default
+
+  h->set_strategy(otaro::v1::STRATEGY_FIXED);
+  h->set_fixed_mantissa_bits(4);
+  h->set_laa(true);
+  h->set_eval_settle_steps(0);
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->strategy, "fixed:4+laa");
+  EXPECT_EQ(options->eval_settle_steps, 0);
+  h->set_strategy(otaro::v1::STRATEGY_UNIFORM);
+  h->clear_fixed_mantissa_bits();
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->strategy, "uniform+laa");
+  h->set_laa(false);
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->strategy, "uniform");
+
+  // LAA only where it changes something; the error names the field.
+  h->set_laa(true);
+  for (auto strategy : {otaro::v1::STRATEGY_OTARO, otaro::v1::STRATEGY_BPS,
+                        otaro::v1::STRATEGY_FP}) {
+    h->set_strategy(strategy);
+    auto refused = TuneOptionsFromRequest(request, env_);
+    ASSERT_FALSE(refused.ok()) << strategy;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.status().message(), HasSubstr("hyperparameters.laa: "));
+  }
+  h->set_strategy(otaro::v1::STRATEGY_OTARO);
+  h->clear_laa();
+  h->set_eval_settle_steps(2000000);
+  EXPECT_THAT(Error(request), HasSubstr("hyperparameters.eval_settle_steps"));
+}
+
 TEST_F(JobSpecTest, MaxGradNormDefaultsToOneAndAnExplicitZeroTurnsClippingOff) {
   auto request = Request();
   auto options = TuneOptionsFromRequest(request, env_);
@@ -188,8 +229,17 @@ TEST_F(JobSpecTest, ZeroShotScoresReachTheEvaluationTable) {
   e5m4.bits = 4;
   e5m4.zero_shot["arc_easy"] = {0.2, 0.3, 20};
   evaluation.points = {fp, e5m4};
-  const otaro::v1::EvaluationTable table =
-      ToEvaluationTable(evaluation, sefp::Reconstruction::kMidpoint, 3);
+  evaluation.reconstruction = sefp::Reconstruction::kTruncate;
+  evaluation.laa_pending = 2;
+  evaluation.steps_since_laa_flush = 5;
+  const otaro::v1::EvaluationTable table = ToEvaluationTable(evaluation, 0, 3);
+  // Every row is named by precision (mantissa_bits), the table's reconstruction
+  // and the model it scores (not a version yet, tuned from version 3).
+  EXPECT_EQ(table.reconstruction(), otaro::v1::RECONSTRUCTION_TRUNCATE);
+  EXPECT_EQ(table.model_version(), 0u);
+  EXPECT_EQ(table.base_version(), 3u);
+  EXPECT_EQ(table.laa_pending(), 2u);
+  EXPECT_EQ(table.steps_since_laa_flush(), 5);
   ASSERT_EQ(table.rows_size(), 2);
   EXPECT_EQ(table.rows(1).mantissa_bits(), 4u);
   EXPECT_DOUBLE_EQ(table.rows(0).accuracy().at("arc_easy"), 0.25);
