@@ -141,7 +141,8 @@ void PrintModelInfo(const otaro::v1::ModelInfo& info) {
   std::printf("precisions       E5M%s (default E5M%u)\n",
               absl::StrJoin(info.supported_mantissa_bits(), ", E5M").c_str(),
               info.default_mantissa_bits());
-  std::printf("device           %s\n", info.device().c_str());
+  std::printf("device           %s (SEFP kernels %s, lm_head %s)\n", info.device().c_str(),
+              info.kernel_isa().c_str(), info.lm_head_precision().c_str());
   const auto& memory = info.memory();
   std::printf("memory           weights %.1f MiB, dense %.1f MiB, KV cache %.1f MiB\n",
               memory.weight_bytes() / 1048576.0, memory.dense_bytes() / 1048576.0,
@@ -385,7 +386,8 @@ std::string Usage() {
                     command.summary, "\n");
   }
   absl::StrAppend(&usage, "  convert   IN OUT: a HF folder or GGUF file to a SEFP checkpoint (offline)\n");
-  absl::StrAppend(&usage, "  tune      --model M --data D --out DIR: an OTARo run on this machine (offline)\n");
+  absl::StrAppend(&usage, "  export    MODEL OUT --format gguf|hf: for llama.cpp or transformers (offline)\n");
+  absl::StrAppend(&usage, "  tune      --model M --data D --out DIR | --recipe FILE: an OTARo run on this machine (offline)\n");
   absl::StrAppend(&usage, "  eval      ppl | zeroshot: perplexity and zero-shot accuracy (offline)\n");
   absl::StrAppend(&usage, "\nflags: --server host:port, --timeout_seconds S; otaro --help for all");
   return usage;

@@ -131,11 +131,37 @@ class SafetensorsSource final : public TensorSource {
 
 // --- GGUF ------------------------------------------------------------------
 
-struct GgufName {
-  std::string gguf;
-  // Rows of q/k are stored interleaved per head (llama only); 0 = not permuted.
-  int64_t permute_heads = 0;
-};
+}  // namespace
+
+std::vector<GgufTensorName> GgufTensorNames(const ModelConfig& config) {
+  const bool permuted = config.architecture == "llama";
+  std::vector<GgufTensorName> names;
+  auto map = [&](const std::string& hf, const std::string& gguf_name, int64_t heads = 0) {
+    names.push_back({hf, gguf_name, permuted ? heads : 0});
+  };
+  map("model.embed_tokens.weight", "token_embd.weight");
+  map("model.norm.weight", "output_norm.weight");
+  if (!config.tie_word_embeddings) map("lm_head.weight", "output.weight");
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    const std::string hf = absl::StrCat("model.layers.", i, ".");
+    const std::string blk = absl::StrCat("blk.", i, ".");
+    map(hf + "input_layernorm.weight", blk + "attn_norm.weight");
+    map(hf + "self_attn.q_proj.weight", blk + "attn_q.weight", config.num_heads);
+    map(hf + "self_attn.k_proj.weight", blk + "attn_k.weight", config.num_kv_heads);
+    map(hf + "self_attn.v_proj.weight", blk + "attn_v.weight");
+    map(hf + "self_attn.o_proj.weight", blk + "attn_output.weight");
+    map(hf + "self_attn.q_proj.bias", blk + "attn_q.bias");
+    map(hf + "self_attn.k_proj.bias", blk + "attn_k.bias");
+    map(hf + "self_attn.v_proj.bias", blk + "attn_v.bias");
+    map(hf + "post_attention_layernorm.weight", blk + "ffn_norm.weight");
+    map(hf + "mlp.gate_proj.weight", blk + "ffn_gate.weight");
+    map(hf + "mlp.up_proj.weight", blk + "ffn_up.weight");
+    map(hf + "mlp.down_proj.weight", blk + "ffn_down.weight");
+  }
+  return names;
+}
+
+namespace {
 
 class GgufSource final : public TensorSource {
  public:
@@ -144,30 +170,10 @@ class GgufSource final : public TensorSource {
     OTARO_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::Open(path));
     OTARO_ASSIGN_OR_RETURN(*config, ConfigFromGguf(*file));
     auto source = std::unique_ptr<GgufSource>(new GgufSource(path, std::move(file)));
-    const bool permuted = config->architecture == "llama";
-    auto map = [&](const std::string& hf, const std::string& gguf_name, int64_t heads = 0) {
-      if (source->file_->FindTensor(gguf_name) != nullptr) {
-        source->names_[hf] = {gguf_name, permuted ? heads : 0};
+    for (const GgufTensorName& name : GgufTensorNames(*config)) {
+      if (source->file_->FindTensor(name.gguf) != nullptr) {
+        source->names_[name.hf] = name;
       }
-    };
-    map("model.embed_tokens.weight", "token_embd.weight");
-    map("model.norm.weight", "output_norm.weight");
-    if (!config->tie_word_embeddings) map("lm_head.weight", "output.weight");
-    for (int64_t i = 0; i < config->num_layers; ++i) {
-      const std::string hf = absl::StrCat("model.layers.", i, ".");
-      const std::string blk = absl::StrCat("blk.", i, ".");
-      map(hf + "input_layernorm.weight", blk + "attn_norm.weight");
-      map(hf + "self_attn.q_proj.weight", blk + "attn_q.weight", config->num_heads);
-      map(hf + "self_attn.k_proj.weight", blk + "attn_k.weight", config->num_kv_heads);
-      map(hf + "self_attn.v_proj.weight", blk + "attn_v.weight");
-      map(hf + "self_attn.o_proj.weight", blk + "attn_output.weight");
-      map(hf + "self_attn.q_proj.bias", blk + "attn_q.bias");
-      map(hf + "self_attn.k_proj.bias", blk + "attn_k.bias");
-      map(hf + "self_attn.v_proj.bias", blk + "attn_v.bias");
-      map(hf + "post_attention_layernorm.weight", blk + "ffn_norm.weight");
-      map(hf + "mlp.gate_proj.weight", blk + "ffn_gate.weight");
-      map(hf + "mlp.up_proj.weight", blk + "ffn_up.weight");
-      map(hf + "mlp.down_proj.weight", blk + "ffn_down.weight");
     }
     // A vocabulary size missing from the metadata comes from the embedding.
     if (config->vocab_size == 0) {
@@ -204,7 +210,7 @@ class GgufSource final : public TensorSource {
       return absl::Status(values.status().code(),
                           absl::StrCat("tensor '", name, "': ", values.status().message()));
     }
-    const GgufName& mapped = names_.at(std::string(name));
+    const GgufTensorName& mapped = names_.at(std::string(name));
     if (mapped.permute_heads > 0) {
       OTARO_ASSIGN_OR_RETURN(auto shape, Shape(name));
       OTARO_RETURN_IF_ERROR(gguf::UndoGgufRotaryPermutation(
@@ -228,7 +234,7 @@ class GgufSource final : public TensorSource {
 
   std::string path_;
   std::unique_ptr<gguf::GgufFile> file_;
-  std::map<std::string, GgufName> names_;
+  std::map<std::string, GgufTensorName> names_;
 };
 
 // --- llama2.c --------------------------------------------------------------

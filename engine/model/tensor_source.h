@@ -52,6 +52,19 @@ absl::StatusOr<std::unique_ptr<TensorSource>> OpenHfFolder(const std::string& di
 absl::StatusOr<std::unique_ptr<TensorSource>> OpenGguf(const std::string& path,
                                                        ModelConfig* config);
 
+// llama.cpp's GGUF name of each Hugging Face tensor name of a model with
+// `config`, and for LLaMA's q/k weights the number of heads whose rows GGUF
+// interleaves (gguf::ApplyGgufRotaryPermutation; 0 = stored as is). Optional
+// tensors (biases, lm_head unless tied) are listed too: readers keep the ones a
+// file has, writers the ones the model has. The GGUF reader and `otaro export`
+// share this table.
+struct GgufTensorName {
+  std::string hf;
+  std::string gguf;
+  int64_t permute_heads = 0;
+};
+std::vector<GgufTensorName> GgufTensorNames(const ModelConfig& config);
+
 // Opens a llama2.c checkpoint (Karpathy's run.c format, "version 0": a 7-int32
 // header, then float32 weights). It has no magic number: a file is taken as
 // llama2.c only when its header is plausible and its size matches exactly.
