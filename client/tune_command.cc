@@ -1,6 +1,7 @@
 #include "client/tune_command.h"
 
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <functional>
@@ -8,12 +9,14 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/recipe/recipe.h"
 #include "google/protobuf/util/json_util.h"
 #include "otaro/v1/tuning.grpc.pb.h"
 
@@ -31,12 +34,14 @@ constexpr char kUsage[] =
     "  steps=N   epochs=F\n"
     "  lr=F   optimizer=sgd|adamw   schedule=constant|cosine   warmup=N   min_lr=F\n"
     "  weight_decay=F   clip=F   batch=N   seq_len=N   grad_accum=N   seed=N\n"
-    "  lambda=F   laa_n=N   laa_ultra_low=M   laa_reduce=sum|mean\n"
+    "  lambda=F   bps_loss=latest|ema   laa_n=N   laa_ultra_low=M   laa_reduce=sum|mean\n"
     "  eval_every=N   checkpoint_every=N   heldout=PATH   eval_items=N\n"
     "  eval_settle=N  (LAA: drain N steps before the end, apply at once after; default 20)\n"
     "  zero_shot=arc_easy,piqa,...  (zero-shot acc / acc_norm of the final model, every\n"
     "                                precision; eval_items=N caps the questions per set)\n"
-    "  reconstruction=midpoint|truncate\n";
+    "  reconstruction=midpoint|truncate\n"
+    "  recipe=FILE  (a tuning recipe, e.g. deploy/recipes/smollm2-otaro.yaml: read here and sent\n"
+    "               as the keys above; keys given beside it override the recipe's)\n";
 
 int Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "otaro tune: %s\n\n", error.c_str());
@@ -110,6 +115,7 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
             "strategy: otaro, bps, uniform, fixed:M or fp (uniform+laa, fixed:M+laa: with LAA)");
       }
     } else if (key == "bits") {
+      h->clear_bit_set();  // a later bits= replaces an earlier one (a recipe's)
       for (absl::string_view part : absl::StrSplit(v, ',')) {
         uint32_t b;
         if (!absl::SimpleAtoi(part, &b)) return absl::InvalidArgumentError("bits: e.g. 3,4,5,6,7,8");
@@ -139,6 +145,9 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
       }
       h->set_lr_schedule(v == "constant" ? otaro::v1::LR_SCHEDULE_CONSTANT
                                          : otaro::v1::LR_SCHEDULE_COSINE);
+    } else if (key == "bps_loss") {
+      if (v != "latest" && v != "ema") return absl::InvalidArgumentError("bps_loss: latest or ema");
+      h->set_bps_loss(v == "latest" ? otaro::v1::BPS_LOSS_LATEST : otaro::v1::BPS_LOSS_EMA);
     } else if (key == "laa_reduce") {
       if (v != "sum" && v != "mean") return absl::InvalidArgumentError("laa_reduce: sum or mean");
       h->set_laa_reduce(v == "sum" ? otaro::v1::LAA_REDUCE_SUM : otaro::v1::LAA_REDUCE_MEAN);
@@ -151,6 +160,7 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
     } else if (key == "heldout") {
       request->mutable_evaluation()->set_heldout_text_path(v);
     } else if (key == "zero_shot") {
+      request->mutable_evaluation()->clear_zero_shot_tasks();
       for (absl::string_view task : absl::StrSplit(v, ',', absl::SkipEmpty())) {
         request->mutable_evaluation()->add_zero_shot_tasks(std::string(task));
       }
@@ -180,6 +190,30 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
     }
   }
   return absl::OkStatus();
+}
+
+// ParseCreate after the settings of recipe=FILE (common/recipe/recipe.h), so
+// the other words override the recipe; a recipe setting's error names its
+// file and field.
+absl::Status ParseCreateWithRecipe(const std::vector<std::string>& words,
+                                   otaro::v1::CreateTuningJobRequest* request) {
+  std::vector<std::string> rest;
+  for (const std::string& word : words) {
+    if (!absl::StartsWith(word, "recipe=")) {
+      rest.push_back(word);
+      continue;
+    }
+    const std::string path = word.substr(std::strlen("recipe="));
+    auto settings = otaro::recipe::ReadRecipe(path);
+    if (!settings.ok()) return settings.status();
+    for (const otaro::recipe::Setting& setting : *settings) {
+      if (absl::Status s = ParseCreate({setting.key + "=" + setting.value}, request); !s.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("recipe ", path, ": ", setting.path, ": ", s.message()));
+      }
+    }
+  }
+  return ParseCreate(rest, request);
 }
 
 std::string PrecisionLabel(const otaro::v1::PrecisionEvaluation& row) {
@@ -351,7 +385,7 @@ int TuneCommand(const ConnectionOptions& options, const std::vector<std::string>
     otaro::v1::CreateTuningJobRequest request;
     if (action == "resume") {
       request.set_resume_job_id(rest[0]);
-    } else if (absl::Status parsed = ParseCreate(rest, &request); !parsed.ok()) {
+    } else if (absl::Status parsed = ParseCreateWithRecipe(rest, &request); !parsed.ok()) {
       return Usage(std::string(parsed.message()));
     }
     auto context = NewContext(options);

@@ -4,6 +4,11 @@
 // trainer into OUT/steps.jsonl) and a final per-bit-width table.
 //
 //   otaro tune --model PATH --data PATH --out DIR [options]
+//   otaro tune --recipe FILE --model PATH --out DIR [--data-dir DIR] [options]
+// A recipe (common/recipe/recipe.h) sets options first; each of its keys is the
+// flag of the same name (heldout: --eval-data), its relative data paths are
+// read from --data-dir (default: the current folder), and every flag given on
+// the command line overrides it.
 #include <unistd.h>
 
 #include <atomic>
@@ -16,7 +21,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/recipe/recipe.h"
 #include "sefp/format.h"
 #include "trainer/data/data_source.h"
 #include "trainer/strategy/strategy.h"
@@ -84,6 +92,21 @@ std::vector<Flag> Flags() {
        }},
       {"eval-batches", "N", "cap on evaluation batches, 0 = all (default 16)",
        Int("eval-batches", &TuneOptions::max_eval_batches)},
+      {"eval-items", "N", "as a tuning job's eval_items: --eval-batches N and N zero-shot questions",
+       [](const std::string& v, TuneOptions* o) {
+         int64_t x;
+         if (!absl::SimpleAtoi(v, &x) || x < 0) return Bad("eval-items", v, "an integer >= 0");
+         o->max_eval_batches = x;
+         o->zero_shot_max_items = x;
+         return absl::OkStatus();
+       }},
+      {"zero-shot", "LIST", "zero-shot sets scored at every precision, e.g. arc_easy,piqa",
+       [](const std::string& v, TuneOptions* o) {
+         o->zero_shot_tasks = absl::StrSplit(v, ',', absl::SkipEmpty());
+         return absl::OkStatus();
+       }},
+      {"zero-shot-dir", "DIR", "folder of the zero-shot sets (the shared data's eval/)",
+       [](const std::string& v, TuneOptions* o) { o->zero_shot_dir = v; return absl::OkStatus(); }},
       {"strategy", "S",
        "otaro | bps | uniform | fixed:M | fp, or uniform+laa | fixed:M+laa (default otaro)",
        [](const std::string& v, TuneOptions* o) { o->strategy = v; return absl::OkStatus(); }},
@@ -210,7 +233,8 @@ std::vector<Flag> Flags() {
 
 std::string UsageText() {
   std::string text =
-      "usage: otaro tune --model PATH --data PATH --out DIR [options]\n\n"
+      "usage: otaro tune --model PATH --data PATH --out DIR [options]\n"
+      "       otaro tune --recipe FILE --model PATH --out DIR [--data-dir DIR] [options]\n\n"
       "OTARo fine-tuning (BPS + LAA, docs in ../shared/design/OTARO.md): tunes the\n"
       "float32 weights once for all SEFP precisions, then writes DIR/model.sefp.\n"
       "Ctrl-C stops at the next step with a checkpoint; --resume continues.\n\noptions:\n";
@@ -218,6 +242,10 @@ std::string UsageText() {
     std::string left = absl::StrCat("  --", flag.name, *flag.value ? " " : "", flag.value);
     absl::StrAppend(&text, absl::StrFormat("%-34s %s\n", left, flag.help));
   }
+  absl::StrAppend(&text, absl::StrFormat("%-34s %s\n", "  --recipe FILE",
+                                         "settings from a recipe (deploy/recipes/); flags override"));
+  absl::StrAppend(&text, absl::StrFormat("%-34s %s\n", "  --data-dir DIR",
+                                         "folder the recipe's relative data paths are in"));
   absl::StrAppend(&text, absl::StrFormat("%-34s %s\n", "  --quiet", "no progress bar"));
   return text;
 }
@@ -284,10 +312,45 @@ void PrintEvaluation(const otaro::trainer::Evaluation& evaluation) {
 
 }  // namespace
 
+// Sets one option by flag name ("seq-len" or "seq_len"); an error names it.
+absl::Status SetFlag(const std::vector<Flag>& flags, std::string name, const std::string& value,
+                     TuneOptions* options) {
+  for (char& c : name) c = c == '_' ? '-' : c;
+  for (const Flag& f : flags) {
+    if (name == f.name) return f.set(value, options);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown option --", name));
+}
+
+// The recipe's settings, then nothing else: flags given on the command line
+// are applied after, so they win.
+absl::Status ApplyRecipe(const std::vector<Flag>& flags, const std::string& path,
+                         const std::string& data_dir, TuneOptions* options) {
+  auto settings = otaro::recipe::ReadRecipe(path);
+  if (!settings.ok()) return settings.status();
+  for (const otaro::recipe::Setting& setting : *settings) {
+    if (setting.key == "name") continue;  // a job's display name; nothing offline
+    std::string value = setting.value;
+    if ((setting.key == "data" || setting.key == "heldout") && !data_dir.empty() &&
+        !absl::StartsWith(value, "/")) {
+      value = absl::StrCat(data_dir, "/", value);
+    }
+    const std::string flag = setting.key == "heldout" ? "eval-data" : setting.key;
+    if (absl::Status s = SetFlag(flags, flag, value, options); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("recipe ", path, ": ", setting.path, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 int main(int argc, char** argv) {
   TuneOptions options;
   bool quiet = false;
   const std::vector<Flag> flags = Flags();
+  // (name, value) of every flag, in order; --recipe and --data-dir apart.
+  std::vector<std::pair<std::string, std::string>> given;
+  std::string recipe, data_dir;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -307,20 +370,36 @@ int main(int argc, char** argv) {
       has_value = true;
     }
     for (char& c : name) c = c == '_' ? '-' : c;
+    const bool ours = name == "recipe" || name == "data-dir";
     const Flag* flag = nullptr;
     for (const Flag& f : flags) {
       if (name == f.name) flag = &f;
     }
-    if (flag == nullptr) return Usage(absl::StrCat("unknown option --", name));
-    if (*flag->value && !has_value) {
+    if (flag == nullptr && !ours) return Usage(absl::StrCat("unknown option --", name));
+    if ((ours || *flag->value) && !has_value) {
       if (i + 1 >= argc) return Usage(absl::StrCat("--", name, " needs a value"));
       value = argv[++i];
     }
-    absl::Status status = flag->set(value, &options);
+    if (name == "recipe") {
+      recipe = value;
+    } else if (name == "data-dir") {
+      data_dir = value;
+    } else {
+      given.emplace_back(name, value);
+    }
+  }
+  if (!recipe.empty()) {
+    if (absl::Status s = ApplyRecipe(flags, recipe, data_dir, &options); !s.ok()) {
+      std::fprintf(stderr, "otaro tune: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  for (const auto& [name, value] : given) {
+    absl::Status status = SetFlag(flags, name, value, &options);
     if (!status.ok()) return Usage(std::string(status.message()));
   }
   if (options.model_path.empty() || options.data_path.empty() || options.output_dir.empty()) {
-    return Usage("--model, --data and --out are required");
+    return Usage("--model, --data (or a recipe's data.path) and --out are required");
   }
   if (absl::Status valid = otaro::trainer::ValidateTuneOptions(options); !valid.ok()) {
     std::fprintf(stderr, "otaro tune: %s\n", std::string(valid.message()).c_str());
