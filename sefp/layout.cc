@@ -15,15 +15,19 @@ void* AlignedZeroAlloc(size_t bytes) {
   return p;
 }
 
-// 32 bits of a packed logical bit row starting at column c (bits past `cols` are 0
-// in SefpTensor, and the group's end is masked by the caller).
-uint32_t Bits32(const uint8_t* row, int64_t row_bytes, int64_t c) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) {
+// 64 bits of a packed logical bit row starting at column c (bits past `cols` are 0
+// in SefpTensor).
+uint64_t Bits64(const uint8_t* row, int64_t row_bytes, int64_t c) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) {
     const int64_t byte = c / 8 + i;
-    if (byte < row_bytes) v |= static_cast<uint32_t>(row[byte]) << (8 * i);
+    if (byte < row_bytes) v |= static_cast<uint64_t>(row[byte]) << (8 * i);
   }
-  return v;  // c is a multiple of 32, so byte-aligned.
+  return v;  // c is a multiple of 64, so byte-aligned.
+}
+
+uint64_t* TileWord(uint8_t* plane, int64_t tile, int lane) {
+  return reinterpret_cast<uint64_t*>(plane + tile * kTileBytes) + lane;
 }
 
 }  // namespace
@@ -60,21 +64,14 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(const SefpTensor& t, int residen
     for (int64_t g = 0; g < p.groups_; ++g) {
       const int64_t tile = p.TileIndex(rb, g);
       p.exponents_.get()[tile * kRowBlock + lane] = t.exponents[r * p.groups_ + g];
-      for (int h = 0; h < 2; ++h) {
-        const int64_t c = g * kGroupSize + 32 * h;
-        if (c >= t.cols) break;
-        // Bits past the row's end are 0 in the logical arrays (validated); the
-        // sign of a padded weight is 0, so its digits are "-1" times x = 0.
-        const uint32_t sign = Bits32(sign_row, rb_bytes, c);
-        uint32_t* words[9];
-        for (int j = 0; j <= resident_max_bits; ++j) {
-          words[j] = reinterpret_cast<uint32_t*>(p.planes_[j].get() + tile * kTileBytes) + h * 8 + lane;
-        }
-        *words[0] = sign;
-        for (int j = 1; j <= resident_max_bits; ++j) {
-          const uint8_t* plane_row = t.planes[kMasterBits - j].data() + r * rb_bytes;
-          *words[j] = Bits32(plane_row, rb_bytes, c) ^ sign;
-        }
+      const int64_t c = g * kGroupSize;
+      // Bits past the row's end are 0 in the logical arrays (validated); the
+      // sign of a padded weight is 0, so its digits are "-1" times x = 0.
+      const uint64_t sign = Bits64(sign_row, rb_bytes, c);
+      *TileWord(p.planes_[0].get(), tile, lane) = sign;
+      for (int j = 1; j <= resident_max_bits; ++j) {
+        const uint8_t* plane_row = t.planes[kMasterBits - j].data() + r * rb_bytes;
+        *TileWord(p.planes_[j].get(), tile, lane) = Bits64(plane_row, rb_bytes, c) ^ sign;
       }
     }
   }
@@ -122,12 +119,9 @@ absl::Status PackedMatrix::DecodeRow(int64_t r, int m, Reconstruction mode, floa
   for (int64_t c = 0; c < cols_; ++c) {
     const int64_t g = c / kGroupSize;
     const int64_t tile = TileIndex(rb, g);
-    const int within = static_cast<int>(c % kGroupSize);
-    const int word = (within / 32) * 8 + lane;
-    const int bit = within % 32;
+    const int bit = static_cast<int>(c % kGroupSize);
     auto bit_of = [&](int j) {
-      const uint32_t* w = reinterpret_cast<const uint32_t*>(planes_[j].get() + tile * kTileBytes);
-      return static_cast<uint8_t>((w[word] >> bit) & 1);
+      return static_cast<uint8_t>((TileWords(j, tile)[lane] >> bit) & 1);
     };
     const uint8_t s = bit_of(0);
     // Undo the digit transform: magnitude bit 8-j = delta_j XOR sign. Planes below m

@@ -56,9 +56,17 @@ absl::Status CheckModel(const LlamaModel& m) {
                                                    " layers, config says ", c.num_layers));
   }
   const size_t table = static_cast<size_t>(c.vocab_size * c.hidden_size);
-  if (m.embed.size() != table || m.LmHead().size() != table ||
-      m.final_norm.size() != static_cast<size_t>(c.hidden_size)) {
+  const bool embed_ok = m.embed.size() == table ||
+                        (m.embed.empty() && c.tie_word_embeddings && m.quantized_lm_head);
+  const bool head_ok = m.quantized_lm_head ? m.lm_head.empty() : m.LmHead().size() == table;
+  if (!embed_ok || !head_ok || m.final_norm.size() != static_cast<size_t>(c.hidden_size)) {
     return absl::InvalidArgumentError("CPU backend: embedding / lm_head / final norm sizes do not match the config");
+  }
+  if (m.quantized_lm_head) {
+    if (!m.quantized) {
+      return absl::InvalidArgumentError("CPU backend: a SEFP lm_head needs a quantized model");
+    }
+    OTARO_RETURN_IF_ERROR(CheckLinear(m, *m.quantized_lm_head, c.vocab_size, c.hidden_size, "lm_head"));
   }
   const int64_t h = c.hidden_size, i = c.intermediate_size;
   for (size_t l = 0; l < m.layers.size(); ++l) {
@@ -77,12 +85,6 @@ absl::Status CheckModel(const LlamaModel& m) {
     OTARO_RETURN_IF_ERROR(CheckLinear(m, L.down, h, i, p + "down_proj"));
   }
   return absl::OkStatus();
-}
-
-// The SEFP kernel for a sequence's rows: see SequenceStep::kind.
-sefp::GemmKernel KernelFor(const SequenceStep& s) {
-  return s.kind == SequenceStep::Kind::kDecode ? sefp::GemmKernel::kDigitLookup
-                                               : sefp::GemmKernel::kDecodedTiles;
 }
 
 // q . k with 8 independent partial sums (lane l takes t = l mod 8) and a fixed
@@ -105,7 +107,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel*
                                                                const CpuBackendOptions& options) {
   if (model == nullptr) return absl::InvalidArgumentError("CPU backend: no model");
   OTARO_RETURN_IF_ERROR(CheckModel(*model));
-  OTARO_RETURN_IF_ERROR(sefp::ResolveIsa(options.isa).status());
+  OTARO_ASSIGN_OR_RETURN(const sefp::Isa isa, sefp::ResolveIsa(options.isa));
   if (options.num_threads < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("CPU backend: num_threads must be >= 0, got ", options.num_threads));
@@ -118,12 +120,12 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel*
   shape.bytes_per_element = sizeof(float);
   shape.max_context = c.max_position;
   OTARO_ASSIGN_OR_RETURN(std::unique_ptr<KVCache> kv, KVCache::Create(shape, options.kv_cache));
-  return std::unique_ptr<CpuBackend>(new CpuBackend(model, options, std::move(kv)));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(model, options, isa, std::move(kv)));
 }
 
-CpuBackend::CpuBackend(const LlamaModel* model, const CpuBackendOptions& options,
+CpuBackend::CpuBackend(const LlamaModel* model, const CpuBackendOptions& options, sefp::Isa isa,
                        std::unique_ptr<KVCache> kv)
-    : model_(*model), isa_(options.isa), batch_invariant_(options.batch_invariant), kv_(std::move(kv)) {
+    : model_(*model), isa_(isa), kv_(std::move(kv)) {
   // Uninitialised on purpose: pages are touched only as blocks get used, and a
   // block is always written before it is read (KVCache lengths).
   kv_storage_.reset(new float[kv_->num_blocks() * kv_->BytesPerBlock() / sizeof(float)]);
@@ -188,24 +190,21 @@ absl::Status CpuBackend::Validate(const BatchStep& step,
   return absl::OkStatus();
 }
 
+void CpuBackend::QuantizeInput(const float* in, int64_t rows, int64_t cols) {
+  if (model_.quantized) xq_.Quantize(absl::MakeConstSpan(in, rows * cols), rows, cols);
+}
+
 absl::Status CpuBackend::ApplyLinear(const Linear& lin, const std::vector<Group>& groups,
                                      const float* in, float* out) {
   const int64_t n = lin.out_features, k = lin.in_features;
   for (const Group& g : groups) {
-    const float* x = in + g.row0 * k;
     float* y = out + g.row0 * n;
     if (lin.quantized()) {
-      sefp::GemmOptions opts;
-      opts.mode = model_.reconstruction;
-      opts.isa = isa_;
-      opts.pool = pool_.get();
-      opts.kernel = !batch_invariant_ && g.rows >= kDecodedTilesMinRows
-                        ? sefp::GemmKernel::kDecodedTiles
-                        : g.kernel;
-      OTARO_RETURN_IF_ERROR(sefp::Gemm(*lin.packed, g.m, absl::MakeConstSpan(x, g.rows * k), g.rows,
+      const sefp::GemmOptions opts{model_.reconstruction, isa_, pool_.get()};
+      OTARO_RETURN_IF_ERROR(sefp::Gemm(*lin.packed, g.m, xq_, g.row0, g.rows,
                                        absl::MakeSpan(y, g.rows * n), opts));
     } else {
-      DenseGemm(lin.dense.data(), n, k, x, g.rows, y, pool_.get());
+      DenseGemm(lin.dense.data(), n, k, in + g.row0 * k, g.rows, y, pool_.get());
     }
   }
   if (!lin.bias.empty()) {
@@ -315,16 +314,16 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   const int64_t H = c.hidden_size, I = c.intermediate_size, QD = c.q_dim(), KD = c.kv_dim();
   const size_t num_seqs = step.sequences.size();
 
-  // Rows ordered by (precision, kind) (stable), so each (layer, m, kernel) is
-  // one Gemm over consecutive rows. Float32 models compute the same function
-  // for every m and kind: one group.
+  // Rows ordered by precision (stable), so each (layer, m) is one Gemm over
+  // consecutive rows. Float32 models compute the same function for every m:
+  // one group.
   std::vector<size_t> order(num_seqs);
   std::iota(order.begin(), order.end(), 0);
-  auto key = [&](size_t i) {
-    const SequenceStep& s = step.sequences[i];
-    return model_.quantized ? std::make_pair(s.precision, KernelFor(s)) : std::make_pair(0, sefp::GemmKernel{});
+  auto precision = [&](size_t i) {
+    return model_.quantized ? step.sequences[i].precision : sefp::kMasterBits;
   };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return precision(a) < precision(b); });
   std::vector<RowInfo> rows;
   std::vector<Token> tokens;
   std::vector<int64_t> seq_row0(num_seqs);
@@ -332,9 +331,9 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   for (size_t i : order) {
     const SequenceStep& s = step.sequences[i];
     seq_row0[i] = static_cast<int64_t>(rows.size());
-    const auto [m, kernel] = model_.quantized ? key(i) : std::make_pair(sefp::kMasterBits, sefp::GemmKernel{});
-    if (groups.empty() || groups.back().m != m || groups.back().kernel != kernel) {
-      groups.push_back({m, kernel, static_cast<int64_t>(rows.size()), 0});
+    const int m = precision(i);
+    if (groups.empty() || groups.back().m != m) {
+      groups.push_back({m, static_cast<int64_t>(rows.size()), 0});
     }
     for (size_t t = 0; t < s.tokens.size(); ++t) {
       rows.push_back({s.start_position + static_cast<int64_t>(t), i});
@@ -354,14 +353,13 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   gate_.resize(T * I);
   up_.resize(T * I);
 
-  for (int64_t r = 0; r < T; ++r) {
-    std::memcpy(&x_[r * H], &model_.embed[static_cast<int64_t>(tokens[r]) * H], H * sizeof(float));
-  }
+  for (int64_t r = 0; r < T; ++r) OTARO_RETURN_IF_ERROR(model_.Embed(tokens[r], &x_[r * H]));
 
   const int64_t bs = kv_->block_size(), d = c.head_dim;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LlamaLayer& L = model_.layers[l];
     RmsNorm(x_.data(), L.input_norm, T, h_.data());
+    QuantizeInput(h_.data(), T, H);
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.q, groups, h_.data(), q_.data()));
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.k, groups, h_.data(), k_.data()));
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.v, groups, h_.data(), v_.data()));
@@ -380,16 +378,19 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
       }
     }
     Attention(l, rows, tables, q_.data(), attn_.data());
+    QuantizeInput(attn_.data(), T, QD);
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.o, groups, attn_.data(), proj_.data()));
     for (int64_t i = 0; i < T * H; ++i) x_[i] += proj_[i];
 
     RmsNorm(x_.data(), L.post_attention_norm, T, h_.data());
+    QuantizeInput(h_.data(), T, H);
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.gate, groups, h_.data(), gate_.data()));
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.up, groups, h_.data(), up_.data()));
     for (int64_t i = 0; i < T * I; ++i) {
       const float g = gate_[i];
       gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SiLU(gate) * up
     }
+    QuantizeInput(gate_.data(), T, I);
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.down, groups, gate_.data(), proj_.data()));
     for (int64_t i = 0; i < T * H; ++i) x_[i] += proj_[i];
   }
@@ -413,14 +414,14 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   RmsNorm(proj_.data(), model_.final_norm, R, h_.data());
   out->values.resize(R * c.vocab_size);
   if (model_.quantized_lm_head) {
-    // Each selected row at its sequence's precision, one Gemm per run of rows
+    // Each selected row at its lm_head precision, one Gemm per run of rows
     // that share one (the rows are in step order, not sorted).
+    QuantizeInput(h_.data(), R, H);
     std::vector<Group> head_groups;
     for (size_t i = 0; i < num_seqs; ++i) {
-      const int m = step.sequences[i].precision;
-      const sefp::GemmKernel kernel = KernelFor(step.sequences[i]);
-      if (head_groups.empty() || head_groups.back().m != m || head_groups.back().kernel != kernel) {
-        head_groups.push_back({m, kernel, out->first_row[i], 0});
+      const int m = model_.LmHeadBits(step.sequences[i].precision);
+      if (head_groups.empty() || head_groups.back().m != m) {
+        head_groups.push_back({m, out->first_row[i], 0});
       }
       head_groups.back().rows += out->num_rows[i];
     }

@@ -1,11 +1,15 @@
 // The LLaMA forward pass on the CPU (Backend, engine/runtime/backend.h).
 //
-// Per step, rows (new tokens of every sequence) are ordered by precision so
-// each linear layer is one SEFP Gemm per (layer, m) group; float32 models use
-// the dense kernels (dense.h) for the same products. Everything else
-// (embedding, RMSNorm, RoPE, attention over the paged cache, SwiGLU, lm_head)
-// is computed per row in a fixed order, by one thread per output, so a row's
-// logits never depend on the rest of the batch or on the thread count.
+// Per step, rows (new tokens of every sequence, prompt chunks and decode tokens
+// alike) are ordered by precision so each linear layer is one SEFP Gemm per
+// (layer, m) group, reading the weights once for all its rows; the input of a
+// layer is quantized to int8 once (sefp/kernels/activations.h) and shared by
+// the products that read it (q, k, v; gate, up). float32 models use the dense
+// kernels (dense.h) for the same products. Everything else (embedding, RMSNorm,
+// RoPE, attention over the paged cache, SwiGLU) is computed per row in a fixed
+// order, by one thread per output. The SEFP kernel's arithmetic is batch
+// invariant by construction (sefp/kernels/gemm.h), so a row's logits never
+// depend on the rest of the batch or on the thread count.
 //
 // K/V storage: float32, one array of num_blocks blocks; block b holds, for each
 // layer, K then V as [kv_head][slot][head_dim] (a head's positions contiguous).
@@ -31,21 +35,10 @@ struct CpuBackendOptions {
   // Threads including the caller's; 0 = std::thread::hardware_concurrency().
   int num_threads = 0;
   KvCacheOptions kv_cache;
-  // SEFP kernel ISA (tests force scalar / AVX2; results are identical).
+  // SEFP kernel ISA: kAuto = the best this CPU has (isa() says which); tests
+  // force the others (results are identical bit for bit).
   sefp::Isa isa = sefp::Isa::kAuto;
-  // true: a sequence's logits never depend on what shares its step -- the SEFP
-  // kernel follows the rows' kind (SequenceStep::kind), so a seeded request gives
-  // the same tokens under any load. false ("throughput mode"): a run of at least
-  // kDecodedTilesMinRows rows at one precision uses the decoded-tiles kernel
-  // whatever its kind, which makes many concurrent decodes several times
-  // cheaper, but the last bits of a row's logits (and so, rarely, a sampled
-  // token) can then depend on how many other requests share its precision.
-  bool batch_invariant = true;
 };
-
-// From this many rows at one precision, decoded tiles beat digit lookups
-// (sefp_gemv_bench, SmolLM2 shapes: about equal at 3-4 rows at E5M3, at 2-3 at E5M8).
-inline constexpr int64_t kDecodedTilesMinRows = 4;
 
 class CpuBackend : public Backend {
  public:
@@ -61,14 +54,14 @@ class CpuBackend : public Backend {
   absl::Status Forward(const BatchStep& step, Logits* out) override;
 
   int num_threads() const { return pool_->num_threads(); }
+  // The SEFP kernel ISA in use (never kAuto).
+  sefp::Isa isa() const { return isa_; }
   const LlamaModel& model() const { return model_; }
 
  private:
-  // A run of consecutive rows (after ordering by precision and kind) sharing
-  // one m and one SEFP kernel.
+  // A run of consecutive rows (after ordering by precision) sharing one m.
   struct Group {
     int m;
-    sefp::GemmKernel kernel;
     int64_t row0, rows;
   };
   // Per-row bookkeeping for one step.
@@ -77,12 +70,16 @@ class CpuBackend : public Backend {
     size_t seq;  // index into the step's sequences
   };
 
-  CpuBackend(const LlamaModel* model, const CpuBackendOptions& options,
+  CpuBackend(const LlamaModel* model, const CpuBackendOptions& options, sefp::Isa isa,
              std::unique_ptr<KVCache> kv);
 
   absl::Status Validate(const BatchStep& step,
                         std::vector<std::vector<int32_t>>* tables) const;
-  // out[rows, out_features] = lin(in[rows, in_features]) for every group.
+  // Quantizes in[rows, cols] into xq_ for the SEFP products that read it
+  // (float32 models need nothing).
+  void QuantizeInput(const float* in, int64_t rows, int64_t cols);
+  // out[rows, out_features] = lin(in[rows, in_features]) for every group; SEFP
+  // layers read the last QuantizeInput(in), float32 layers `in` itself.
   absl::Status ApplyLinear(const Linear& lin, const std::vector<Group>& groups, const float* in,
                            float* out);
   void RmsNorm(const float* x, const std::vector<float>& weight, int64_t rows, float* out) const;
@@ -93,7 +90,6 @@ class CpuBackend : public Backend {
 
   const LlamaModel& model_;
   const sefp::Isa isa_;
-  const bool batch_invariant_;
   std::unique_ptr<KVCache> kv_;
   std::unique_ptr<float[]> kv_storage_;
   std::unique_ptr<sefp::ThreadPool> pool_;
@@ -101,6 +97,7 @@ class CpuBackend : public Backend {
 
   // Step scratch, reused across calls.
   std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_;
+  sefp::QuantizedActivations xq_;
 };
 
 }  // namespace otaro::engine::cpu

@@ -1,6 +1,7 @@
 // The CPU backend with SEFP weights (stories260K): logits at each precision
-// against a plain float64 forward with Q(W, m) weights; batch, thread and ISA
-// invariance; the paged cache (chunked prefill, block boundaries, refusals).
+// against a plain float64 forward with Q(W, m) weights and the kernels' int8
+// activations; batch, thread and ISA invariance; the paged cache (chunked
+// prefill, block boundaries, refusals).
 #include "engine/cpu/cpu_backend.h"
 
 #include <cmath>
@@ -29,7 +30,11 @@ const std::vector<Token> kPromptC = {1, 385, 410, 18, 60, 7, 426, 426, 338, 401,
 class CpuBackendTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto quantized = LoadModel(StoriesHf());
+    // A float32 lm_head, like the reference's: the linear layers are under test
+    // here (quantized_lm_head_test covers the SEFP lm_head).
+    LoadOptions options;
+    options.lm_head.kind = LmHeadPrecision::Kind::kFloat32;
+    auto quantized = LoadModel(StoriesHf(), options);
     ASSERT_TRUE(quantized.ok()) << quantized.status();
     quantized_ = std::move(*quantized).release();
     LoadOptions plain;
@@ -45,10 +50,8 @@ class CpuBackendTest : public ::testing::Test {
 
   static std::unique_ptr<CpuBackend> MakeBackend(const LlamaModel* model, int threads = 2,
                                                  int64_t block_size = 16,
-                                                 sefp::Isa isa = sefp::Isa::kAuto,
-                                                 bool batch_invariant = true) {
+                                                 sefp::Isa isa = sefp::Isa::kAuto) {
     CpuBackendOptions options;
-    options.batch_invariant = batch_invariant;
     options.num_threads = threads;
     options.kv_cache.block_size = block_size;
     options.kv_cache.budget_bytes = 8 << 20;
@@ -61,8 +64,7 @@ class CpuBackendTest : public ::testing::Test {
   // Prefills `tokens` in chunks of `chunk` at precision m; returns every
   // position's logits, concatenated.
   static std::vector<float> Prefill(CpuBackend* b, const std::vector<Token>& tokens, int m,
-                                    size_t chunk, SequenceHandle* seq_out = nullptr,
-                                    SequenceStep::Kind kind = SequenceStep::Kind::kPrefill) {
+                                    size_t chunk, SequenceHandle* seq_out = nullptr) {
     KVCache& kv = b->kv_cache();
     auto seq = kv.Allocate(0, 64);
     EXPECT_TRUE(seq.ok()) << seq.status();
@@ -73,7 +75,7 @@ class CpuBackendTest : public ::testing::Test {
       BatchStep step;
       step.sequences.push_back(
           {*seq, std::vector<Token>(tokens.begin() + at, tokens.begin() + at + n),
-           static_cast<int64_t>(at), m, true, kind});
+           static_cast<int64_t>(at), m, true});
       Logits out;
       absl::Status s = b->Forward(step, &out);
       EXPECT_TRUE(s.ok()) << s;
@@ -97,59 +99,66 @@ bool BitEqual(absl::Span<const float> a, absl::Span<const float> b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// The reference rounds its (float64) activations to int8 by the kernels' rule,
+// but an input that lies within float32 rounding of a rounding boundary can
+// land one int8 step away from the backend's: such a flip moves the logits by
+// up to ~1% here, which an exact comparison would call a failure. So the
+// backend must (a) match its own precision's reference within 1% and (b) be
+// several times closer to it than that reference is to the neighbouring
+// precision's: a backend that read another m, or mis-wired a layer, fails (b).
 TEST_F(CpuBackendTest, EachPrecisionMatchesPlainReferenceWithQuantizedWeights) {
   ASSERT_TRUE(quantized_->quantized);
   auto backend = MakeBackend(quantized_);
   std::vector<int> tokens(kPromptA.begin(), kPromptA.end());
-  double previous_err_vs_float = -1;
-  const std::vector<double> float_ref = [&] {
-    std::vector<testing::DenseLayer> layers(dense_->layers.size());
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const LlamaLayer& L = dense_->layers[l];
-      const Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-      for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
-    }
-    return testing::ReferenceForward(*dense_, layers, tokens);
-  }();
-  for (int m = 8; m >= 2; --m) {
-    // Q(W, m): encode the float32 weights by SEFP.md's rules, decode at m.
+  auto reference = [&](int m) {  // m = 0: the float32 weights
     std::vector<testing::DenseLayer> layers(dense_->layers.size());
     for (size_t l = 0; l < layers.size(); ++l) {
       const LlamaLayer& L = dense_->layers[l];
       const Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
       for (int i = 0; i < 7; ++i) {
+        if (m == 0) {
+          layers[l].w[i] = lin[i]->dense;
+          continue;
+        }
+        // Q(W, m): encode the float32 weights by SEFP.md's rules, decode at m.
         auto t = sefp::EncodeTensor("w", lin[i]->dense, lin[i]->out_features, lin[i]->in_features);
-        ASSERT_TRUE(t.ok()) << t.status();
+        EXPECT_TRUE(t.ok()) << t.status();
         auto q = t->DecodeAll(m, quantized_->reconstruction);
-        ASSERT_TRUE(q.ok()) << q.status();
+        EXPECT_TRUE(q.ok()) << q.status();
         layers[l].w[i] = std::move(*q);
       }
     }
-    const std::vector<double> ref = testing::ReferenceForward(*dense_, layers, tokens);
-    double max_abs = 0, max_diff = 0, err_vs_float = 0;
-    // Both SEFP kernels: the prefill one (decoded tiles) and the decode one
-    // (digit lookups), each over the whole prompt.
-    for (SequenceStep::Kind kind : {SequenceStep::Kind::kPrefill, SequenceStep::Kind::kDecode}) {
-      const std::vector<float> got =
-          Prefill(backend.get(), kPromptA, m, kPromptA.size(), nullptr, kind);
-      ASSERT_EQ(got.size(), ref.size());
-      double kind_diff = 0;
-      for (size_t i = 0; i < ref.size(); ++i) {
-        max_abs = std::max(max_abs, std::abs(ref[i]));
-        kind_diff = std::max(kind_diff, std::abs(got[i] - ref[i]));
-        err_vs_float = std::max(err_vs_float, std::abs(ref[i] - float_ref[i]));
-      }
-      std::printf("E5M%d %s: max |logit diff| vs Q(W,m) float64 reference %.3g (relative %.3g); "
-                  "Q(W,m) vs float32 weights %.3g\n",
-                  m, kind == SequenceStep::Kind::kPrefill ? "prefill" : "decode", kind_diff,
-                  kind_diff / max_abs, err_vs_float);
-      EXPECT_LT(kind_diff / max_abs, 1e-4) << "m = " << m;
-      max_diff = std::max(max_diff, kind_diff);
-    }
-    // Quantization error grows as m falls (the comparison above would notice a
-    // backend that ignored m).
+    return testing::ReferenceForward(*dense_, layers, tokens, /*int8_activations=*/true);
+  };
+  auto max_diff = [](const auto& a, const auto& b) {
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(double{a[i]} - double{b[i]}));
+    return d;
+  };
+  std::vector<std::vector<double>> refs(9);
+  refs[0] = reference(0);
+  for (int m = 2; m <= 8; ++m) refs[m] = reference(m);
+  double max_abs = 0;
+  for (double v : refs[0]) max_abs = std::max(max_abs, std::abs(v));
+  double previous_err_vs_float = -1;
+  for (int m = 8; m >= 2; --m) {
+    const std::vector<double>& ref = refs[m];
+    const double err_vs_float = max_diff(ref, refs[0]);
+    const double neighbour = max_diff(ref, refs[m == 2 ? 3 : m - 1]);
+    // The whole prompt in one step, and token by token (decode steps): one
+    // kernel serves both, so the two are the same bits.
+    const std::vector<float> whole = Prefill(backend.get(), kPromptA, m, kPromptA.size());
+    const std::vector<float> by_token = Prefill(backend.get(), kPromptA, m, 1);
+    ASSERT_EQ(whole.size(), ref.size());
+    EXPECT_TRUE(BitEqual(whole, by_token)) << "m = " << m;
+    const double diff = max_diff(whole, ref);
+    std::printf("E5M%d: max |logit diff| vs Q(W,m) float64 reference %.3g (relative %.3g); "
+                "reference vs E5M%d's %.3g; Q(W,m) vs float32 weights %.3g\n",
+                m, diff, diff / max_abs, m == 2 ? 3 : m - 1, neighbour, err_vs_float);
+    EXPECT_LT(diff / max_abs, 1e-2) << "m = " << m;
+    EXPECT_LT(3 * diff, neighbour) << "m = " << m;
+    // Quantization error grows as m falls.
     EXPECT_GT(err_vs_float, previous_err_vs_float) << "m = " << m;
-    EXPECT_GT(err_vs_float, 20 * max_diff) << "m = " << m;
     previous_err_vs_float = err_vs_float;
   }
 }
@@ -166,7 +175,7 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
     ASSERT_TRUE(kv.Extend(alone_seq, pos + 1).ok());
     BatchStep step;
     step.sequences.push_back(
-        {alone_seq, {static_cast<Token>(300 + i)}, pos, 4, false, SequenceStep::Kind::kDecode});
+        {alone_seq, {static_cast<Token>(300 + i)}, pos, 4, false});
     Logits out;
     ASSERT_TRUE(backend->Forward(step, &out).ok());
     alone_decode.push_back(std::vector<float>(out.values));
@@ -175,7 +184,7 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
 
   // Together: B (m = 8) and C (m = 2) prefill beside A (m = 4) in the same
   // step, A listed in the middle; then A decodes beside B decoding at m = 3
-  // and a fresh D prefilling at m = 4 (same precision as A, other kernel).
+  // and a fresh D prefilling at m = 4 (same precision as A: one Gemm).
   auto a = kv.Allocate(kPromptA.size(), 64), b = kv.Allocate(kPromptB.size(), 64),
        c = kv.Allocate(kPromptC.size(), 64);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
@@ -201,10 +210,8 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
     BatchStep mixed;
     if (i == 0) mixed.sequences.push_back({*d, kPromptC, 0, 4, false});
     mixed.sequences.push_back({*b, {static_cast<Token>(42 + i)},
-                               static_cast<int64_t>(kPromptB.size()) + i, 3, false,
-                               SequenceStep::Kind::kDecode});
-    mixed.sequences.push_back(
-        {*a, {static_cast<Token>(300 + i)}, pos, 4, false, SequenceStep::Kind::kDecode});
+                               static_cast<int64_t>(kPromptB.size()) + i, 3, false});
+    mixed.sequences.push_back({*a, {static_cast<Token>(300 + i)}, pos, 4, false});
     ASSERT_TRUE(backend->Forward(mixed, &out).ok());
     EXPECT_TRUE(BitEqual(out.Last(mixed.sequences.size() - 1), alone_decode[i])) << "decode " << i;
   }
@@ -212,14 +219,12 @@ TEST_F(CpuBackendTest, BatchCompositionNeverChangesASequencesLogits) {
   EXPECT_EQ(kv.used_blocks(), 0);
 }
 
-// Throughput mode (batch_invariant = false): a decode step with
-// kDecodedTilesMinRows rows at one precision runs the decoded-tiles kernel, so
-// each row equals that sequence's token computed as a prefill row, and differs
-// (in rounding only) from the same token decoded alone with digit lookups.
-TEST_F(CpuBackendTest, ThroughputModePicksTheKernelByRowCount) {
-  auto backend = MakeBackend(quantized_, 2, 16, sefp::Isa::kAuto, /*batch_invariant=*/false);
+// Many sequences decoding at one precision share one Gemm (the weights are read
+// once for all of them), and each row is still exactly what it is alone.
+TEST_F(CpuBackendTest, DecodesSharingAStepEqualEachAlone) {
+  auto backend = MakeBackend(quantized_);
   KVCache& kv = backend->kv_cache();
-  const std::vector<std::vector<Token>> prompts = {kPromptA, kPromptB, kPromptC, kPromptB};
+  const std::vector<std::vector<Token>> prompts = {kPromptA, kPromptB, kPromptC, kPromptB, kPromptA};
   std::vector<SequenceHandle> seqs;
   for (const auto& p : prompts) {
     SequenceHandle seq;
@@ -227,30 +232,26 @@ TEST_F(CpuBackendTest, ThroughputModePicksTheKernelByRowCount) {
     ASSERT_TRUE(kv.Extend(seq, p.size() + 1).ok());
     seqs.push_back(seq);
   }
-  ASSERT_EQ(static_cast<int64_t>(seqs.size()), kDecodedTilesMinRows);
-  auto decode = [&](std::vector<size_t> which, SequenceStep::Kind kind) {
+  // Sequences 1 and 3 (and 0 and 4) have the same prompt and next token.
+  const Token next[] = {300, 301, 302, 301, 300};
+  auto decode = [&](std::vector<size_t> which) {
     BatchStep step;
     for (size_t i : which) {
-      step.sequences.push_back({seqs[i], {static_cast<Token>(300 + i)},
-                                static_cast<int64_t>(prompts[i].size()), 4, false, kind});
+      step.sequences.push_back({seqs[i], {next[i]},
+                                static_cast<int64_t>(prompts[i].size()), 4, false});
     }
     Logits out;
     EXPECT_TRUE(backend->Forward(step, &out).ok());
     return out;
   };
-  const Logits together = decode({0, 1, 2, 3}, SequenceStep::Kind::kDecode);
+  const Logits together = decode({0, 1, 2, 3, 4});
   for (size_t i = 0; i < seqs.size(); ++i) {
-    const Logits as_prefill = decode({i}, SequenceStep::Kind::kPrefill);
-    const Logits alone = decode({i}, SequenceStep::Kind::kDecode);
-    EXPECT_TRUE(BitEqual(together.Last(i), as_prefill.Last(0))) << "sequence " << i;
-    EXPECT_FALSE(BitEqual(together.Last(i), alone.Last(0))) << "sequence " << i;
-    double max_diff = 0, max_abs = 0;
-    for (size_t v = 0; v < alone.Last(0).size(); ++v) {
-      max_diff = std::max(max_diff, std::abs(double{alone.Last(0)[v]} - together.Last(i)[v]));
-      max_abs = std::max(max_abs, std::abs(double{alone.Last(0)[v]}));
-    }
-    EXPECT_LT(max_diff / max_abs, 1e-5) << "sequence " << i;
+    const Logits alone = decode({i});
+    EXPECT_TRUE(BitEqual(together.Last(i), alone.Last(0))) << "sequence " << i;
   }
+  // Same prompt and token, different sequences: the same logits.
+  EXPECT_TRUE(BitEqual(together.Last(1), together.Last(3)));
+  EXPECT_FALSE(BitEqual(together.Last(0), together.Last(1)));
   for (SequenceHandle s : seqs) EXPECT_TRUE(kv.Free(s).ok());
 }
 
@@ -258,9 +259,10 @@ TEST_F(CpuBackendTest, ThreadCountAndIsaNeverChangeLogits) {
   const std::vector<float> base = Prefill(MakeBackend(quantized_, 1).get(), kPromptC, 5, 7);
   EXPECT_TRUE(BitEqual(Prefill(MakeBackend(quantized_, 2).get(), kPromptC, 5, 7), base));
   EXPECT_TRUE(BitEqual(Prefill(MakeBackend(quantized_, 3).get(), kPromptC, 5, 7), base));
-  if (sefp::CpuSupportsAvx2Fma()) {
-    EXPECT_TRUE(BitEqual(
-        Prefill(MakeBackend(quantized_, 2, 16, sefp::Isa::kScalar).get(), kPromptC, 5, 7), base));
+  for (sefp::Isa isa : {sefp::Isa::kScalar, sefp::Isa::kAvx2, sefp::Isa::kAvx512Vnni}) {
+    if (!sefp::CpuSupports(isa)) continue;  // gemm_test names the paths it skips
+    EXPECT_TRUE(BitEqual(Prefill(MakeBackend(quantized_, 2, 16, isa).get(), kPromptC, 5, 7), base))
+        << sefp::IsaName(isa);
   }
   const std::vector<float> dense = Prefill(MakeBackend(dense_, 1).get(), kPromptC, 8, 5);
   EXPECT_TRUE(BitEqual(Prefill(MakeBackend(dense_, 2).get(), kPromptC, 8, 5), dense));

@@ -7,7 +7,7 @@ namespace otaro::engine::cpu {
 void DenseGemm(const float* w, int64_t n, int64_t k, const float* x, int64_t batch, float* y,
                sefp::ThreadPool* pool) {
   if (n == 0 || batch == 0) return;
-  static const bool avx2 = sefp::CpuSupportsAvx2Fma();
+  static const bool avx2 = sefp::CpuSupports(sefp::Isa::kAvx2);
   auto rows = [&](int64_t n0, int64_t n1) {
     if (avx2) {
       internal::DenseRowsAvx2(w, n0, n1, k, x, batch, y, n);

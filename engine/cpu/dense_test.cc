@@ -49,7 +49,7 @@ TEST(DenseGemmTest, MatchesFloat64AndIsBatchThreadAndIsaInvariant) {
       std::vector<float> generic(batch * n);
       internal::DenseRowsGeneric(w.data(), 0, n, k, x.data(), batch, generic.data(), n);
       EXPECT_EQ(std::memcmp(generic.data(), y.data(), y.size() * sizeof(float)), 0);
-      if (sefp::CpuSupportsAvx2Fma()) {
+      if (sefp::CpuSupports(sefp::Isa::kAvx2)) {
         std::vector<float> avx(batch * n);
         internal::DenseRowsAvx2(w.data(), 0, n, k, x.data(), batch, avx.data(), n);
         EXPECT_EQ(std::memcmp(avx.data(), y.data(), y.size() * sizeof(float)), 0);

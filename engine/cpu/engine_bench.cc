@@ -129,12 +129,15 @@ int main(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') {
     std::fprintf(stderr,
                  "usage: %s MODEL [--bits 8,5,3] [--threads 1,2] [--batch 1,4,16] "
-                 "[--prompt 64] [--decode 32] [--stream_mib 512]\n",
+                 "[--prompt 64] [--decode 32] [--stream_mib 512] [--lm_head E5M8|request|float32] "
+                 "[--isa auto|scalar|avx2|avx512-vnni]\n",
                  argv[0]);
     return 2;
   }
   std::vector<int> bits = {8, 5, 3}, threads = {1, 2}, batches = {1};
-  int prompt = 64, decode = 32, stream_mib = 512, quantize_lm_head = 0;
+  int prompt = 64, decode = 32, stream_mib = 512;
+  otaro::engine::LmHeadPrecision lm_head;
+  otaro::sefp::Isa isa = otaro::sefp::Isa::kAuto;
   if (argc % 2 != 0) {
     std::fprintf(stderr, "flag %s has no value\n", argv[argc - 1]);
     return 2;
@@ -147,8 +150,20 @@ int main(int argc, char** argv) {
     else if (flag == "--prompt") prompt = ParseList(argv[i + 1])[0];
     else if (flag == "--decode") decode = ParseList(argv[i + 1])[0];
     else if (flag == "--stream_mib") stream_mib = ParseList(argv[i + 1])[0];
-    else if (flag == "--quantize_lm_head") quantize_lm_head = ParseList(argv[i + 1])[0];
-    else {
+    else if (flag == "--lm_head" || flag == "--isa") {
+      absl::Status parsed = absl::OkStatus();
+      if (flag == "--lm_head") {
+        auto p = otaro::engine::LmHeadPrecision::Parse(argv[i + 1]);
+        if (p.ok()) lm_head = *p; else parsed = p.status();
+      } else {
+        auto p = otaro::sefp::ParseIsa(argv[i + 1]);
+        if (p.ok()) isa = *p; else parsed = p.status();
+      }
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(parsed.message()).c_str());
+        return 2;
+      }
+    } else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
     }
@@ -219,7 +234,7 @@ int main(int argc, char** argv) {
 
   const auto t_load = std::chrono::steady_clock::now();
   otaro::engine::LoadOptions load_options;
-  load_options.quantize_lm_head = quantize_lm_head != 0;
+  load_options.lm_head = lm_head;
   auto model = otaro::engine::LoadModel(argv[1], load_options);
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
@@ -229,7 +244,7 @@ int main(int argc, char** argv) {
   // Per decode step the whole model's weights are read once, whatever the batch:
   // the SEFP planes of the linear layers at precision m, plus the float32
   // lm_head (and the norms); the embedding rows looked up are negligible.
-  // With --quantize_lm_head 1 the lm_head is SEFP and counted with the linear layers.
+  // A SEFP lm_head (--lm_head E5Mm or request) is counted with the linear layers.
   const double lm_head_dense =
       (*model)->quantized_lm_head ? 0.0 : (*model)->LmHead().size() * sizeof(float);
   const double dense_read = lm_head_dense + static_cast<double>((*model)->DenseBytes() -
@@ -250,12 +265,16 @@ int main(int argc, char** argv) {
   for (int t : threads) {
     otaro::engine::cpu::CpuBackendOptions options;
     options.num_threads = t;
+    options.isa = isa;
     options.kv_cache.budget_bytes = 1024ll << 20;
     auto backend = otaro::engine::cpu::CpuBackend::Create(model->get(), options);
     if (!backend.ok()) {
       std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
       return 1;
     }
+    std::printf("<!-- %d thread(s): SEFP kernels %s, lm_head %s -->\n", t,
+                std::string(otaro::sefp::IsaName((*backend)->isa())).c_str(),
+                (*model)->lm_head_precision.Name().c_str());
     auto& kv = (*backend)->kv_cache();
     for (int batch : batches) {
       for (int m : bits) {
@@ -289,7 +308,6 @@ int main(int argc, char** argv) {
             auto& s = step.sequences[b];
             s.start_position = prompt + d;
             s.tokens = {static_cast<int>((d * 13 + b * 101 + 5) % cfg.vocab_size)};
-            s.kind = SequenceStep::Kind::kDecode;
           }
           if (auto s = (*backend)->Forward(step, &out); !s.ok()) {
             std::fprintf(stderr, "%s\n", s.ToString().c_str());

@@ -2,8 +2,19 @@
 
 #include <cmath>
 
+#include "sefp/kernels/activations.h"
+
 namespace otaro::engine::cpu::testing {
 namespace {
+
+// x as the SEFP kernels see it (float32, then int8 per group of 64).
+std::vector<double> Int8(const std::vector<double>& x) {
+  std::vector<float> f(x.begin(), x.end());
+  sefp::QuantizedActivations q;
+  q.Quantize(f, 1, static_cast<int64_t>(f.size()));
+  const std::vector<float> back = q.Dequantize(0);
+  return std::vector<double>(back.begin(), back.end());
+}
 
 std::vector<double> MatVec(const std::vector<float>& w, const std::vector<float>& bias,
                            const std::vector<double>& x, size_t out) {
@@ -29,7 +40,8 @@ std::vector<double> Norm(const std::vector<double>& x, const std::vector<float>&
 }  // namespace
 
 std::vector<double> ReferenceForward(const LlamaModel& model, const std::vector<DenseLayer>& layers,
-                                     const std::vector<int>& tokens) {
+                                     const std::vector<int>& tokens, bool int8_activations) {
+  auto in = [&](const std::vector<double>& x) { return int8_activations ? Int8(x) : x; };
   const ModelConfig& c = model.config;
   const size_t T = tokens.size(), H = c.hidden_size, D = c.head_dim, NH = c.num_heads,
                NKV = c.num_kv_heads, V = c.vocab_size, I = c.intermediate_size;
@@ -71,7 +83,7 @@ std::vector<double> ReferenceForward(const LlamaModel& model, const std::vector<
     const DenseLayer& W = layers[l];
     std::vector<std::vector<double>> q(T), k(T), v(T);
     for (size_t t = 0; t < T; ++t) {
-      const std::vector<double> h = Norm(x[t], L.input_norm, c.rms_norm_eps);
+      const std::vector<double> h = in(Norm(x[t], L.input_norm, c.rms_norm_eps));
       q[t] = MatVec(W.w[0], L.q.bias, h, NH * D);
       k[t] = MatVec(W.w[1], L.k.bias, h, NKV * D);
       v[t] = MatVec(W.w[2], L.v.bias, h, NKV * D);
@@ -95,13 +107,13 @@ std::vector<double> ReferenceForward(const LlamaModel& model, const std::vector<
         for (size_t j = 0; j <= t; ++j)
           for (size_t i = 0; i < D; ++i) attn[h * D + i] += p[j] / sum * v[j][kh * D + i];
       }
-      const std::vector<double> o = MatVec(W.w[3], L.o.bias, attn, H);
+      const std::vector<double> o = MatVec(W.w[3], L.o.bias, in(attn), H);
       for (size_t i = 0; i < H; ++i) x[t][i] += o[i];
-      const std::vector<double> h = Norm(x[t], L.post_attention_norm, c.rms_norm_eps);
+      const std::vector<double> h = in(Norm(x[t], L.post_attention_norm, c.rms_norm_eps));
       std::vector<double> g = MatVec(W.w[4], {}, h, I);
       const std::vector<double> u = MatVec(W.w[5], {}, h, I);
       for (size_t i = 0; i < I; ++i) g[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
-      const std::vector<double> d = MatVec(W.w[6], {}, g, H);
+      const std::vector<double> d = MatVec(W.w[6], {}, in(g), H);
       for (size_t i = 0; i < H; ++i) x[t][i] += d[i];
     }
   }

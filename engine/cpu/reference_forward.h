@@ -18,9 +18,13 @@ struct DenseLayer {
 
 // Logits [tokens.size(), vocab] for every position. `layers` replaces the
 // model's linear weights (e.g. Q(W, m) decoded); biases and everything else
-// come from `model`.
+// come from `model` (its float32 embedding and lm_head).
+// int8_activations: every linear layer's input is first rounded to float32 and
+// then to int8 by the SEFP kernels' rule (sefp/kernels/activations.h), as the
+// CPU backend multiplies SEFP weights; the products stay float64.
 std::vector<double> ReferenceForward(const LlamaModel& model, const std::vector<DenseLayer>& layers,
-                                     const std::vector<int>& tokens);
+                                     const std::vector<int>& tokens,
+                                     bool int8_activations = false);
 
 }  // namespace otaro::engine::cpu::testing
 

@@ -163,10 +163,14 @@ absl::Status FillModel(const WeightReader& reader, const LoadOptions& options, L
   }
   OTARO_RETURN_IF_ERROR(dense("model.norm.weight", &model->final_norm));
   if (!c.tie_word_embeddings) OTARO_RETURN_IF_ERROR(dense("lm_head.weight", &model->lm_head));
-  if (options.quantize_lm_head) {
-    if (!options.quantize) {
-      return absl::InvalidArgumentError("quantize_lm_head needs a quantized model");
-    }
+  // A float32 reference model (quantize = false) keeps its lm_head float32 too.
+  model->lm_head_precision = options.quantize ? options.lm_head : LmHeadPrecision{LmHeadPrecision::Kind::kFloat32};
+  if (model->lm_head_precision.kind != LmHeadPrecision::Kind::kFloat32) {
+    // A fixed-precision lm_head keeps the planes it reads, whatever the linear
+    // layers keep (resident_max_bits); a per-request one keeps theirs.
+    const int head_planes = model->lm_head_precision.kind == LmHeadPrecision::Kind::kFixed
+                                ? model->lm_head_precision.bits
+                                : options.resident_max_bits;
     Linear head;
     head.out_features = c.vocab_size;
     head.in_features = c.hidden_size;
@@ -175,9 +179,16 @@ absl::Status FillModel(const WeightReader& reader, const LoadOptions& options, L
                                               c.hidden_size));
     model->saturated_groups += tensor.saturated;
     OTARO_ASSIGN_OR_RETURN(sefp::PackedMatrix packed,
-                           sefp::PackedMatrix::Pack(tensor, options.resident_max_bits));
+                           sefp::PackedMatrix::Pack(tensor, head_planes));
     head.packed.emplace(std::move(packed));
     model->quantized_lm_head.emplace(std::move(head));
+    // The planes replace the float32 table: a tied embedding is decoded from
+    // them (LlamaModel::Embed), so neither copy stays resident.
+    if (c.tie_word_embeddings) {
+      std::vector<float>().swap(model->embed);
+    } else {
+      std::vector<float>().swap(model->lm_head);
+    }
   }
   model->quantized = options.quantize;
   model->resident_max_bits = options.quantize ? options.resident_max_bits : sefp::kMasterBits;

@@ -38,9 +38,9 @@ struct LoadOptions {
   int resident_max_bits = sefp::kMasterBits;
   // false: keep the linear layers in float32 (reference runs; no SEFP).
   bool quantize = true;
-  // Also hold the lm_head as SEFP planes, read at each request's precision
-  // (needs quantize). Off by default: SEFP.md keeps lm_head in high precision.
-  bool quantize_lm_head = false;
+  // How the lm_head is held and read (llama_model.h); ignored when quantize is
+  // false (a float32 reference model keeps everything float32).
+  LmHeadPrecision lm_head;
   // Reconstruction for models that are not SEFP checkpoints (a checkpoint
   // records the mode it was tuned for, and that mode is used).
   sefp::Reconstruction reconstruction = sefp::Reconstruction::kMidpoint;

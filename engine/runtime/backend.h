@@ -39,14 +39,6 @@ struct SequenceStep {
   int precision = 8;
   // Logits for every new token (perplexity) instead of only the last.
   bool all_logits = false;
-  // What the tokens are; it picks the kernel of the SEFP linear layers.
-  // kPrefill (prompt chunks, scoring): the throughput kernel, which decodes
-  // each weight tile once for all such rows of the step. kDecode (the one token
-  // sampled last step): the latency kernel, which reads only the planes m needs.
-  // The two round differently, and the choice is the sequence's own, never the
-  // load's, so batch invariance holds. Float32 models ignore it.
-  enum class Kind { kPrefill, kDecode };
-  Kind kind = Kind::kPrefill;
 };
 
 struct BatchStep {

@@ -169,7 +169,6 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
       s.start_position = pos;
       s.tokens = {r.next};
       s.precision = r.request->precision;
-      s.kind = SequenceStep::Kind::kDecode;
       step.sequences.push_back(std::move(s));
       index.push_back(i);
     }

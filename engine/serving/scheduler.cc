@@ -337,7 +337,6 @@ void Scheduler::Core::Step() {
     s.start_position = r->prompt_size() + static_cast<int64_t>(r->out->result().tokens.size()) - 1;
     s.tokens = {r->next};
     s.precision = r->request.precision;
-    s.kind = SequenceStep::Kind::kDecode;
     step.sequences.push_back(std::move(s));
     rows.push_back(r.get());
     --budget;

@@ -1,32 +1,31 @@
 // CPU products with an SEFP weight at precision m:
-//   Gemv: y = Q(W, m) x            (decode: one token)
-//   Gemm: Y = X Q(W, m)^T          (a batch of tokens: X [batch, K], Y [batch, N])
-// W is a PackedMatrix [N, K] (layout.h explains the signed-digit lookup arithmetic).
-// Activations and accumulation are float32.
+//   Gemm: Y = X Q(W, m)^T    (X [batch, K] activations, Y [batch, N])
+//   Gemv: the same with one row.
+// W is a PackedMatrix [N, K] (layout.h); X is quantized to int8 per row and per
+// block of 4 inputs (activations.h).
 //
-// Two kernels (GemmKernel), for the two shapes of work an LLM server has:
-// - kDigitLookup (decode): never materializes a weight; per 2 weights and plane it
-//   does one table lookup, so its work is batch x (m + 1) lookups per weight and
-//   it reads (m + 1)/8 + 1/64 bytes per weight. Best for one or a few rows.
-// - kDecodedTiles (prefill): decodes each row block of W to float32 Q(W, m) once
-//   per call (cost ~ m + 1 per weight, once) and multiplies every batch row with
-//   it by FMA (batch / 8 FMAs per weight). Best for many rows.
-// They round differently (different summation orders). Each is deterministic on
-// its own, so a caller that promises load-independent results picks the kernel by
-// what the rows ARE (prompt tokens vs generated tokens), never by how many rows a
-// call happens to have.
+// ## One kernel for every batch size
+// Decode (one new token per sequence) and prefill (many) run the same kernel:
+// each weight tile's digit planes are turned into the integers d of layout.h
+// once per group of batch rows and multiplied with every row of that group, so
+// the weights are read once per step however many sequences share it.
 //
-// Determinism guarantees of each kernel (the server relies on them):
-// - Batch invariance: output (b, n) is computed by the same sequence of float
-//   operations whatever the batch size and whatever the other rows of X are; Gemv
-//   equals Gemm with batch 1 bit for bit.
-// - Thread-count invariance: each output row is computed by one thread in a fixed
-//   order (groups 0..G-1), so results do not depend on the pool size.
-// - ISA invariance: the AVX2+FMA path and the portable scalar path perform the same
-//   operations in the same order (FMA where the other uses FMA), so they agree bit
-//   for bit. The ISA is chosen at run time (cpuid), or forced for tests.
-// Any K is accepted (a short last group is padded with x = 0); kernels are tuned for
-// K a multiple of 64 and N a multiple of 8.
+// ## The arithmetic, exactly (every ISA path does this, and nothing else)
+// For output (b, n), per group g of 64 inputs, the integer products are summed
+// in 16 lanes of 4 neighbours, which is exact in int32:
+//     I[l] = sum_{i=0..3} q[64g + 4l + i] * d[n, 64g + 4l + i]          (l = 0..15)
+// and then, per lane, in increasing g, two float operations:
+//     acc[l] = fma(float(I[l]) * scale[b, 16g + l], 2^(e[n, g] - m), acc[l])  (acc starts at 0)
+// (2^(e - m) is 0 for a zero group.) The output is the fixed tree of LaneTree()
+// over the 16 lanes. Integers are exact whatever the blocking, and the float
+// operations of a row depend on nothing but that row and W, so:
+// - Batch invariance: output (b, n) is the same bits whatever the batch size and
+//   whatever the other rows are; Gemv equals Gemm with batch 1 bit for bit.
+// - Thread-count invariance: each output row is computed by one thread.
+// - ISA invariance: the AVX-512 VNNI, AVX2 and portable scalar paths agree bit
+//   for bit (they differ only in how they form the exact integers).
+// The ISA is chosen once from cpuid (Isa::kAuto) or forced (tests, engine.isa).
+// Any K is accepted (a short last group is padded with q = 0).
 #ifndef OTARO_SEFP_KERNELS_GEMM_H_
 #define OTARO_SEFP_KERNELS_GEMM_H_
 
@@ -37,22 +36,24 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "sefp/format.h"
+#include "sefp/kernels/activations.h"
 #include "sefp/kernels/thread_pool.h"
 #include "sefp/layout.h"
 
 namespace otaro::sefp {
 
-enum class Isa { kAuto, kScalar, kAvx2 };
+// kAvx512Vnni needs AVX-512 F/BW/VL + VNNI (Ice Lake, Sapphire Rapids, Zen 4);
+// kAvx2 needs AVX2 + FMA (Haswell, Zen 1-3).
+enum class Isa { kAuto, kScalar, kAvx2, kAvx512Vnni };
 
+// "auto", "scalar", "avx2", "avx512-vnni".
 absl::string_view IsaName(Isa isa);
-// True when this CPU (and OS) supports AVX2 and FMA.
-bool CpuSupportsAvx2Fma();
-// kAuto -> the best this CPU supports; kAvx2 on a CPU without it is an error.
+// Accepts the names above.
+absl::StatusOr<Isa> ParseIsa(absl::string_view name);
+// Whether this CPU (and OS) can run `isa` (kAuto and kScalar: always).
+bool CpuSupports(Isa isa);
+// kAuto -> the best this CPU supports; an ISA the CPU lacks is an error that says so.
 absl::StatusOr<Isa> ResolveIsa(Isa requested);
-
-enum class GemmKernel { kDigitLookup, kDecodedTiles };
-
-absl::string_view GemmKernelName(GemmKernel kernel);
 
 struct GemmOptions {
   // The reconstruction the checkpoint was tuned for (SEFP.md).
@@ -60,11 +61,14 @@ struct GemmOptions {
   Isa isa = Isa::kAuto;
   // Null: run on the calling thread only.
   ThreadPool* pool = nullptr;
-  GemmKernel kernel = GemmKernel::kDigitLookup;
 };
 
-// Y[b, n] = sum_k Q(W, m)[n, k] X[b, k]; x is [batch, K] row-major, y is [batch, N].
+// Y[b, n] for the rows [row0, row0 + batch) of x; y is [batch, N] row-major.
 // Fails (without touching y) if m is not resident or sizes do not match.
+absl::Status Gemm(const PackedMatrix& w, int m, const QuantizedActivations& x, int64_t row0,
+                  int64_t batch, absl::Span<float> y, const GemmOptions& options = {});
+
+// The same from float32 x [batch, K] (quantizes it first).
 absl::Status Gemm(const PackedMatrix& w, int m, absl::Span<const float> x, int64_t batch,
                   absl::Span<float> y, const GemmOptions& options = {});
 
@@ -73,8 +77,9 @@ absl::Status Gemv(const PackedMatrix& w, int m, absl::Span<const float> x, absl:
                   const GemmOptions& options = {});
 
 // Plain reference (tests, tools): decodes every weight with DecodeWeight and
-// accumulates in double. Also returns sum_k |Q[n,k] x[b,k]| per output in *abs_sum
-// (if not null), the natural scale for relative error bounds.
+// accumulates in double, with float32 x as given. Also returns
+// sum_k |Q[n,k] x[b,k]| per output in *abs_sum (if not empty), the natural scale
+// for relative error bounds.
 absl::Status ReferenceGemm(const SefpTensor& w, int m, Reconstruction mode,
                            absl::Span<const float> x, int64_t batch, absl::Span<double> y,
                            absl::Span<double> abs_sum = {});

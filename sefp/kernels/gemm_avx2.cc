@@ -1,140 +1,157 @@
-// AVX2 + FMA path (this file alone is compiled with -mavx2 -mfma; the dispatcher
-// calls it only after cpuid says the CPU has both). One __m256 holds 8 rows (a row
-// block). For each digit plane, VPERMILPS looks up the 8 rows' 2-bit digit fields
-// in a 4-float table of signed input sums: 1 shuffle + 1 shift + 1 add per 2
-// weights per plane, so the work per weight scales with m + 1, like the bytes read.
+// AVX2 path (this file alone is compiled with -mavx2 -mfma; the dispatcher calls
+// it only after cpuid says the CPU has both). A group is two YMM halves of 32
+// weights. A digit plane's 32 bits are spread to byte masks (VPSHUFB + compare)
+// and d is formed by the DigitProgram's adds; the exact products come from
+// VPMADDUBSW(|d|, sign(x, d)) (pairs, |sum| <= 2 * 127 * 127, no saturation)
+// and VPMADDWD (lanes of 4). Half h holds lanes 8h .. 8h + 7 of gemm.h's 16.
+// A register tile is R weight rows x C batch rows (16 YMM registers: C <= 2).
 #include <immintrin.h>
-
-#include <cstring>
-#include <vector>
 
 #include "sefp/kernels/internal.h"
 
 namespace otaro::sefp::internal {
 namespace {
 
-inline float Input(const float* x, int64_t cols, int64_t i) { return i < cols ? x[i] : 0.0f; }
+// Byte i of the result is 0xFF iff bit i of `word` is set.
+inline __m256i SpreadBits(uint32_t word) {
+  const __m256i select = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(word)), select);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+}
 
-// Sum over the 64 digits of one plane of one tile, for its 8 rows. Same operation
-// order as PlaneSum in gemm_scalar.cc.
-// Four independent add chains per half (lookup k goes to chain k % 4) so the adds'
-// latency hides behind the shuffles; combined as ((c0 + c1) + (c2 + c3)).
-__attribute__((always_inline)) inline __m256 PlaneSum(const uint8_t* tile, const float* t) {
-  static_assert(kTablesPerHalf == 16);
-  // Keep the table loads here: hoisting them out of the plane loop (they are the
-  // same for every plane) makes GCC park 32 tables on the stack and spill.
-  asm("" : "+r"(t));
-  __m256 half[2];
-#pragma GCC unroll 2
-  for (int h = 0; h < 2; ++h) {
-    __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile + 32 * h));
-    const float* th = t + h * kTablesPerHalf * 8;
-    __m256 c[4];
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; ++k) {
-      c[k] = _mm256_permutevar_ps(_mm256_load_ps(th + 8 * k), _mm256_srli_epi32(v, 2 * k));
-    }
-#pragma GCC unroll 16
-    for (int k = 4; k < kTablesPerHalf; ++k) {
-      c[k % 4] = _mm256_add_ps(
-          c[k % 4], _mm256_permutevar_ps(_mm256_load_ps(th + 8 * k), _mm256_srli_epi32(v, 2 * k)));
-      // Pin program order (shuffle, add, next shuffle): left alone, GCC computes
-      // all 16 shuffles first and spills them. The CPU overlaps the steps anyway.
-      asm("" : "+x"(c[k % 4]), "+x"(v));
-    }
-    half[h] = _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]));
+// Half h of one part of d for the row whose plane words sit at planes[j] + word_offset.
+template <const DigitPart& kPart>
+__attribute__((always_inline)) inline __m256i FormPart(const uint8_t* const* planes,
+                                                       int64_t word_offset, int h) {
+  __m256i v = _mm256_set1_epi8(kPart.base);
+#pragma GCC unroll 10
+  for (int t = 0; t < kPart.terms; ++t) {
+    uint32_t word;
+    __builtin_memcpy(&word, planes[kPart.plane[t]] + word_offset + 4 * h, 4);
+    v = _mm256_add_epi8(v, _mm256_and_si256(SpreadBits(word), _mm256_set1_epi8(kPart.add[t])));
   }
-  return _mm256_add_ps(half[0], half[1]);
+  return v;
 }
 
-// 2^e for 8 rows' exponents; 0 for zero groups (e = -128).
-inline __m256 Scales(const int8_t* e8) {
-  const __m256i e = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e8)));
-  const __m256i zero_group = _mm256_cmpeq_epi32(e, _mm256_set1_epi32(-128));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23);
-  return _mm256_castsi256_ps(_mm256_andnot_si256(zero_group, bits));
+// 8 lanes of sum x * d over 4 neighbours each.
+inline __m256i LaneSums(__m256i abs_d, __m256i d, __m256i x) {
+  const __m256i pairs = _mm256_maddubs_epi16(abs_d, _mm256_sign_epi8(x, d));
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-template <int M>
-void RowBlocksT(const GemmJob& job, int64_t rb0, int64_t rb1) {
+template <int M, bool kTruncate>
+struct Digits {
+  static constexpr DigitProgram kProgram =
+      MakeDigitProgram(M, kTruncate ? Reconstruction::kTruncate : Reconstruction::kMidpoint);
+  static constexpr DigitPart kPart0 = kProgram.part[0];
+  static constexpr DigitPart kPart1 = kProgram.part[1];
+};
+
+// 8 + 8 lanes summed in LaneTree's order.
+inline float Reduce(__m256 lo, __m256 hi) {
+  const __m256 v8 = _mm256_add_ps(lo, hi);
+  const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+  const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+  return _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)));
+}
+
+template <int M, bool kTruncate, int R, int C>
+void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0) {
+  using D = Digits<M, kTruncate>;
   const PackedMatrix& w = *job.w;
+  const QuantizedActivations& x = *job.x;
   const int64_t groups = w.groups();
-  const uint8_t* planes[M + 1];
+  const uint8_t* planes[kMasterBits + 1];
   for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
-  __m256 pow2[M + 1];
-  for (int j = 0; j <= M; ++j) pow2[j] = _mm256_set1_ps(1.0f / static_cast<float>(1 << j));
-  const __m256 sign_coef = _mm256_set1_ps(job.sign_coef);
-  const int64_t batch = job.batch;
 
-  // Running sums of every (row block, batch row) of this range across slices.
-  thread_local std::vector<float> scratch;
-  scratch.resize(static_cast<size_t>((rb1 - rb0) * batch * 8));
-  float* acc_base = scratch.data();
+  const int8_t* xv[C];
+  const float* xs[C];
+  for (int c = 0; c < C; ++c) {
+    xv[c] = x.values(job.row0 + b0 + c);
+    xs[c] = x.scales(job.row0 + b0 + c);
+  }
+  __m256 acc[R][C][2];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+  }
 
-  for (int64_t s = 0; s < w.slices(); ++s) {
-    const int64_t g0 = s * kSliceGroups;
-    const int64_t width = w.SliceWidth(s);
-    for (int64_t rb = rb0; rb < rb1; ++rb) {
-      const int64_t tile0 = w.TileIndex(rb, g0);  // the slice's tiles of rb are consecutive
-      for (int64_t b = 0; b < batch; ++b) {
-        float* accp = acc_base + ((rb - rb0) * batch + b) * 8;
-        __m256 acc = s == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(accp);
-        const float* t = job.tables + (b * groups + g0) * kTableFloatsPerGroup;
-        for (int64_t gi = 0; gi < width; ++gi, t += kTableFloatsPerGroup) {
-          const int64_t tile = tile0 + gi;
-          const __m256 scale = Scales(w.exponents() + tile * kRowBlock);
-          __m256 sum = _mm256_mul_ps(PlaneSum(planes[0] + tile * kTileBytes, t), sign_coef);
-#pragma GCC unroll 1
-          for (int j = 1; j <= M; ++j) {
-            sum = _mm256_fmadd_ps(PlaneSum(planes[j] + tile * kTileBytes, t), pow2[j], sum);
-          }
-          acc = _mm256_fmadd_ps(scale, sum, acc);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t tile = w.TileIndex(rb, g);
+    const int8_t* exponents = w.exponents() + tile * kRowBlock + r0;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const int64_t word_offset = tile * kTileBytes + (r0 + r) * 8;
+      const __m256 ws = _mm256_set1_ps(WeightScale(exponents[r], M));
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m256i d0 = FormPart<D::kPart0>(planes, word_offset, h);
+        const __m256i abs_d0 = _mm256_abs_epi8(d0);
+        __m256i d1 = _mm256_setzero_si256(), abs_d1 = _mm256_setzero_si256();
+        if constexpr (D::kProgram.split) {
+          d1 = FormPart<D::kPart1>(planes, word_offset, h);
+          abs_d1 = _mm256_abs_epi8(d1);
         }
-        _mm256_storeu_ps(accp, acc);
+#pragma GCC unroll 2
+        for (int c = 0; c < C; ++c) {
+          const __m256i xq = _mm256_load_si256(
+              reinterpret_cast<const __m256i*>(xv[c] + g * kGroupSize + 32 * h));
+          __m256i sum = LaneSums(abs_d0, d0, xq);
+          if constexpr (D::kProgram.split) {
+            sum = _mm256_add_epi32(_mm256_slli_epi32(sum, kSplitShift), LaneSums(abs_d1, d1, xq));
+          }
+          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum),
+                                         _mm256_load_ps(xs[c] + g * kLanesPerGroup + 8 * h));
+          acc[r][c][h] = _mm256_fmadd_ps(f, ws, acc[r][c][h]);
+        }
       }
     }
   }
+
+  const int64_t rows = w.rows();
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = rb * kRowBlock + r0 + r;
+    if (n >= rows) break;
+    for (int c = 0; c < C; ++c) job.y[(b0 + c) * rows + n] = Reduce(acc[r][c][0], acc[r][c][1]);
+  }
+}
+
+template <int M, bool kTruncate>
+void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
   for (int64_t rb = rb0; rb < rb1; ++rb) {
-    const int64_t lanes = std::min<int64_t>(kRowBlock, w.rows() - rb * kRowBlock);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(job.y + b * w.rows() + rb * kRowBlock, acc_base + ((rb - rb0) * batch + b) * 8,
-                  sizeof(float) * lanes);
+    int64_t b0 = 0;
+    for (; b0 + 2 <= job.batch; b0 += 2) {
+      for (int r0 = 0; r0 < kRowBlock; r0 += 2) Tile<M, kTruncate, 2, 2>(job, rb, r0, b0);
     }
+    if (b0 < job.batch) {
+      Tile<M, kTruncate, 4, 1>(job, rb, 0, b0);
+      Tile<M, kTruncate, 4, 1>(job, rb, 4, b0);
+    }
+  }
+}
+
+template <int M>
+void RowBlocksM(const GemmJob& job, int64_t rb0, int64_t rb1) {
+  if (job.mode == Reconstruction::kTruncate) {
+    RowBlocks<M, true>(job, rb0, rb1);
+  } else {
+    RowBlocks<M, false>(job, rb0, rb1);
   }
 }
 
 }  // namespace
 
-void BuildTablesAvx2(const float* x, int64_t cols, int64_t groups, float* tables) {
-  // Lane e (mod 4) flips x_a when bit 0 of e is clear and x_b when bit 1 is clear.
-  const __m256 flip_a = _mm256_castsi256_ps(_mm256_setr_epi32(
-      INT32_MIN, 0, INT32_MIN, 0, INT32_MIN, 0, INT32_MIN, 0));
-  const __m256 flip_b = _mm256_castsi256_ps(_mm256_setr_epi32(
-      INT32_MIN, INT32_MIN, 0, 0, INT32_MIN, INT32_MIN, 0, 0));
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int h = 0; h < 2; ++h) {
-      const int64_t base = g * 64 + 32 * h;
-      float* t = tables + g * kTableFloatsPerGroup + h * kTablesPerHalf * 8;
-      const bool full = base + 32 <= cols;
-      for (int k = 0; k < kTablesPerHalf; ++k) {
-        const int64_t i = base + 2 * k;
-        const __m256 a = _mm256_set1_ps(full ? x[i] : Input(x, cols, i));
-        const __m256 b = _mm256_set1_ps(full ? x[i + 1] : Input(x, cols, i + 1));
-        _mm256_store_ps(t + 8 * k, _mm256_add_ps(_mm256_xor_ps(a, flip_a), _mm256_xor_ps(b, flip_b)));
-      }
-    }
-  }
-}
-
 void RowBlocksAvx2(const GemmJob& job, int64_t rb0, int64_t rb1) {
   switch (job.m) {
-    case 2: return RowBlocksT<2>(job, rb0, rb1);
-    case 3: return RowBlocksT<3>(job, rb0, rb1);
-    case 4: return RowBlocksT<4>(job, rb0, rb1);
-    case 5: return RowBlocksT<5>(job, rb0, rb1);
-    case 6: return RowBlocksT<6>(job, rb0, rb1);
-    case 7: return RowBlocksT<7>(job, rb0, rb1);
-    default: return RowBlocksT<8>(job, rb0, rb1);
+    case 2: RowBlocksM<2>(job, rb0, rb1); break;
+    case 3: RowBlocksM<3>(job, rb0, rb1); break;
+    case 4: RowBlocksM<4>(job, rb0, rb1); break;
+    case 5: RowBlocksM<5>(job, rb0, rb1); break;
+    case 6: RowBlocksM<6>(job, rb0, rb1); break;
+    case 7: RowBlocksM<7>(job, rb0, rb1); break;
+    case 8: RowBlocksM<8>(job, rb0, rb1); break;
+    default: break;  // the dispatcher checked m
   }
 }
 

@@ -1,71 +1,62 @@
-// Portable path. It performs, per output, exactly the float operations of the AVX2
-// path in the same order (one lane of it), so the two agree bit for bit. Compiled
-// with -ffp-contract=off: a*b+c must stay two roundings where the AVX2 path has two.
+// Portable path, and the plain statement of gemm.h's arithmetic: d is formed
+// from the planes straight from its definition (not from the SIMD paths'
+// DigitProgram), so the bit-equality tests also check that program. Compiled
+// with -ffp-contract=off: float(I) * scale must stay its own rounding.
 #include <cmath>
-#include <cstring>
+#include <vector>
 
 #include "sefp/kernels/internal.h"
 
 namespace otaro::sefp::internal {
 namespace {
 
-inline float Input(const float* x, int64_t cols, int64_t i) { return i < cols ? x[i] : 0.0f; }
-
-// Sum over 64 digits of one row: word0/word1 are the row's two 32-bit digit words.
-// Same chains and order as the AVX2 PlaneSum: lookup k adds into chain k % 4.
-inline float HalfSum(uint32_t word, const float* t) {
-  float c[4];
-  for (int k = 0; k < 4; ++k) c[k] = t[8 * k + ((word >> (2 * k)) & 3)];
-  for (int k = 4; k < kTablesPerHalf; ++k) c[k % 4] = c[k % 4] + t[8 * k + ((word >> (2 * k)) & 3)];
-  return (c[0] + c[1]) + (c[2] + c[3]);
-}
-
-inline float PlaneSum(uint32_t word0, uint32_t word1, const float* t) {
-  return HalfSum(word0, t) + HalfSum(word1, t + kTablesPerHalf * 8);
+// d for the 64 weights of row `lane` of tile `tile`: sigma (2 q_m + 1 - t), with
+// q_m the top m magnitude bits (digit bit XOR sign).
+void DigitsOfGroup(const PackedMatrix& w, int64_t tile, int lane, int m, int t, int32_t* d) {
+  const uint64_t sign = w.TileWords(0, tile)[lane];
+  uint64_t digit[kMasterBits + 1];
+  for (int j = 1; j <= m; ++j) digit[j] = w.TileWords(j, tile)[lane];
+  for (int i = 0; i < kGroupSize; ++i) {
+    const int s = static_cast<int>((sign >> i) & 1);
+    int q = 0;
+    for (int j = 1; j <= m; ++j) q = 2 * q + (static_cast<int>((digit[j] >> i) & 1) ^ s);
+    const int magnitude = 2 * q + 1 - t;
+    d[i] = s ? -magnitude : magnitude;
+  }
 }
 
 }  // namespace
 
-void BuildTablesScalar(const float* x, int64_t cols, int64_t groups, float* tables) {
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int h = 0; h < 2; ++h) {
-      const int64_t base = g * 64 + 32 * h;
-      float* t = tables + g * kTableFloatsPerGroup + h * kTablesPerHalf * 8;
-      for (int k = 0; k < kTablesPerHalf; ++k) {
-        const float a = Input(x, cols, base + 2 * k);
-        const float b = Input(x, cols, base + 2 * k + 1);
-        for (int e = 0; e < 8; ++e) t[8 * k + e] = (e & 1 ? a : -a) + (e & 2 ? b : -b);
-      }
-    }
-  }
-}
-
 void RowBlocksScalar(const GemmJob& job, int64_t rb0, int64_t rb1) {
   const PackedMatrix& w = *job.w;
-  const int64_t groups = w.groups();
-  float pow2[9];
-  for (int j = 0; j <= 8; ++j) pow2[j] = std::ldexp(1.0f, -j);
+  const QuantizedActivations& x = *job.x;
+  const int m = job.m;
+  const int t = job.mode == Reconstruction::kTruncate ? 1 : 0;
+  const int64_t groups = w.groups(), rows = w.rows();
+  std::vector<float> acc(static_cast<size_t>(job.batch * kLanesPerGroup));
+  int32_t d[kGroupSize];
   for (int64_t rb = rb0; rb < rb1; ++rb) {
     for (int lane = 0; lane < kRowBlock; ++lane) {
-      const int64_t row = rb * kRowBlock + lane;
-      if (row >= w.rows()) break;
-      for (int64_t b = 0; b < job.batch; ++b) {
-        const float* tables = job.tables + b * groups * kTableFloatsPerGroup;
-        float acc = 0.0f;
-        for (int64_t g = 0; g < groups; ++g) {
-          const int64_t tile = w.TileIndex(rb, g);
-          const int e = w.exponents()[tile * kRowBlock + lane];
-          const float scale = e == kZeroGroupExponent ? 0.0f : std::ldexp(1.0f, e);
-          const float* t = tables + g * kTableFloatsPerGroup;
-          float sum = PlaneSum(TileWord(w.plane(0), tile, 0, lane), TileWord(w.plane(0), tile, 1, lane), t) *
-                      job.sign_coef;
-          for (int j = 1; j <= job.m; ++j) {
-            const float s = PlaneSum(TileWord(w.plane(j), tile, 0, lane), TileWord(w.plane(j), tile, 1, lane), t);
-            sum = std::fma(s, pow2[j], sum);
+      const int64_t n = rb * kRowBlock + lane;
+      if (n >= rows) break;
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t tile = w.TileIndex(rb, g);
+        const float ws = WeightScale(w.exponents()[tile * kRowBlock + lane], m);
+        DigitsOfGroup(w, tile, lane, m, t, d);
+        for (int64_t b = 0; b < job.batch; ++b) {
+          const int8_t* q = x.values(job.row0 + b) + g * kGroupSize;
+          const float* scale = x.scales(job.row0 + b) + g * kLanesPerGroup;
+          float* a = acc.data() + b * kLanesPerGroup;
+          for (int l = 0; l < kLanesPerGroup; ++l) {
+            int32_t sum = 0;
+            for (int i = 4 * l; i < 4 * l + 4; ++i) sum += static_cast<int32_t>(q[i]) * d[i];
+            a[l] = std::fma(static_cast<float>(sum) * scale[l], ws, a[l]);
           }
-          acc = std::fma(scale, sum, acc);
         }
-        job.y[b * w.rows() + row] = acc;
+      }
+      for (int64_t b = 0; b < job.batch; ++b) {
+        job.y[b * rows + n] = LaneTree(acc.data() + b * kLanesPerGroup);
       }
     }
   }

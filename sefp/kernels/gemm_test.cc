@@ -2,12 +2,14 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sefp/format.h"
+#include "sefp/kernels/activations.h"
 #include "sefp/kernels/thread_pool.h"
 #include "sefp/layout.h"
 #include "sefp/test_util.h"
@@ -18,12 +20,14 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr Reconstruction kModes[] = {Reconstruction::kMidpoint, Reconstruction::kTruncate};
-constexpr GemmKernel kKernels[] = {GemmKernel::kDigitLookup, GemmKernel::kDecodedTiles};
+constexpr Isa kSimdIsas[] = {Isa::kAvx2, Isa::kAvx512Vnni};
 
-// The ISAs this machine can run (scalar always; AVX2 when the CPU has it).
+// The ISAs this machine can run (scalar always).
 std::vector<Isa> Isas() {
   std::vector<Isa> isas = {Isa::kScalar};
-  if (CpuSupportsAvx2Fma()) isas.push_back(Isa::kAvx2);
+  for (Isa isa : kSimdIsas) {
+    if (CpuSupports(isa)) isas.push_back(isa);
+  }
   return isas;
 }
 
@@ -34,8 +38,20 @@ std::vector<float> RandomInputs(int64_t n, std::mt19937* rng) {
   return x;
 }
 
-// Natural scale of the kernel's rounding error for output (b, n): every group adds
-// +-x_i terms scaled by 2^e, so the error is bounded by eps * sum_g 2^e sum |x_i|.
+// x as the kernels multiply it: every row quantized and dequantized.
+std::vector<float> AsQuantized(const std::vector<float>& x, int64_t batch, int64_t cols) {
+  QuantizedActivations q;
+  q.Quantize(x, batch, cols);
+  std::vector<float> out;
+  for (int64_t b = 0; b < batch; ++b) {
+    const std::vector<float> row = q.Dequantize(b);
+    out.insert(out.end(), row.begin(), row.end());
+  }
+  return out;
+}
+
+// Natural scale of the kernel's float rounding for output (b, n): each group adds
+// integer products scaled by 2^e, so the error is bounded by eps * sum_g 2^e sum |x_i|.
 std::vector<double> ErrorScale(const SefpTensor& t, const std::vector<float>& x, int64_t batch) {
   std::vector<double> s(static_cast<size_t>(batch * t.rows), 0.0);
   for (int64_t b = 0; b < batch; ++b) {
@@ -55,6 +71,78 @@ bool BitEqual(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
+TEST(ActivationsTest, QuantizationRule) {
+  // Blocks of 4 inputs, each with scale amax / 127 and q = round_half_even(x * 127 / amax).
+  std::vector<float> x(70, 0.0f);
+  x[0] = 2.54f;
+  x[1] = -2.54f;
+  x[2] = 0.01f;   // 0.5 after scaling: ties to even -> 0
+  x[3] = 0.03f;   // 1.5 -> 2
+  x[4] = -1.0f;   // block 1: -127, scale 1/127
+  x[5] = 0.25f;
+  x[64] = 3.0f;   // second, short group (6 inputs): block 16 = inputs 64..67
+  x[65] = -1.5f;
+  x[69] = 0.5f;   // block 17: inputs 68, 69 and two padding zeros
+  QuantizedActivations q;
+  q.Quantize(x, 1, 70);
+  ASSERT_EQ(q.groups(), 2);
+  const float inv = 127.0f / 2.54f;
+  EXPECT_EQ(q.scales(0)[0], 2.54f / 127.0f);
+  EXPECT_EQ(q.values(0)[0], 127);
+  EXPECT_EQ(q.values(0)[1], -127);
+  EXPECT_EQ(q.values(0)[2], static_cast<int8_t>(std::nearbyint(0.01f * inv)));
+  EXPECT_EQ(q.values(0)[2], 0);
+  EXPECT_EQ(q.values(0)[3], 2);
+  EXPECT_EQ(q.scales(0)[1], 1.0f / 127.0f);
+  EXPECT_EQ(q.values(0)[4], -127);
+  EXPECT_EQ(q.values(0)[5], static_cast<int8_t>(std::nearbyint(0.25f * 127.0f)));
+  EXPECT_EQ(q.scales(0)[2], 0.0f);  // an all-zero block
+  EXPECT_EQ(q.scales(0)[16], 3.0f / 127.0f);
+  EXPECT_EQ(q.values(0)[64], 127);
+  EXPECT_EQ(q.values(0)[65], static_cast<int8_t>(std::nearbyint(-1.5f * 127.0f / 3.0f)));
+  EXPECT_EQ(q.scales(0)[17], 0.5f / 127.0f);
+  EXPECT_EQ(q.values(0)[69], 127);
+  for (int i = 70; i < 128; ++i) EXPECT_EQ(q.values(0)[i], 0) << "padding " << i;
+  // Lane offsets: -128 x the sum of each lane's 4 values.
+  for (int l = 0; l < 2 * kLanesPerGroup; ++l) {
+    const int8_t* v = q.values(0) + 4 * l;
+    EXPECT_EQ(q.offsets(0)[l], -128 * (v[0] + v[1] + v[2] + v[3])) << "lane " << l;
+  }
+  // Each element is within half a step of x.
+  const std::vector<float> back = q.Dequantize(0);
+  for (int i = 0; i < 70; ++i) {
+    EXPECT_LE(std::fabs(back[i] - x[i]), 0.5f * q.scales(0)[i / 4] * (1 + 1e-6f)) << i;
+  }
+}
+
+TEST(ActivationsTest, ZeroAndNonFiniteBlocks) {
+  std::vector<float> x(128, 0.0f);
+  x[70] = std::numeric_limits<float>::infinity();  // block 17 (inputs 68..71)
+  x[71] = 1.0f;
+  x[72] = 1.0f;                                     // block 18: finite
+  QuantizedActivations q;
+  q.Quantize(x, 1, 128);
+  EXPECT_EQ(q.scales(0)[0], 0.0f);
+  EXPECT_TRUE(std::isnan(q.scales(0)[17]));
+  EXPECT_EQ(q.scales(0)[18], 1.0f / 127.0f);
+  for (int i = 68; i < 72; ++i) EXPECT_EQ(q.values(0)[i], 0);
+  EXPECT_EQ(q.values(0)[72], 127);
+}
+
+TEST(ActivationsTest, RowsAreIndependent) {
+  std::mt19937 rng(3);
+  const std::vector<float> x = RandomInputs(5 * 200, &rng);
+  QuantizedActivations all, one;
+  all.Quantize(x, 5, 200);
+  for (int64_t r = 0; r < 5; ++r) {
+    one.Quantize(absl::MakeConstSpan(x).subspan(r * 200, 200), 1, 200);
+    EXPECT_EQ(std::memcmp(one.values(0), all.values(r), 256), 0);
+    EXPECT_EQ(std::memcmp(one.scales(0), all.scales(r), 4 * 4 * kLanesPerGroup), 0);
+  }
+}
+
+// The golden GEMV (float x): the kernels multiply the quantized x exactly, so
+// they differ from the golden y by at most sum |Q| |x - x'| plus float rounding.
 TEST(GemmTest, GoldenGemvAtEveryPrecision) {
   const testing::Golden golden = testing::LoadGolden();
   const auto& g = golden.gemv;
@@ -64,6 +152,7 @@ TEST(GemmTest, GoldenGemvAtEveryPrecision) {
   ASSERT_TRUE(t.ok()) << t.status();
   auto w = PackedMatrix::Pack(*t);
   ASSERT_TRUE(w.ok());
+  const std::vector<float> xq = AsQuantized(g.x, 1, g.cols);
   for (Isa isa : Isas()) {
     for (int m = 2; m <= 8; ++m) {
       std::vector<float> y(g.rows);
@@ -71,9 +160,16 @@ TEST(GemmTest, GoldenGemvAtEveryPrecision) {
       const std::vector<double>& want = g.y_midpoint.at(m);
       std::vector<double> ref(g.rows);
       ASSERT_TRUE(ReferenceGemm(*t, m, Reconstruction::kMidpoint, g.x, 1, absl::MakeSpan(ref)).ok());
+      std::vector<float> q(g.cols);
       for (int64_t n = 0; n < g.rows; ++n) {
-        EXPECT_NEAR(y[n], want[n], 1e-5 * std::fabs(want[n])) << IsaName(isa) << " m=" << m << " row " << n;
         EXPECT_NEAR(ref[n], want[n], 1e-12 * std::fabs(want[n])) << "reference m=" << m;
+        double bound = 0, scale = 0;
+        for (int64_t k = 0; k < g.cols; ++k) {
+          const double qk = t->Decode(n, k, m, Reconstruction::kMidpoint);
+          bound += std::fabs(qk) * std::fabs(static_cast<double>(g.x[k]) - xq[k]);
+          scale += std::fabs(qk * xq[k]);
+        }
+        EXPECT_NEAR(y[n], want[n], bound + 1e-5 * scale) << IsaName(isa) << " m=" << m << " row " << n;
       }
     }
   }
@@ -83,8 +179,8 @@ struct Shape {
   int64_t rows, cols;
 };
 
-// Odd shapes: N not a multiple of the 8-row block; K a multiple of 64 but not of
-// the 16-group slice (and one short-group K for the padding path).
+// Odd shapes: N not a multiple of the 8-row block; K a multiple of 64 (and one
+// short-group K for the padding path).
 constexpr Shape kShapes[] = {{1, 64}, {8, 128}, {13, 192}, {37, 320}, {100, 1088}, {61, 2112}, {9, 172}};
 
 TEST(GemmTest, EveryIsaMatchesTheReferenceAtEveryPrecision) {
@@ -96,32 +192,30 @@ TEST(GemmTest, EveryIsaMatchesTheReferenceAtEveryPrecision) {
       ASSERT_TRUE(t.ok());
       auto w = PackedMatrix::Pack(*t);
       ASSERT_TRUE(w.ok());
-      for (int64_t batch : {1, 3, 8}) {
+      // Batch sizes that hit every register tile and remainder of the SIMD paths.
+      for (int64_t batch : {1, 2, 3, 5, 8}) {
         const std::vector<float> x = RandomInputs(batch * s.cols, &rng);
-        const std::vector<double> err_scale = ErrorScale(*t, x, batch);
+        const std::vector<float> xq = AsQuantized(x, batch, s.cols);
+        const std::vector<double> err_scale = ErrorScale(*t, xq, batch);
         for (Reconstruction mode : kModes) {
           for (int m = 2; m <= 8; ++m) {
             std::vector<double> ref(batch * s.rows);
-            ASSERT_TRUE(ReferenceGemm(*t, m, mode, x, batch, absl::MakeSpan(ref)).ok());
-            for (GemmKernel kernel : kKernels) {
-              std::vector<std::vector<float>> results;
-              for (Isa isa : Isas()) {
-                SCOPED_TRACE(::testing::Message()
-                             << s.rows << "x" << s.cols << " batch " << batch << " "
-                             << ReconstructionName(mode) << " m=" << m << " " << IsaName(isa) << " "
-                             << GemmKernelName(kernel));
-                std::vector<float> y(batch * s.rows, std::nanf(""));
-                ASSERT_TRUE(
-                    Gemm(*w, m, x, batch, absl::MakeSpan(y), {mode, isa, nullptr, kernel}).ok());
-                for (size_t i = 0; i < y.size(); ++i) {
-                  ASSERT_NEAR(y[i], ref[i], 1e-5 * err_scale[i] + 1e-30) << "output " << i;
-                }
-                results.push_back(std::move(y));
+            ASSERT_TRUE(ReferenceGemm(*t, m, mode, xq, batch, absl::MakeSpan(ref)).ok());
+            std::vector<std::vector<float>> results;
+            for (Isa isa : Isas()) {
+              SCOPED_TRACE(::testing::Message()
+                           << s.rows << "x" << s.cols << " batch " << batch << " "
+                           << ReconstructionName(mode) << " m=" << m << " " << IsaName(isa));
+              std::vector<float> y(batch * s.rows, std::nanf(""));
+              ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), {mode, isa, nullptr}).ok());
+              for (size_t i = 0; i < y.size(); ++i) {
+                ASSERT_NEAR(y[i], ref[i], 1e-5 * err_scale[i] + 1e-30) << "output " << i;
               }
-              // The scalar fallback and AVX2 do the same operations in the same order.
-              for (size_t i = 1; i < results.size(); ++i) {
-                ASSERT_TRUE(BitEqual(results[0], results[i])) << GemmKernelName(kernel);
-              }
+              results.push_back(std::move(y));
+            }
+            // Every path performs the same float operations in the same order.
+            for (size_t i = 1; i < results.size(); ++i) {
+              ASSERT_TRUE(BitEqual(results[0], results[i])) << IsaName(Isas()[i]);
             }
           }
         }
@@ -130,34 +224,66 @@ TEST(GemmTest, EveryIsaMatchesTheReferenceAtEveryPrecision) {
   }
 }
 
+// Every SIMD path, named, so a machine without it says so in the test log.
+class IsaPathTest : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(IsaPathTest, BitEqualToTheScalarPathOnMixedScales) {
+  const Isa isa = GetParam();
+  if (!CpuSupports(isa)) {
+    GTEST_SKIP() << "this CPU lacks " << IsaName(isa) << ": that kernel path is not tested here";
+  }
+  std::mt19937 rng(17);
+  const int64_t rows = 29, cols = 448;
+  // Every exponent regime (subnormal to saturated) and zero groups.
+  auto t = EncodeTensor("w", testing::MixedScaleWeights(rows, cols, &rng), rows, cols);
+  ASSERT_TRUE(t.ok());
+  auto w = PackedMatrix::Pack(*t);
+  ASSERT_TRUE(w.ok());
+  for (int64_t batch : {1, 4, 7}) {
+    const std::vector<float> x = RandomInputs(batch * cols, &rng);
+    for (Reconstruction mode : kModes) {
+      for (int m = 2; m <= 8; ++m) {
+        std::vector<float> scalar(batch * rows), simd(batch * rows);
+        ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(scalar), {mode, Isa::kScalar}).ok());
+        ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(simd), {mode, isa}).ok());
+        EXPECT_TRUE(BitEqual(scalar, simd))
+            << IsaName(isa) << " batch " << batch << " m=" << m << " " << ReconstructionName(mode);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(SimdPaths, IsaPathTest, ::testing::ValuesIn(kSimdIsas),
+                         [](const ::testing::TestParamInfo<Isa>& info) {
+                           return info.param == Isa::kAvx2 ? "avx2" : "avx512_vnni";
+                         });
+
 TEST(GemmTest, BatchInvariantAndGemvEqualsGemm) {
   std::mt19937 rng(5);
-  // batch 13: two full 6-row tiles of the decoded kernel plus a remainder.
+  // batch 13: three 4-row tiles plus a remainder.
   const int64_t rows = 45, cols = 384, batch = 13;
   auto t = EncodeTensor("w", testing::RandomWeights(rows, cols, 0.05f, &rng), rows, cols);
   auto w = PackedMatrix::Pack(*t);
   ASSERT_TRUE(w.ok());
   const std::vector<float> x = RandomInputs(batch * cols, &rng);
-  for (GemmKernel kernel : kKernels) {
-    for (Isa isa : Isas()) {
-      const GemmOptions opts{Reconstruction::kMidpoint, isa, nullptr, kernel};
-      for (int m : {3, 8}) {
-        std::vector<float> y(batch * rows);
-        ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), opts).ok());
-        for (int64_t b = 0; b < batch; ++b) {
-          // Alone (Gemv), and in a different batch with other companions.
-          std::vector<float> xb(x.begin() + b * cols, x.begin() + (b + 1) * cols);
-          std::vector<float> alone(rows);
-          ASSERT_TRUE(Gemv(*w, m, xb, absl::MakeSpan(alone), opts).ok());
-          std::vector<float> other = RandomInputs(3 * cols, &rng);
-          std::copy(xb.begin(), xb.end(), other.begin() + cols);
-          std::vector<float> y3(3 * rows);
-          ASSERT_TRUE(Gemm(*w, m, other, 3, absl::MakeSpan(y3), opts).ok());
-          std::vector<float> from_batch(y.begin() + b * rows, y.begin() + (b + 1) * rows);
-          std::vector<float> from_other(y3.begin() + rows, y3.begin() + 2 * rows);
-          EXPECT_TRUE(BitEqual(from_batch, alone)) << "row " << b << " m=" << m << " " << GemmKernelName(kernel);
-          EXPECT_TRUE(BitEqual(from_batch, from_other)) << "row " << b << " m=" << m << " " << GemmKernelName(kernel);
-        }
+  for (Isa isa : Isas()) {
+    const GemmOptions opts{Reconstruction::kMidpoint, isa, nullptr};
+    for (int m : {3, 7, 8}) {
+      std::vector<float> y(batch * rows);
+      ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), opts).ok());
+      for (int64_t b = 0; b < batch; ++b) {
+        // Alone (Gemv), and in a different batch with other companions.
+        std::vector<float> xb(x.begin() + b * cols, x.begin() + (b + 1) * cols);
+        std::vector<float> alone(rows);
+        ASSERT_TRUE(Gemv(*w, m, xb, absl::MakeSpan(alone), opts).ok());
+        std::vector<float> other = RandomInputs(6 * cols, &rng);
+        std::copy(xb.begin(), xb.end(), other.begin() + 5 * cols);
+        std::vector<float> y6(6 * rows);
+        ASSERT_TRUE(Gemm(*w, m, other, 6, absl::MakeSpan(y6), opts).ok());
+        std::vector<float> from_batch(y.begin() + b * rows, y.begin() + (b + 1) * rows);
+        std::vector<float> from_other(y6.begin() + 5 * rows, y6.end());
+        EXPECT_TRUE(BitEqual(from_batch, alone)) << "row " << b << " m=" << m << " " << IsaName(isa);
+        EXPECT_TRUE(BitEqual(from_batch, from_other)) << "row " << b << " m=" << m << " " << IsaName(isa);
       }
     }
   }
@@ -169,31 +295,24 @@ TEST(GemmTest, SameBitsForEveryThreadCount) {
   auto t = EncodeTensor("w", testing::RandomWeights(rows, cols, 0.05f, &rng), rows, cols);
   auto w = PackedMatrix::Pack(*t);
   const std::vector<float> x = RandomInputs(batch * cols, &rng);
-  for (GemmKernel kernel : kKernels) {
-    for (Isa isa : Isas()) {
-      std::vector<float> single(batch * rows);
-      ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(single),
-                       {Reconstruction::kTruncate, isa, nullptr, kernel})
-                      .ok());
-      for (int threads : {2, 3, 4, 7}) {
-        ThreadPool pool(threads);
-        for (int rep = 0; rep < 3; ++rep) {
-          std::vector<float> y(batch * rows);
-          ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(y),
-                           {Reconstruction::kTruncate, isa, &pool, kernel})
-                          .ok());
-          EXPECT_TRUE(BitEqual(single, y))
-              << threads << " threads, " << IsaName(isa) << " " << GemmKernelName(kernel);
-        }
+  for (Isa isa : Isas()) {
+    std::vector<float> single(batch * rows);
+    ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(single), {Reconstruction::kTruncate, isa, nullptr}).ok());
+    for (int threads : {2, 3, 4, 7}) {
+      ThreadPool pool(threads);
+      for (int rep = 0; rep < 3; ++rep) {
+        std::vector<float> y(batch * rows);
+        ASSERT_TRUE(Gemm(*w, 5, x, batch, absl::MakeSpan(y), {Reconstruction::kTruncate, isa, &pool}).ok());
+        EXPECT_TRUE(BitEqual(single, y)) << threads << " threads, " << IsaName(isa);
       }
     }
   }
 }
 
-// The decoded kernel materializes Q(W, m): a one-hot input reads back one
-// weight's decoded value exactly (0 * Q adds +-0), so every decoded weight can be
-// compared with DecodeWeight's bits, zero groups and short groups included.
-TEST(GemmTest, DecodedTilesHoldExactlyTheDecodedWeights) {
+// A one-hot input of 127 quantizes to q = 127 with scale exactly 1, so output n
+// is exactly 127 Q(w[n, k], m): every decoded weight, zero groups and short
+// groups included, can be compared with DecodeWeight's value.
+TEST(GemmTest, OneHotInputsReadBackEveryDecodedWeight) {
   std::mt19937 rng(21);
   const int64_t rows = 11, cols = 150;
   std::vector<float> wf = testing::RandomWeights(rows, cols, 0.3f, &rng);
@@ -202,25 +321,41 @@ TEST(GemmTest, DecodedTilesHoldExactlyTheDecodedWeights) {
   ASSERT_TRUE(t.ok());
   auto w = PackedMatrix::Pack(*t);
   ASSERT_TRUE(w.ok());
+  std::vector<float> x(cols * cols, 0.0f);
+  for (int64_t k = 0; k < cols; ++k) x[k * cols + k] = 127.0f;
   for (Isa isa : Isas()) {
     for (Reconstruction mode : kModes) {
       for (int m = 2; m <= 8; ++m) {
         std::vector<float> want(cols);
-        std::vector<float> x(cols * cols, 0.0f);
-        for (int64_t k = 0; k < cols; ++k) x[k * cols + k] = 1.0f;
         std::vector<float> y(cols * rows);
-        ASSERT_TRUE(Gemm(*w, m, x, cols, absl::MakeSpan(y),
-                         {mode, isa, nullptr, GemmKernel::kDecodedTiles})
-                        .ok());
+        ASSERT_TRUE(Gemm(*w, m, x, cols, absl::MakeSpan(y), {mode, isa, nullptr}).ok());
         for (int64_t n = 0; n < rows; ++n) {
           ASSERT_TRUE(w->DecodeRow(n, m, mode, want.data()).ok());
           for (int64_t k = 0; k < cols; ++k) {
             // +0 + (+-0) sums to +0, so compare values (both are exact).
-            ASSERT_EQ(y[k * rows + n], want[k] + 0.0f)
+            ASSERT_EQ(y[k * rows + n], 127.0f * want[k] + 0.0f)
                 << "row " << n << " col " << k << " m=" << m << " " << IsaName(isa);
           }
         }
       }
+    }
+  }
+}
+
+TEST(GemmTest, NonFiniteActivationsGiveNaN) {
+  std::mt19937 rng(2);
+  const int64_t rows = 16, cols = 128;
+  auto t = EncodeTensor("w", testing::RandomWeights(rows, cols, 0.05f, &rng), rows, cols);
+  auto w = PackedMatrix::Pack(*t);
+  std::vector<float> x = RandomInputs(2 * cols, &rng);
+  x[cols + 100] = std::numeric_limits<float>::quiet_NaN();  // row 1 only
+  for (Isa isa : Isas()) {
+    std::vector<float> y(2 * rows);
+    ASSERT_TRUE(Gemm(*w, 4, x, 2, absl::MakeSpan(y), {Reconstruction::kMidpoint, isa}).ok());
+    for (int64_t n = 0; n < rows; ++n) {
+      EXPECT_TRUE(std::isfinite(y[n])) << IsaName(isa);
+      // Even where W's group is all zero: its scale 0 times NaN is NaN.
+      EXPECT_TRUE(std::isnan(y[rows + n])) << IsaName(isa) << " output " << n;
     }
   }
 }
@@ -247,6 +382,28 @@ TEST(GemmTest, ResidentPlanesAndErrors) {
   EXPECT_THAT(std::string(Gemv(*full, 4, absl::MakeSpan(x).subspan(1), absl::MakeSpan(y)).message()),
               HasSubstr("shape mismatch"));
   EXPECT_FALSE(Gemm(*full, 4, x, 2, absl::MakeSpan(y)).ok());
+  QuantizedActivations q;
+  q.Quantize(x, 1, cols);
+  EXPECT_THAT(std::string(Gemm(*full, 4, q, 1, 1, absl::MakeSpan(y)).message()),
+              HasSubstr("shape mismatch"));
+}
+
+TEST(IsaTest, NamesParseAndMissingIsasAreRefused) {
+  for (Isa isa : {Isa::kAuto, Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni}) {
+    auto parsed = ParseIsa(IsaName(isa));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, isa);
+  }
+  EXPECT_THAT(std::string(ParseIsa("sse9").status().message()), HasSubstr("avx512-vnni"));
+  auto resolved = ResolveIsa(Isa::kAuto);
+  ASSERT_TRUE(resolved.ok());
+  EXPECT_NE(*resolved, Isa::kAuto);
+  EXPECT_TRUE(CpuSupports(*resolved));
+  for (Isa isa : kSimdIsas) {
+    if (!CpuSupports(isa)) {
+      EXPECT_EQ(ResolveIsa(isa).status().code(), absl::StatusCode::kFailedPrecondition);
+    }
+  }
 }
 
 TEST(ThreadPoolTest, CoversTheRangeExactlyOnce) {

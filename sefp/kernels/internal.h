@@ -1,76 +1,103 @@
 // Internal interface between the kernel dispatcher (gemm.cc) and the per-ISA
-// implementations (gemm_scalar.cc, gemm_avx2.cc). Not for other users.
-//
-// Lookup tables: for each group of 64 inputs and each half h (32 inputs), 16 tables
-// of 8 floats; table k covers inputs 2k, 2k+1 of the half, and entry t (t < 4)
-//   (t&1 ? x_a : -x_a) + (t&2 ? x_b : -x_b)
-// is stored twice (floats 0..3 and 4..7: VPERMILPS looks up within each 128-bit
-// lane). Inputs past K are 0. A digit word's 2-bit field k selects the entry, i.e.
-// the signed sum of 2 inputs. (2-bit VPERMILPS is 1 uop on Zen 3 / Intel cores;
-// 3-bit VPERMPS is 2 uops with half the throughput -- measured slower.)
+// implementations (gemm_scalar.cc, gemm_avx2.cc, gemm_avx512.cc). Not for other
+// users. gemm.h states the arithmetic every path performs.
 #ifndef OTARO_SEFP_KERNELS_INTERNAL_H_
 #define OTARO_SEFP_KERNELS_INTERNAL_H_
 
 #include <cstdint>
-#include <cstring>
 
 #include "sefp/format.h"
+#include "sefp/kernels/activations.h"
 #include "sefp/layout.h"
 
 namespace otaro::sefp::internal {
 
-inline constexpr int kTablesPerHalf = 16;
-
-// Row `lane`'s 32 bits of plane `plane` for weights 32h .. 32h + 31 of a tile
-// (layout.h: 32-bit word [h * 8 + lane] of the tile's 64 bytes).
-inline uint32_t TileWord(const uint8_t* plane, int64_t tile, int h, int lane) {
-  uint32_t w;
-  std::memcpy(&w, plane + tile * kTileBytes + 4 * (h * 8 + lane), 4);
-  return w;
-}
-inline constexpr int kTableFloatsPerGroup = 2 * kTablesPerHalf * 8;
-
-// Tables for groups [0, groups) of one input row x[0..cols).
-void BuildTablesScalar(const float* x, int64_t cols, int64_t groups, float* tables);
-void BuildTablesAvx2(const float* x, int64_t cols, int64_t groups, float* tables);
-
 struct GemmJob {
   const PackedMatrix* w;
   int m;
-  float sign_coef;       // -1 (midpoint) or -(1 - 2^-m) (truncate): see gemm.cc
-  const float* tables;   // [batch][groups][kTableFloatsPerGroup]
-  int64_t batch;
-  float* y;              // [batch][rows]
+  Reconstruction mode;
+  const QuantizedActivations* x;
+  int64_t row0;   // first row of x
+  int64_t batch;  // rows of x from row0
+  float* y;       // [batch][w->rows()]
 };
 
 // Computes the outputs of row blocks [rb0, rb1) for every batch row.
 void RowBlocksScalar(const GemmJob& job, int64_t rb0, int64_t rb1);
 void RowBlocksAvx2(const GemmJob& job, int64_t rb0, int64_t rb1);
+void RowBlocksAvx512(const GemmJob& job, int64_t rb0, int64_t rb1);
 
-// --- the decoded-tiles kernel (GemmKernel::kDecodedTiles) --------------------
-// A row block's weights are decoded to float32 Q(W, m) once per call, into a
-// per-thread buffer [8 rows][padded_cols], then every batch row is multiplied
-// with them by FMA. Output (b, n) is always the same sequence of operations:
-// 8 partial sums, lane l = fma chain over k = l, l + 8, l + 16, ... < padded_cols
-// in increasing k, then DecodedDotTree(lanes). Padded columns hold x = 0.
-struct DecodedGemmJob {
-  const PackedMatrix* w;
-  int m;
-  Reconstruction mode;
-  const float* x;  // [batch][padded_cols], zero past cols, 32-byte aligned rows
-  int64_t padded_cols;  // groups * 64
-  int64_t batch;
-  float* y;  // [batch][rows]
-};
-
-// The fixed reduction of the 8 partial sums (what the AVX2 horizontal sum does):
-// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
-inline float DecodedDotTree(const float* l) {
-  return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+// 2^(e - m) (exact, e - m >= -24 is a normal float), 0 for a zero group.
+inline float WeightScale(int8_t e, int m) {
+  return e == kZeroGroupExponent ? 0.0f : rules::PowerOfTwo(e - m);
 }
 
-void DecodedRowBlocksScalar(const DecodedGemmJob& job, int64_t rb0, int64_t rb1);
-void DecodedRowBlocksAvx2(const DecodedGemmJob& job, int64_t rb0, int64_t rb1);
+// The fixed reduction of the 16 lane sums (what a 512-bit horizontal sum does by
+// halving): l[i] + l[i + 8], then + 4, + 2, + 1.
+inline float LaneTree(const float* l) {
+  float v8[8], v4[4];
+  for (int i = 0; i < 8; ++i) v8[i] = l[i] + l[i + 8];
+  for (int i = 0; i < 4; ++i) v4[i] = v8[i] + v8[i + 4];
+  const float v2a = v4[0] + v4[2], v2b = v4[1] + v4[3];
+  return v2a + v2b;
+}
+
+// --- forming d from the digit planes (the SIMD paths) --------------------------
+// d = sum_j delta_j c_j over planes j = 0..m (layout.h), with c_0 = 2^m - t and
+// c_j = 2^(m-j). A SIMD path starts every byte at `base` (the value when every
+// mask bit is 0: sign bit 0 -> delta_0 = +1, digit bit 0 -> delta_j = -1) and adds
+// `add[t]` where plane `plane[t]`'s bit is set. Byte arithmetic wraps, which is
+// harmless: the final value is in range, and sums mod 256 are exact.
+// For m <= 6, |d| <= 127 fits one int8 part. For m = 7, 8 it is split into two
+// int8 parts, d = 32 * hi + lo: hi holds the digits with c_j >= 32 (divided by
+// 32, |hi| <= 15), lo the rest (|lo| <= 32, including truncate's -delta_0).
+struct DigitPart {
+  int terms = 0;
+  int8_t base = 0;
+  int plane[kMasterBits + 2] = {};
+  int8_t add[kMasterBits + 2] = {};
+};
+
+struct DigitProgram {
+  bool split = false;   // d = 32 * part[0] + part[1]
+  DigitPart part[2];
+};
+
+inline constexpr int kSplitShift = 5;  // the hi part's weight, 2^5
+
+constexpr DigitProgram MakeDigitProgram(int m, Reconstruction mode) {
+  const int t = mode == Reconstruction::kTruncate ? 1 : 0;
+  DigitProgram p;
+  auto add_term = [](DigitPart& part, int plane, int coef) constexpr {
+    // delta = +1 (sign 0) contributes +coef at base; a set sign bit flips it.
+    // Digit planes: base holds -coef; a set bit flips it to +coef.
+    if (plane == 0) {
+      part.base = static_cast<int8_t>(part.base + coef);
+      part.add[part.terms] = static_cast<int8_t>(-2 * coef);
+    } else {
+      part.base = static_cast<int8_t>(part.base - coef);
+      part.add[part.terms] = static_cast<int8_t>(2 * coef);
+    }
+    part.plane[part.terms++] = plane;
+  };
+  if (m <= 6) {
+    add_term(p.part[0], 0, (1 << m) - t);
+    for (int j = 1; j <= m; ++j) add_term(p.part[0], j, 1 << (m - j));
+    return p;
+  }
+  p.split = true;
+  add_term(p.part[0], 0, (1 << m) >> kSplitShift);
+  for (int j = 1; j <= m; ++j) {
+    const int c = 1 << (m - j);
+    if (c >= (1 << kSplitShift)) {
+      add_term(p.part[0], j, c >> kSplitShift);
+    } else {
+      add_term(p.part[1], j, c);
+    }
+  }
+  if (t) add_term(p.part[1], 0, -1);
+  return p;
+}
 
 }  // namespace otaro::sefp::internal
 

@@ -169,11 +169,14 @@ const std::vector<Key>& Schema() {
       IntKey("model.resident_max_bits",
              "Mantissa bit-planes kept in memory; requests above are refused.",
              [](Config& c) -> int& { return c.model.resident_max_bits; }, 2, 8),
-      BoolKey("model.quantize_lm_head",
-              "Also hold the lm_head as SEFP planes, read at each request's precision "
-              "(every token reads the whole lm_head: at low precision it dominates the bytes "
-              "read unless quantized). Changes the model's outputs; off by default.",
-              [](Config& c) -> bool& { return c.model.quantize_lm_head; }),
+      StringKey("model.lm_head_precision", "E5M2..E5M8|request|float32",
+                "How the lm_head (every token reads all of it) is held and read: SEFP "
+                "planes at a fixed precision (E5M8: near-lossless, and the tied embedding "
+                "is decoded from the same planes, so no float32 table stays resident), "
+                "SEFP at each request's precision, or float32 as stored.",
+                [](Config& c) -> std::string& { return c.model.lm_head_precision; },
+                OneOf({"E5M8", "E5M7", "E5M6", "E5M5", "E5M4", "E5M3", "E5M2", "request",
+                       "float32"})),
       StringKey("engine.device", "auto|cpu|cuda",
                 "Where the model runs; auto picks CUDA when a GPU is present.",
                 [](Config& c) -> std::string& { return c.engine.device; },
@@ -185,12 +188,11 @@ const std::vector<Key>& Schema() {
       IntKey("engine.max_batch_sequences",
              "Sequences decoded together in one step (continuous batching).",
              [](Config& c) -> int& { return c.engine.max_batch_sequences; }, 1, 1024),
-      BoolKey("engine.batch_invariant",
-              "A request's tokens never depend on load: decode tokens always use the "
-              "digit-lookup SEFP kernel. false: a step's decode tokens at one precision switch "
-              "to the decoded-tiles kernel from 4 of them on (several times the decode "
-              "throughput under load; logits may then differ in the last bits with load).",
-              [](Config& c) -> bool& { return c.engine.batch_invariant; }),
+      StringKey("engine.isa", "auto|scalar|avx2|avx512-vnni",
+                "SEFP kernel instruction set: auto = the best this CPU has (logged at start-up "
+                "and shown by GetModelInfo); naming one the CPU lacks is a start-up error.",
+                [](Config& c) -> std::string& { return c.engine.isa; },
+                OneOf({"auto", "scalar", "avx2", "avx512-vnni"})),
       IntKey("generation.default_mantissa_bits",
              "Precision (mantissa bits 2..8) of requests that do not set one; 0 = "
              "model.resident_max_bits.",

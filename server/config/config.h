@@ -40,8 +40,8 @@ struct ModelSection {
   std::string path;
   // Mantissa bit-planes kept in memory (2..8); requests above are refused.
   int resident_max_bits = 8;
-  // Hold the lm_head as SEFP planes too, read at each request's precision.
-  bool quantize_lm_head = false;
+  // engine::LmHeadPrecision: "E5M2".."E5M8", "request" or "float32".
+  std::string lm_head_precision = "E5M8";
 };
 
 struct EngineSection {
@@ -49,8 +49,8 @@ struct EngineSection {
   int threads = 0;              // 0 = all cores
   int64_t kv_cache_mb = 512;
   int max_batch_sequences = 16;
-  // See engine::cpu::CpuBackendOptions::batch_invariant.
-  bool batch_invariant = true;
+  // SEFP kernel ISA (sefp::ParseIsa): auto | scalar | avx2 | avx512-vnni.
+  std::string isa = "auto";
 };
 
 struct GenerationSection {

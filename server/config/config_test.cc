@@ -36,7 +36,8 @@ generation:
   EXPECT_EQ(config->logging.level, "debug");
   EXPECT_EQ(config->model.path, "/models/x.sefp");
   EXPECT_EQ(config->model.resident_max_bits, 5);
-  EXPECT_FALSE(config->model.quantize_lm_head);
+  EXPECT_EQ(config->model.lm_head_precision, "E5M8");
+  EXPECT_EQ(config->engine.isa, "auto");
   EXPECT_EQ(config->engine.device, "cpu");
   EXPECT_EQ(config->engine.threads, 3);
   EXPECT_EQ(config->generation.default_mantissa_bits, 4);
@@ -66,7 +67,11 @@ TEST(ConfigTest, BadValuesNameTheKey) {
   ExpectErrorMentions("server:\n  shutdown_timeout_seconds: -1\n", {},
                       "server.shutdown_timeout_seconds");
   ExpectErrorMentions("logging:\n  level: loud\n", {}, "logging.level");
-  ExpectErrorMentions("model:\n  quantize_lm_head: yes\n", {}, "model.quantize_lm_head");
+  ExpectErrorMentions("model:\n  lm_head_precision: bf16\n", {}, "model.lm_head_precision");
+  ExpectErrorMentions("engine:\n  isa: sse9\n", {}, "engine.isa");
+  // Keys this version no longer has are named, not ignored.
+  ExpectErrorMentions("model:\n  quantize_lm_head: true\n", {}, "model.quantize_lm_head");
+  ExpectErrorMentions("engine:\n  batch_invariant: false\n", {}, "engine.batch_invariant");
   ExpectErrorMentions("server:\n  grpc_address: [1, 2]\n", {}, "server.grpc_address");
 }
 
@@ -112,12 +117,12 @@ TEST(ConfigTest, SameAddressTwiceIsAnErrorUnlessPortZero) {
 TEST(ConfigTest, OverridesApplyAfterFileInOrder) {
   auto config = ParseConfig("model:\n  resident_max_bits: 5\n", "t",
                             {"model.resident_max_bits=6", "model.resident_max_bits=7",
-                             "model.path=/a=b", "model.quantize_lm_head=true"});
+                             "model.path=/a=b", "model.lm_head_precision=request"});
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->model.resident_max_bits, 7);
   EXPECT_EQ(config->DefaultMantissaBits(), 7);
   EXPECT_EQ(config->model.path, "/a=b");
-  EXPECT_TRUE(config->model.quantize_lm_head);
+  EXPECT_EQ(config->model.lm_head_precision, "request");
   ExpectErrorMentions("", {"model.resident_max_bits"}, "key.path=value");
   ExpectErrorMentions("", {"model.resident_max_bits=1"}, "model.resident_max_bits");
 }

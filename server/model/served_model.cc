@@ -32,7 +32,11 @@ otaro::v1::ModelInfo ServedModel::Info() const {
                               : otaro::v1::RECONSTRUCTION_TRUNCATE);
   info.set_model_version(version);
   info.set_device(device);
+  info.set_kernel_isa(kernel_isa);
+  info.set_lm_head_precision(m.lm_head_precision.Name());
   info.mutable_memory()->set_weight_bytes(m.LinearWeightBytes());
+  info.mutable_memory()->set_kv_cache_bytes(
+      static_cast<uint64_t>(backend->kv_cache().num_blocks()) * backend->kv_cache().BytesPerBlock());
   info.mutable_memory()->set_dense_bytes(m.DenseBytes());
   info.set_has_chat_template(chat_format.has_value());
   return info;
@@ -56,7 +60,8 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   }
   engine::LoadOptions options;
   options.resident_max_bits = config.model.resident_max_bits;
-  options.quantize_lm_head = config.model.quantize_lm_head;
+  OTARO_ASSIGN_OR_RETURN(options.lm_head,
+                         engine::LmHeadPrecision::Parse(config.model.lm_head_precision));
   absl::Time start = absl::Now();
   OTARO_LOG_INFO("loading model version {} from {} (SEFP planes resident down to E5M{})",
                  version, path, options.resident_max_bits);
@@ -77,7 +82,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   }
   engine::cpu::CpuBackendOptions backend_options;
   backend_options.num_threads = config.engine.threads;
-  backend_options.batch_invariant = config.engine.batch_invariant;
+  OTARO_ASSIGN_OR_RETURN(backend_options.isa, sefp::ParseIsa(config.engine.isa));
   backend_options.kv_cache.budget_bytes = config.engine.kv_cache_mb << 20;
   auto backend = engine::cpu::CpuBackend::Create(served->model.get(), backend_options);
   if (!backend.ok()) {
@@ -85,6 +90,10 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
                         absl::StrCat("cannot start the CPU backend (engine.kv_cache_mb ",
                                      config.engine.kv_cache_mb, "): ", backend.status().message()));
   }
+  served->kernel_isa = std::string(sefp::IsaName((*backend)->isa()));
+  OTARO_LOG_INFO("model version {}: SEFP kernels {} ({}), lm_head {}", version, served->kernel_isa,
+                 config.engine.isa == "auto" ? "the best this CPU has" : "engine.isa",
+                 served->model->lm_head_precision.Name());
   served->backend = std::move(*backend);
   engine::SchedulerOptions scheduler_options;
   scheduler_options.max_running = config.engine.max_batch_sequences;

@@ -28,6 +28,8 @@ struct ServedModel {
   std::unique_ptr<engine::Scheduler> scheduler;
   uint64_t version = 1;
   std::string device = "cpu";
+  // The SEFP kernels' instruction set (sefp::IsaName), chosen at load.
+  std::string kernel_isa;
   int default_mantissa_bits = 8;
   // The model's chat template, if it has one otaro can render.
   std::optional<engine::tokenizer::ChatFormat> chat_format;

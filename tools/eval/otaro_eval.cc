@@ -34,6 +34,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/utf8.h"
@@ -63,7 +64,8 @@ constexpr char kUsage[] =
     "                     E5M4 accepted; empty with --fp: float32 only)\n"
     "  --fp               also evaluate the unquantized float32 model (for a SEFP\n"
     "                     checkpoint: its E5M8 weights decoded to float32)\n"
-    "  --quantize_lm_head also hold the lm_head as SEFP, read at each precision\n"
+    "  --lm_head P        how the lm_head is read: E5M8..E5M2, request (each\n"
+    "                     evaluated precision) or float32 (default E5M8, as served)\n"
     "  --window N         tokens per window (default 512)\n"
     "  --stride N         tokens the window advances by, 1..window (default 512;\n"
     "                     stride == window: non-overlapping windows)\n"
@@ -81,7 +83,7 @@ struct Args {
   std::string model, text;
   std::vector<int> bits = {8, 7, 6, 5, 4, 3, 2};
   bool fp = false;
-  bool quantize_lm_head = false;
+  std::string lm_head = "E5M8";
   int64_t window = 512;
   int64_t stride = 512;
   int64_t max_tokens = 0;  // 0 = all
@@ -105,21 +107,28 @@ std::string ParseArgs(const std::vector<std::string>& argv, Args* args) {
       name = name.substr(0, eq);
       has_value = true;
     }
-    if (name == "fp" || name == "json" || name == "quantize_lm_head") {
+    if (name == "fp" || name == "json") {
       bool flag = true;
       if (has_value && !absl::SimpleAtob(value, &flag)) {
         return absl::StrCat("--", name, ": not a boolean: '", value, "'");
       }
-      (name == "fp" ? args->fp : name == "json" ? args->json : args->quantize_lm_head) = flag;
+      (name == "fp" ? args->fp : args->json) = flag;
       continue;
     }
     if (name != "bits" && name != "window" && name != "stride" && name != "max_tokens" &&
-        name != "threads") {
+        name != "threads" && name != "lm_head") {
       return absl::StrCat("unknown option --", name);
     }
     if (!has_value) {
       if (i + 1 >= argv.size()) return absl::StrCat("--", name, " needs a value");
       value = argv[++i];
+    }
+    if (name == "lm_head") {
+      if (absl::Status s = otaro::engine::LmHeadPrecision::Parse(value).status(); !s.ok()) {
+        return absl::StrCat("--lm_head: ", s.message());
+      }
+      args->lm_head = value;
+      continue;
     }
     if (name == "bits") {
       args->bits.clear();
@@ -173,10 +182,10 @@ struct Row {
 };
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path, bool quantize,
-                                                  bool quantize_lm_head = false) {
+                                                  const std::string& lm_head) {
   LoadOptions options;
   options.quantize = quantize;
-  options.quantize_lm_head = quantize && quantize_lm_head;
+  OTARO_ASSIGN_OR_RETURN(options.lm_head, otaro::engine::LmHeadPrecision::Parse(lm_head));
   int64_t last = -1;
   options.progress = [&](int64_t done, int64_t total, absl::string_view) {
     const int64_t decile = done * 10 / std::max<int64_t>(total, 1);
@@ -245,7 +254,7 @@ int RunPpl(const Args& args) {
   // The models: SEFP for --bits, float32 for --fp (loaded one at a time).
   std::unique_ptr<LlamaModel> model;
   {
-    auto loaded = Load(args.model, /*quantize=*/!args.bits.empty(), args.quantize_lm_head);
+    auto loaded = Load(args.model, /*quantize=*/!args.bits.empty(), args.lm_head);
     if (!loaded.ok()) {
       std::fprintf(stderr, "otaro eval: %s\n", loaded.status().ToString().c_str());
       return 1;
@@ -325,7 +334,7 @@ int RunPpl(const Args& args) {
   if (args.fp) {
     if (!args.bits.empty()) {
       model.reset();
-      auto loaded = Load(args.model, /*quantize=*/false);
+      auto loaded = Load(args.model, /*quantize=*/false, "float32");
       if (!loaded.ok()) {
         std::fprintf(stderr, "otaro eval: %s\n", loaded.status().ToString().c_str());
         return 1;
@@ -408,7 +417,8 @@ constexpr char kZeroShotUsage[] =
     "  --bits LIST        mantissa bits, comma separated (default 8,6,5,4,3; empty with --fp:\n"
     "                     float32 only)\n"
     "  --fp               also evaluate the unquantized float32 model\n"
-    "  --quantize_lm_head also hold the lm_head as SEFP, read at each precision\n"
+    "  --lm_head P        how the lm_head is read: E5M8..E5M2, request (each\n"
+    "                     evaluated precision) or float32 (default E5M8, as served)\n"
     "  --limit N          only the first N questions of each task (default: all)\n"
     "  --data-dir DIR     the shared data's eval/ folder (default ../shared/data/eval)\n"
     "  --batch N          questions per forward step (default 16)\n"
@@ -420,7 +430,7 @@ struct ZeroShotArgs {
   std::vector<std::string> tasks;
   std::vector<int> bits = {8, 6, 5, 4, 3};
   bool fp = false;
-  bool quantize_lm_head = false;
+  std::string lm_head = "E5M8";
   int64_t limit = 0;
   std::string data_dir = "../shared/data/eval";
   int64_t batch = 16;
@@ -443,16 +453,16 @@ std::string ParseZeroShotArgs(const std::vector<std::string>& argv, ZeroShotArgs
       has_value = true;
     }
     if (name == "data_dir") name = "data-dir";
-    if (name == "fp" || name == "json" || name == "quantize_lm_head") {
+    if (name == "fp" || name == "json") {
       bool flag = true;
       if (has_value && !absl::SimpleAtob(value, &flag)) {
         return absl::StrCat("--", name, ": not a boolean: '", value, "'");
       }
-      (name == "fp" ? args->fp : name == "json" ? args->json : args->quantize_lm_head) = flag;
+      (name == "fp" ? args->fp : args->json) = flag;
       continue;
     }
     if (name != "model" && name != "task" && name != "bits" && name != "limit" &&
-        name != "data-dir" && name != "batch" && name != "threads") {
+        name != "data-dir" && name != "batch" && name != "threads" && name != "lm_head") {
       return absl::StrCat("unknown option --", name);
     }
     if (!has_value) {
@@ -473,6 +483,11 @@ std::string ParseZeroShotArgs(const std::vector<std::string>& argv, ZeroShotArgs
         }
         args->tasks.push_back(task);
       }
+    } else if (name == "lm_head") {
+      if (absl::Status s = otaro::engine::LmHeadPrecision::Parse(value).status(); !s.ok()) {
+        return absl::StrCat("--lm_head: ", s.message());
+      }
+      args->lm_head = value;
     } else if (name == "bits") {
       args->bits.clear();
       for (absl::string_view part : absl::StrSplit(value, ',', absl::SkipEmpty())) {
@@ -549,7 +564,7 @@ int RunZeroShot(const ZeroShotArgs& args) {
   for (bool quantize : {true, false}) {
     if (quantize ? args.bits.empty() : !args.fp) continue;
     model.reset();
-    auto loaded = Load(args.model, quantize, args.quantize_lm_head);
+    auto loaded = Load(args.model, quantize, args.lm_head);
     if (!loaded.ok()) {
       std::fprintf(stderr, "otaro eval: %s\n", loaded.status().ToString().c_str());
       return 1;

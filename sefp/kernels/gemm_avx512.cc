@@ -1,0 +1,156 @@
+// AVX-512 VNNI path (this file alone is compiled with -mavx512f -mavx512bw
+// -mavx512vl -mavx512vnni; the dispatcher calls it only after cpuid says so).
+//
+// A group's 64 weights are one ZMM of bytes, and each digit plane word is an
+// AVX-512 mask as stored (layout.h): d is formed with one masked byte add per
+// plane (DigitProgram), offset by +128 so that VPDPBUSD (u8 x s8 -> 16 int32
+// lanes of 4 products) multiplies it with the int8 activations exactly; the
+// activations' lane offsets (-128 x lane sum) take the +128 back out.
+// A register tile is R weight rows x C batch rows: d is formed once per row and
+// group and used for all C batch rows, so batching divides the plane work.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "sefp/kernels/internal.h"
+
+namespace otaro::sefp::internal {
+namespace {
+
+// The 16 lanes summed in LaneTree's order.
+inline float Reduce(__m512 v) {
+  const __m256 hi = _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE));
+  const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+  const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+  const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+  return _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)));
+}
+
+// One part of d (+128), for the row whose plane words are at words[j] (+ tile offset).
+template <const DigitPart& kPart>
+__attribute__((always_inline)) inline __m512i FormPart(const uint8_t* const* planes,
+                                                       int64_t word_offset) {
+  __m512i v = _mm512_set1_epi8(static_cast<char>(kPart.base + 128));
+#pragma GCC unroll 10
+  for (int t = 0; t < kPart.terms; ++t) {
+    uint64_t word;
+    __builtin_memcpy(&word, planes[kPart.plane[t]] + word_offset, 8);
+    const __mmask64 k = _cvtu64_mask64(word);
+    v = _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(kPart.add[t]));
+  }
+  return v;
+}
+
+template <int M, bool kTruncate>
+struct Digits {
+  static constexpr DigitProgram kProgram =
+      MakeDigitProgram(M, kTruncate ? Reconstruction::kTruncate : Reconstruction::kMidpoint);
+  static constexpr DigitPart kPart0 = kProgram.part[0];
+  static constexpr DigitPart kPart1 = kProgram.part[1];
+};
+
+// Rows r0 .. r0 + R - 1 of row block rb, batch rows b0 .. b0 + C - 1 (of the job).
+template <int M, bool kTruncate, int R, int C>
+void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0) {
+  using D = Digits<M, kTruncate>;
+  const PackedMatrix& w = *job.w;
+  const QuantizedActivations& x = *job.x;
+  const int64_t groups = w.groups();
+  const uint8_t* planes[kMasterBits + 1];
+  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
+
+  const int8_t* xv[C];
+  const float* xs[C];
+  const int32_t* xo[C];
+  for (int c = 0; c < C; ++c) {
+    const int64_t b = job.row0 + b0 + c;
+    xv[c] = x.values(b);
+    xs[c] = x.scales(b);
+    xo[c] = x.offsets(b);
+  }
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t tile = w.TileIndex(rb, g);
+    const int8_t* exponents = w.exponents() + tile * kRowBlock + r0;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const int64_t word_offset = tile * kTileBytes + (r0 + r) * 8;
+      const __m512i d0 = FormPart<D::kPart0>(planes, word_offset);
+      __m512i d1 = _mm512_setzero_si512();
+      if constexpr (D::kProgram.split) d1 = FormPart<D::kPart1>(planes, word_offset);
+      const __m512 ws = _mm512_set1_ps(WeightScale(exponents[r], M));
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) {
+        const __m512i xq = _mm512_load_si512(xv[c] + g * kGroupSize);
+        const __m512i off = _mm512_load_si512(xo[c] + g * kLanesPerGroup);
+        __m512i sum = _mm512_dpbusd_epi32(off, d0, xq);
+        if constexpr (D::kProgram.split) {
+          sum = _mm512_add_epi32(_mm512_slli_epi32(sum, kSplitShift), off);
+          sum = _mm512_dpbusd_epi32(sum, d1, xq);
+        }
+        const __m512 f =
+            _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_load_ps(xs[c] + g * kLanesPerGroup));
+        acc[r][c] = _mm512_fmadd_ps(f, ws, acc[r][c]);
+      }
+    }
+  }
+
+  const int64_t rows = w.rows();
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = rb * kRowBlock + r0 + r;
+    if (n >= rows) break;
+    for (int c = 0; c < C; ++c) job.y[(b0 + c) * rows + n] = Reduce(acc[r][c]);
+  }
+}
+
+template <int M, bool kTruncate>
+void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
+  for (int64_t rb = rb0; rb < rb1; ++rb) {
+    int64_t b0 = 0;
+    // Batch rows 4 at a time (4 weight rows x 4 batch rows in registers); the
+    // rest as 8 weight rows x 1-3.
+    for (; b0 + 4 <= job.batch; b0 += 4) {
+      Tile<M, kTruncate, 4, 4>(job, rb, 0, b0);
+      Tile<M, kTruncate, 4, 4>(job, rb, 4, b0);
+    }
+    switch (job.batch - b0) {
+      case 1: Tile<M, kTruncate, 8, 1>(job, rb, 0, b0); break;
+      case 2: Tile<M, kTruncate, 8, 2>(job, rb, 0, b0); break;
+      case 3:
+        Tile<M, kTruncate, 4, 3>(job, rb, 0, b0);
+        Tile<M, kTruncate, 4, 3>(job, rb, 4, b0);
+        break;
+      default: break;
+    }
+  }
+}
+
+template <int M>
+void RowBlocksM(const GemmJob& job, int64_t rb0, int64_t rb1) {
+  if (job.mode == Reconstruction::kTruncate) {
+    RowBlocks<M, true>(job, rb0, rb1);
+  } else {
+    RowBlocks<M, false>(job, rb0, rb1);
+  }
+}
+
+}  // namespace
+
+void RowBlocksAvx512(const GemmJob& job, int64_t rb0, int64_t rb1) {
+  switch (job.m) {
+    case 2: RowBlocksM<2>(job, rb0, rb1); break;
+    case 3: RowBlocksM<3>(job, rb0, rb1); break;
+    case 4: RowBlocksM<4>(job, rb0, rb1); break;
+    case 5: RowBlocksM<5>(job, rb0, rb1); break;
+    case 6: RowBlocksM<6>(job, rb0, rb1); break;
+    case 7: RowBlocksM<7>(job, rb0, rb1); break;
+    case 8: RowBlocksM<8>(job, rb0, rb1); break;
+    default: break;  // the dispatcher checked m
+  }
+}
+
+}  // namespace otaro::sefp::internal
