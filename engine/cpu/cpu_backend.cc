@@ -87,20 +87,6 @@ absl::Status CheckModel(const LlamaModel& m) {
   return absl::OkStatus();
 }
 
-// q . k with 8 independent partial sums (lane l takes t = l mod 8) and a fixed
-// tree: a serial sum would chain 64 dependent adds per score, and this order is
-// one the compiler can vectorize without -ffast-math. Fixed, so every score is
-// the same whatever else is in the step.
-float Dot(const float* a, const float* b, int64_t n) {
-  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t t = 0;
-  for (; t + 8 <= n; t += 8) {
-    for (int l = 0; l < 8; ++l) part[l] += a[t + l] * b[t + l];
-  }
-  for (; t < n; ++t) part[t % 8] += a[t] * b[t];
-  return ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel* model,
@@ -125,7 +111,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const LlamaModel*
 
 CpuBackend::CpuBackend(const LlamaModel* model, const CpuBackendOptions& options, sefp::Isa isa,
                        std::unique_ptr<KVCache> kv)
-    : model_(*model), isa_(isa), kv_(std::move(kv)) {
+    : model_(*model), isa_(isa), ops_(StepOpsFor(isa)), kv_(std::move(kv)) {
   // Uninitialised on purpose: pages are touched only as blocks get used, and a
   // block is always written before it is read (KVCache lengths).
   kv_storage_.reset(new float[kv_->num_blocks() * kv_->BytesPerBlock() / sizeof(float)]);
@@ -220,13 +206,8 @@ absl::Status CpuBackend::ApplyLinear(const Linear& lin, const std::vector<Group>
 void CpuBackend::RmsNorm(const float* x, const std::vector<float>& weight, int64_t rows,
                          float* out) const {
   const int64_t h = model_.config.hidden_size;
-  const double eps = model_.config.rms_norm_eps;
   for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * h;
-    double sum = 0;
-    for (int64_t j = 0; j < h; ++j) sum += static_cast<double>(xr[j]) * xr[j];
-    const float scale = static_cast<float>(1.0 / std::sqrt(sum / h + eps));
-    for (int64_t j = 0; j < h; ++j) out[r * h + j] = weight[j] * (xr[j] * scale);
+    ops_.rms_norm(x + r * h, weight.data(), h, model_.config.rms_norm_eps, out + r * h);
   }
 }
 
@@ -286,7 +267,7 @@ void CpuBackend::Attention(int64_t layer, const std::vector<RowInfo>& rows,
       float max_score = -INFINITY;
       for (int64_t j = 0; j < n; ++j) {
         const float* kv = KvSlot(table[j / bs], layer, 0, kvh, j % bs);
-        scores[j] = Dot(qv, kv, d) * scale;
+        scores[j] = ops_.dot(qv, kv, d) * scale;
         max_score = std::max(max_score, scores[j]);
       }
       float sum = 0;
@@ -296,9 +277,7 @@ void CpuBackend::Attention(int64_t layer, const std::vector<RowInfo>& rows,
       }
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t j = 0; j < n; ++j) {
-        const float* vv = KvSlot(table[j / bs], layer, 1, kvh, j % bs);
-        const float p = scores[j];
-        for (int64_t t = 0; t < d; ++t) acc[t] += p * vv[t];
+        ops_.axpy(scores[j], KvSlot(table[j / bs], layer, 1, kvh, j % bs), acc.data(), d);
       }
       const float inv = 1.0f / sum;
       float* o = out + (r * heads + h) * d;
@@ -380,19 +359,16 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
     Attention(l, rows, tables, q_.data(), attn_.data());
     QuantizeInput(attn_.data(), T, QD);
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.o, groups, attn_.data(), proj_.data()));
-    for (int64_t i = 0; i < T * H; ++i) x_[i] += proj_[i];
+    ops_.add(x_.data(), proj_.data(), T * H);
 
     RmsNorm(x_.data(), L.post_attention_norm, T, h_.data());
     QuantizeInput(h_.data(), T, H);
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.gate, groups, h_.data(), gate_.data()));
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.up, groups, h_.data(), up_.data()));
-    for (int64_t i = 0; i < T * I; ++i) {
-      const float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SiLU(gate) * up
-    }
+    ops_.swiglu(gate_.data(), up_.data(), T * I);
     QuantizeInput(gate_.data(), T, I);
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.down, groups, gate_.data(), proj_.data()));
-    for (int64_t i = 0; i < T * H; ++i) x_[i] += proj_[i];
+    ops_.add(x_.data(), proj_.data(), T * H);
   }
 
   // Output rows in the step's order: the last token of each sequence, or all.

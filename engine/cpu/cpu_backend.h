@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/model/llama_model.h"
+#include "engine/cpu/step_ops.h"
 #include "engine/runtime/backend.h"
 #include "engine/runtime/kv_cache.h"
 #include "sefp/kernels/gemm.h"
@@ -90,6 +91,7 @@ class CpuBackend : public Backend {
 
   const LlamaModel& model_;
   const sefp::Isa isa_;
+  const StepOps& ops_;  // the element-wise and attention arithmetic for isa_
   std::unique_ptr<KVCache> kv_;
   std::unique_ptr<float[]> kv_storage_;
   std::unique_ptr<sefp::ThreadPool> pool_;

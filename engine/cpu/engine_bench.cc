@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: %s MODEL [--bits 8,5,3] [--threads 1,2] [--batch 1,4,16] "
                  "[--prompt 64] [--decode 32] [--stream_mib 512] [--lm_head E5M8|request|float32] "
-                 "[--isa auto|scalar|avx2|avx512-vnni]\n",
+                 "[--isa auto|scalar|avx2|avx512]\n",
                  argv[0]);
     return 2;
   }

@@ -16,17 +16,17 @@ absl::string_view IsaName(Isa isa) {
     case Isa::kAuto: return "auto";
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512Vnni: return "avx512-vnni";
+    case Isa::kAvx512: return "avx512";
   }
   return "?";
 }
 
 absl::StatusOr<Isa> ParseIsa(absl::string_view name) {
-  for (Isa isa : {Isa::kAuto, Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni}) {
+  for (Isa isa : {Isa::kAuto, Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
     if (name == IsaName(isa)) return isa;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown SEFP kernel ISA \"", name, "\" (want auto, scalar, avx2 or avx512-vnni)"));
+      "unknown SEFP kernel ISA \"", name, "\" (want auto, scalar, avx2 or avx512)"));
 }
 
 bool CpuSupports(Isa isa) {
@@ -44,14 +44,14 @@ bool CpuSupports(Isa isa) {
     case Isa::kAuto:
     case Isa::kScalar: return true;
     case Isa::kAvx2: return avx2;
-    case Isa::kAvx512Vnni: return avx512;
+    case Isa::kAvx512: return avx512;
   }
   return false;
 }
 
 absl::StatusOr<Isa> ResolveIsa(Isa requested) {
   if (requested == Isa::kAuto) {
-    if (CpuSupports(Isa::kAvx512Vnni)) return Isa::kAvx512Vnni;
+    if (CpuSupports(Isa::kAvx512)) return Isa::kAvx512;
     if (CpuSupports(Isa::kAvx2)) return Isa::kAvx2;
     return Isa::kScalar;
   }
@@ -78,7 +78,7 @@ absl::Status Gemm(const PackedMatrix& w, int m, const QuantizedActivations& x, i
   const internal::GemmJob job{&w, m, options.mode, &x, row0, batch, y.data()};
   auto run = [&](int64_t rb0, int64_t rb1) {
     switch (isa) {
-      case Isa::kAvx512Vnni: internal::RowBlocksAvx512(job, rb0, rb1); break;
+      case Isa::kAvx512: internal::RowBlocksAvx512(job, rb0, rb1); break;
       case Isa::kAvx2: internal::RowBlocksAvx2(job, rb0, rb1); break;
       default: internal::RowBlocksScalar(job, rb0, rb1); break;
     }

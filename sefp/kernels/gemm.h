@@ -22,7 +22,7 @@
 // - Batch invariance: output (b, n) is the same bits whatever the batch size and
 //   whatever the other rows are; Gemv equals Gemm with batch 1 bit for bit.
 // - Thread-count invariance: each output row is computed by one thread.
-// - ISA invariance: the AVX-512 VNNI, AVX2 and portable scalar paths agree bit
+// - ISA invariance: the AVX-512, AVX2 and portable scalar paths agree bit
 //   for bit (they differ only in how they form the exact integers).
 // The ISA is chosen once from cpuid (Isa::kAuto) or forced (tests, engine.isa).
 // Any K is accepted (a short last group is padded with q = 0).
@@ -42,11 +42,11 @@
 
 namespace otaro::sefp {
 
-// kAvx512Vnni needs AVX-512 F/BW/VL + VNNI (Ice Lake, Sapphire Rapids, Zen 4);
-// kAvx2 needs AVX2 + FMA (Haswell, Zen 1-3).
-enum class Isa { kAuto, kScalar, kAvx2, kAvx512Vnni };
+// kAvx512 needs AVX-512 F/BW/VL + VNNI (Cascade Lake, Ice Lake, Sapphire
+// Rapids, Zen 4); kAvx2 needs AVX2 + FMA (Haswell, Zen 1-3).
+enum class Isa { kAuto, kScalar, kAvx2, kAvx512 };
 
-// "auto", "scalar", "avx2", "avx512-vnni".
+// "auto", "scalar", "avx2", "avx512".
 absl::string_view IsaName(Isa isa);
 // Accepts the names above.
 absl::StatusOr<Isa> ParseIsa(absl::string_view name);
