@@ -1,5 +1,7 @@
 #include "sefp/kernels/activations.h"
 
+#include "sefp/kernels/activations_avx512.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -50,9 +52,20 @@ void QuantizeGroup(const float* x, int n, int8_t* q, float* scales, int32_t* off
   }
 }
 
+bool CpuHasAvx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return has;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
-void QuantizedActivations::Quantize(absl::Span<const float> x, int64_t rows, int64_t cols) {
+void QuantizedActivations::Quantize(absl::Span<const float> x, int64_t rows, int64_t cols,
+                                    bool simd) {
   rows_ = rows;
   cols_ = cols;
   groups_ = (cols + kGroupSize - 1) / kGroupSize;
@@ -63,11 +76,18 @@ void QuantizedActivations::Quantize(absl::Span<const float> x, int64_t rows, int
     offsets_.reset(AlignedAlloc<int32_t>(need * kLanesPerGroup));
     capacity_rows_groups_ = need;
   }
+  const bool avx512 = CpuHasAvx512();
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x.data() + r * cols;
     for (int64_t g = 0; g < groups_; ++g) {
       const int64_t c0 = g * kGroupSize;
       const int n = static_cast<int>(std::min<int64_t>(kGroupSize, cols - c0));
+      if (n == kGroupSize && simd && avx512) {
+        internal::QuantizeGroupAvx512(xr + c0, values_.get() + (r * groups_ + g) * kGroupSize,
+                                      scales_.get() + (r * groups_ + g) * kLanesPerGroup,
+                                      offsets_.get() + (r * groups_ + g) * kLanesPerGroup);
+        continue;
+      }
       QuantizeGroup(xr + c0, n, values_.get() + (r * groups_ + g) * kGroupSize,
                     scales_.get() + (r * groups_ + g) * kLanesPerGroup,
                     offsets_.get() + (r * groups_ + g) * kLanesPerGroup);

@@ -46,8 +46,9 @@ class QuantizedActivations {
   QuantizedActivations& operator=(QuantizedActivations&&) = default;
 
   // Quantizes x, row-major [rows, cols] (x.size() == rows * cols), reusing this
-  // object's buffers.
-  void Quantize(absl::Span<const float> x, int64_t rows, int64_t cols);
+  // object's buffers. `simd` = false forces the portable code (tests: every
+  // path gives the same bits).
+  void Quantize(absl::Span<const float> x, int64_t rows, int64_t cols, bool simd = true);
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }

@@ -129,6 +129,30 @@ TEST(ActivationsTest, ZeroAndNonFiniteBlocks) {
   EXPECT_EQ(q.values(0)[72], 127);
 }
 
+// The AVX-512 quantizer (where the CPU has it) against the portable code: the
+// same bits, zero and non-finite blocks, ties and the clamp included.
+TEST(ActivationsTest, EveryPathGivesTheSameBits) {
+  std::mt19937 rng(8);
+  const int64_t rows = 7, cols = 64 * 9 + 20;
+  std::vector<float> x = RandomInputs(rows * cols, &rng);
+  for (size_t i = 0; i < x.size(); i += 37) x[i] = 0.0f;
+  for (int i = 0; i < 8; ++i) x[64 + i] = 0.0f;                     // an all-zero block
+  x[200] = std::numeric_limits<float>::infinity();
+  x[333] = std::numeric_limits<float>::quiet_NaN();
+  for (int i = 0; i < 4; ++i) x[400 + i] = 0.5f * static_cast<float>(i + 1);  // ties
+  x[1000] = 1e-30f;  // a tiny block
+  x[1001] = -3e-31f;
+  QuantizedActivations simd, portable;
+  simd.Quantize(x, rows, cols, /*simd=*/true);
+  portable.Quantize(x, rows, cols, /*simd=*/false);
+  const int64_t g = simd.groups();
+  for (int64_t r = 0; r < rows; ++r) {
+    EXPECT_EQ(std::memcmp(simd.values(r), portable.values(r), g * 64), 0) << "row " << r;
+    EXPECT_EQ(std::memcmp(simd.scales(r), portable.scales(r), g * 64), 0) << "row " << r;
+    EXPECT_EQ(std::memcmp(simd.offsets(r), portable.offsets(r), g * 64), 0) << "row " << r;
+  }
+}
+
 TEST(ActivationsTest, RowsAreIndependent) {
   std::mt19937 rng(3);
   const std::vector<float> x = RandomInputs(5 * 200, &rng);
