@@ -234,14 +234,11 @@ void CpuBackend::Rope(float* x, int64_t heads, const std::vector<RowInfo>& rows)
   }
 }
 
-float* CpuBackend::KvSlot(int32_t block, int64_t layer, int kv, int64_t head, int64_t slot) {
+float* CpuBackend::KvBlock(int32_t block, int64_t layer, int kv, int64_t head) {
   const ModelConfig& c = model_.config;
-  const int64_t bs = kv_->block_size();
   const int64_t index =
-      (((static_cast<int64_t>(block) * c.num_layers + layer) * 2 + kv) * c.num_kv_heads + head) *
-          bs +
-      slot;
-  return kv_storage_.get() + index * c.head_dim;
+      ((static_cast<int64_t>(block) * c.num_layers + layer) * 2 + kv) * c.num_kv_heads + head;
+  return kv_storage_.get() + index * kv_->block_size() * c.head_dim;
 }
 
 void CpuBackend::Attention(int64_t layer, const std::vector<RowInfo>& rows,
@@ -253,35 +250,25 @@ void CpuBackend::Attention(int64_t layer, const std::vector<RowInfo>& rows,
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   const int64_t items = static_cast<int64_t>(rows.size()) * heads;
   // One (row, head) per item: its scores, softmax and weighted sum of V in a
-  // fixed order, whatever else is in the step.
+  // fixed order (StepOps::attend), whatever else is in the step.
   pool_->ParallelFor(items, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> scores;
-    std::vector<float> acc(d);
+    thread_local std::vector<const float*> keys, values;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t r = item / heads, h = item % heads, kvh = h / per_kv;
       const RowInfo& row = rows[r];
       const std::vector<int32_t>& table = tables[row.seq];
-      const float* qv = q + (r * heads + h) * d;
       const int64_t n = row.position + 1;  // causal: positions 0..position
+      const int64_t blocks = (n + bs - 1) / bs;
       scores.resize(n);
-      float max_score = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) {
-        const float* kv = KvSlot(table[j / bs], layer, 0, kvh, j % bs);
-        scores[j] = ops_.dot(qv, kv, d) * scale;
-        max_score = std::max(max_score, scores[j]);
+      keys.resize(blocks);
+      values.resize(blocks);
+      for (int64_t b = 0; b < blocks; ++b) {
+        keys[b] = KvBlock(table[b], layer, 0, kvh);
+        values[b] = KvBlock(table[b], layer, 1, kvh);
       }
-      float sum = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        scores[j] = std::exp(scores[j] - max_score);
-        sum += scores[j];
-      }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t j = 0; j < n; ++j) {
-        ops_.axpy(scores[j], KvSlot(table[j / bs], layer, 1, kvh, j % bs), acc.data(), d);
-      }
-      const float inv = 1.0f / sum;
-      float* o = out + (r * heads + h) * d;
-      for (int64_t t = 0; t < d; ++t) o[t] = acc[t] * inv;
+      ops_.attend({q + (r * heads + h) * d, d, n, bs, keys.data(), values.data(), scale,
+                   scores.data(), out + (r * heads + h) * d});
     }
   });
 }
@@ -349,10 +336,13 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
     for (int64_t r = 0; r < T; ++r) {
       const int64_t pos = rows[r].position;
       const int32_t block = tables[rows[r].seq][pos / bs];
+      const int64_t slot = pos % bs;
       for (int64_t kvh = 0; kvh < c.num_kv_heads; ++kvh) {
-        std::memcpy(KvSlot(block, l, 0, kvh, pos % bs), &k_[(r * c.num_kv_heads + kvh) * d],
-                    d * sizeof(float));
-        std::memcpy(KvSlot(block, l, 1, kvh, pos % bs), &v_[(r * c.num_kv_heads + kvh) * d],
+        // Keys transposed ([d][block]), values as rows ([block][d]): StepOps::attend.
+        const float* k = &k_[(r * c.num_kv_heads + kvh) * d];
+        float* keys = KvBlock(block, l, 0, kvh);
+        for (int64_t t = 0; t < d; ++t) keys[t * bs + slot] = k[t];
+        std::memcpy(KvBlock(block, l, 1, kvh) + slot * d, &v_[(r * c.num_kv_heads + kvh) * d],
                     d * sizeof(float));
       }
     }

@@ -12,7 +12,8 @@
 // depend on the rest of the batch or on the thread count.
 //
 // K/V storage: float32, one array of num_blocks blocks; block b holds, for each
-// layer, K then V as [kv_head][slot][head_dim] (a head's positions contiguous).
+// layer, K as [kv_head][head_dim][slot] (transposed: a block's scores are one
+// vector operation per dimension) then V as [kv_head][slot][head_dim].
 #ifndef OTARO_ENGINE_CPU_CPU_BACKEND_H_
 #define OTARO_ENGINE_CPU_CPU_BACKEND_H_
 
@@ -85,7 +86,9 @@ class CpuBackend : public Backend {
                            float* out);
   void RmsNorm(const float* x, const std::vector<float>& weight, int64_t rows, float* out) const;
   void Rope(float* x, int64_t heads, const std::vector<RowInfo>& rows) const;
-  float* KvSlot(int32_t block, int64_t layer, int kv, int64_t head, int64_t slot);
+  // Block `block`'s storage for (layer, K or V, kv head): keys [head_dim][block
+  // size] (transposed), values [block size][head_dim].
+  float* KvBlock(int32_t block, int64_t layer, int kv, int64_t head);
   void Attention(int64_t layer, const std::vector<RowInfo>& rows,
                  const std::vector<std::vector<int32_t>>& tables, const float* q, float* out);
 

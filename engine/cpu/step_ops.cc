@@ -2,6 +2,13 @@
 
 namespace otaro::engine::cpu {
 
+float Exp(float x) {
+  // The generic build's 16-lane Exp, one lane used: the same operations.
+  float lanes[16] = {x};
+  internal::ExpLanesGeneric(lanes);
+  return lanes[0];
+}
+
 const StepOps& StepOpsFor(sefp::Isa isa) {
   switch (isa) {
     case sefp::Isa::kAvx512: return internal::kStepOpsAvx512;

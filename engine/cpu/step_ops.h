@@ -13,20 +13,39 @@
 
 namespace otaro::engine::cpu {
 
+// One query head's attention over n cached positions, stored in blocks of
+// block_size positions: keys[b] is block b's keys TRANSPOSED, [d][block_size]
+// (key t of position s at keys[b][t * block_size + s]), values[b] its values
+// [block_size][d]. Per position: score = (sum over t in order of q[t] k[t],
+// each term a product then a sum) * scale; the softmax uses Exp (below); out[t] =
+// (sum over positions in order of p_j v_j[t]) * (1 / sum_j p_j). `scores` is
+// scratch of n floats.
+struct AttentionArgs {
+  const float* q;
+  int64_t d;
+  int64_t n;
+  int64_t block_size;
+  const float* const* keys;
+  const float* const* values;
+  float scale;
+  float* scores;
+  float* out;
+};
+
 struct StepOps {
-  // sum_t a[t] b[t]: 16 lane partial sums over t in steps of 16 (the tail
-  // zero-padded), then a fixed tree of the lanes.
-  float (*dot)(const float* a, const float* b, int64_t n);
-  // acc[t] += p * v[t] (a product, then a sum: two roundings).
-  void (*axpy)(float p, const float* v, float* acc, int64_t n);
+  void (*attend)(const AttentionArgs& args);
   // out = weight * (x * 1/sqrt(mean(x^2) + eps)); the mean of squares in double
   // over 8 lane partial sums.
   void (*rms_norm)(const float* x, const float* weight, int64_t n, double eps, float* out);
-  // gate[t] = SiLU(gate[t]) * up[t] = gate / (1 + exp(-gate)) * up.
+  // gate[t] = SiLU(gate[t]) * up[t] = gate / (1 + Exp(-gate)) * up.
   void (*swiglu)(float* gate, const float* up, int64_t n);
   // acc[t] += v[t].
   void (*add)(float* acc, const float* v, int64_t n);
 };
+
+// e^x as every build computes it (a fixed range reduction and polynomial in
+// IEEE operations, within 2 ulp of e^x; x clamped to [-87.3, 88.3], so always finite).
+float Exp(float x);
 
 // The build for `isa` (kAuto must be resolved first; kScalar = the generic build).
 const StepOps& StepOpsFor(sefp::Isa isa);
@@ -35,6 +54,8 @@ namespace internal {
 extern const StepOps kStepOpsGeneric;
 extern const StepOps kStepOpsAvx2;
 extern const StepOps kStepOpsAvx512;
+// Exp on 16 floats in place (the generic build; Exp() uses it).
+void ExpLanesGeneric(float* lanes);
 }  // namespace internal
 
 }  // namespace otaro::engine::cpu

@@ -1,5 +1,6 @@
 // StepOps for the avx2 build (BUILD sets its compiler flags; step_ops.cc picks it
 // only when the CPU has that ISA).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 

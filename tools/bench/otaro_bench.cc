@@ -1,11 +1,12 @@
 // otaro-bench: a client-side load generator against a running otaro_server,
 // through the public API only (run as `otaro bench`).
 //   otaro-bench --server host:port --bits 8,3 --concurrency 1,4,16 --requests N
-//               --max_tokens 64 --prompt "..."
+//               --max_tokens 64 --prompt "..." [--mix]
 // For each (bits, concurrency) it sends N GenerateStream requests (greedy,
 // stop_at_eos=false, prefill and decode at E5M<bits>) with that many in flight,
 // and prints, as the client saw them: time to first token p50/p99, inter-token
-// latency p50/p99, aggregate generated tokens/s, requests/s and errors.
+// latency p50/p99, aggregate generated tokens/s, requests/s and errors. With
+// --mix, one row per concurrency whose requests cycle through the precisions.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +31,9 @@ ABSL_FLAG(int, requests, 16, "Requests per (bits, concurrency).");
 ABSL_FLAG(int, max_tokens, 64, "Tokens generated per request (EOS does not stop them).");
 ABSL_FLAG(std::string, prompt, "Once upon a time, in a small village by the sea,",
           "Prompt text of every request.");
+ABSL_FLAG(bool, mix, false,
+          "One row per concurrency with the --bits precisions mixed: request i runs at "
+          "bits[i % n] (prefill and decode), so concurrent streams differ in precision.");
 ABSL_FLAG(int, warmup, 1, "Requests sent (and not measured) before each measured run.");
 ABSL_FLAG(double, timeout_seconds, 600, "Deadline of each request.");
 
@@ -121,9 +125,11 @@ int main(int argc, char** argv) {
     }
   }
   options.timeout_seconds = absl::GetFlag(FLAGS_timeout_seconds);
-  std::printf("server %s: %s (%s), %u layers, hidden %u, device %s\n", options.address.c_str(),
-              info.source().c_str(), info.architecture().c_str(), info.num_layers(),
-              info.hidden_size(), info.device().c_str());
+  std::printf("server %s: %s (%s), %u layers, hidden %u, device %s, SEFP kernels %s, "
+              "lm_head %s\n",
+              options.address.c_str(), info.source().c_str(), info.architecture().c_str(),
+              info.num_layers(), info.hidden_size(), info.device().c_str(),
+              info.kernel_isa().c_str(), info.lm_head_precision().c_str());
   std::printf("%d requests per row, %d tokens each (greedy, stop_at_eos=false), prompt of %zu "
               "characters; times in ms, as the client saw them\n\n",
               requests, max_tokens, absl::GetFlag(FLAGS_prompt).size());
@@ -133,15 +139,28 @@ int main(int argc, char** argv) {
 
   int total_errors = 0;
   std::string first_error;
-  for (int m : bits) {
-    otaro::v1::GenerateRequest request;
-    request.set_text(absl::GetFlag(FLAGS_prompt));
-    request.mutable_decode_precision()->set_mantissa_bits(m);
-    request.mutable_prefill_precision()->set_mantissa_bits(m);
-    request.set_max_tokens(static_cast<uint32_t>(max_tokens));
-    request.mutable_sampling()->set_temperature(0);
-    request.set_stop_at_eos(false);
-    for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i) (void)RunOne(stub.get(), options, request);
+  // Each row: the precisions its requests cycle through.
+  std::vector<std::vector<int>> rows;
+  if (absl::GetFlag(FLAGS_mix)) {
+    rows.push_back(bits);
+  } else {
+    for (int m : bits) rows.push_back({m});
+  }
+  for (const std::vector<int>& row : rows) {
+    std::vector<otaro::v1::GenerateRequest> variants;
+    std::string label;
+    for (int m : row) {
+      otaro::v1::GenerateRequest request;
+      request.set_text(absl::GetFlag(FLAGS_prompt));
+      request.mutable_decode_precision()->set_mantissa_bits(m);
+      request.mutable_prefill_precision()->set_mantissa_bits(m);
+      request.set_max_tokens(static_cast<uint32_t>(max_tokens));
+      request.mutable_sampling()->set_temperature(0);
+      request.set_stop_at_eos(false);
+      for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i) (void)RunOne(stub.get(), options, request);
+      variants.push_back(std::move(request));
+      label += (label.empty() ? "E5M" : "/E5M") + std::to_string(m);
+    }
     for (int c : concurrency) {
       std::vector<RequestTrace> traces(requests);
       std::atomic<int> next{0};
@@ -150,7 +169,7 @@ int main(int argc, char** argv) {
       for (int w = 0; w < std::min(c, requests); ++w) {
         workers.emplace_back([&] {
           for (int i = next++; i < requests; i = next++) {
-            traces[i] = RunOne(stub.get(), options, request);
+            traces[i] = RunOne(stub.get(), options, variants[i % variants.size()]);
           }
         });
       }
@@ -158,9 +177,9 @@ int main(int argc, char** argv) {
       const double wall =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const Summary s = otaro::bench::Summarize(traces, wall);
-      std::printf("| E5M%d | %d | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f |\n", m, c,
-                  s.requests, s.errors, 1e3 * s.ttft_p50, 1e3 * s.ttft_p99, 1e3 * s.itl_p50,
-                  1e3 * s.itl_p99, s.tokens_per_second, s.requests_per_second);
+      std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f |\n",
+                  label.c_str(), c, s.requests, s.errors, 1e3 * s.ttft_p50, 1e3 * s.ttft_p99,
+                  1e3 * s.itl_p50, 1e3 * s.itl_p99, s.tokens_per_second, s.requests_per_second);
       std::fflush(stdout);
       if (s.errors > 0 && first_error.empty()) first_error = s.first_error;
       total_errors += s.errors;
