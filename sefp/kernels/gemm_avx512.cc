@@ -170,9 +170,11 @@ void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float*
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t at = (g * kRowBlock + r0) * kGroupSize;
     __m512i d0[R], d1[R];
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       d0[r] = _mm512_load_si512(digits[0] + at + r * kGroupSize);
-      if constexpr (D::kProgram.split) d1[r] = _mm512_load_si512(digits[1] + at + r * kGroupSize);
+      d1[r] = D::kProgram.split ? _mm512_load_si512(digits[1] + at + r * kGroupSize)
+                                : _mm512_setzero_si512();
     }
     const float* ws_g = ws + 8 * g + r0;
 #pragma GCC unroll 4

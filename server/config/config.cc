@@ -188,11 +188,11 @@ const std::vector<Key>& Schema() {
       IntKey("engine.max_batch_sequences",
              "Sequences decoded together in one step (continuous batching).",
              [](Config& c) -> int& { return c.engine.max_batch_sequences; }, 1, 1024),
-      StringKey("engine.isa", "auto|scalar|avx2|avx512-vnni",
+      StringKey("engine.isa", "auto|scalar|avx2|avx512",
                 "SEFP kernel instruction set: auto = the best this CPU has (logged at start-up "
                 "and shown by GetModelInfo); naming one the CPU lacks is a start-up error.",
                 [](Config& c) -> std::string& { return c.engine.isa; },
-                OneOf({"auto", "scalar", "avx2", "avx512-vnni"})),
+                OneOf({"auto", "scalar", "avx2", "avx512"})),
       IntKey("generation.default_mantissa_bits",
              "Precision (mantissa bits 2..8) of requests that do not set one; 0 = "
              "model.resident_max_bits.",

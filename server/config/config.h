@@ -49,7 +49,7 @@ struct EngineSection {
   int threads = 0;              // 0 = all cores
   int64_t kv_cache_mb = 512;
   int max_batch_sequences = 16;
-  // SEFP kernel ISA (sefp::ParseIsa): auto | scalar | avx2 | avx512-vnni.
+  // SEFP kernel ISA (sefp::ParseIsa): auto | scalar | avx2 | avx512.
   std::string isa = "auto";
 };
 
