@@ -112,7 +112,8 @@ absl::StatusOr<std::vector<GenerationResult>> Generator::GenerateBatch(
   auto accept = [&](size_t i, absl::Span<const float> logits) -> absl::Status {
     Running& r = run[i];
     const uint64_t index = r.out->result().tokens.size();
-    OTARO_ASSIGN_OR_RETURN(const SampledToken tok, Sample(logits, r.request->sampling, index));
+    OTARO_ASSIGN_OR_RETURN(const SampledToken tok, Sample(logits, r.request->sampling, index,
+                                                             r.request->logprobs));
     SequenceOutput::Accepted accepted = r.out->Accept(tok);
     if (accepted.appended) {
       if (on_token) on_token(i, tok.id, accepted.text);

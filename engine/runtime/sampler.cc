@@ -55,7 +55,7 @@ double LogSoftmaxAt(absl::Span<const float> logits, int32_t id) {
 }
 
 absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const SamplingParams& params,
-                                    uint64_t step) {
+                                    uint64_t step, bool with_logprob) {
   if (absl::Status s = ValidateSamplingParams(params); !s.ok()) return s;
   if (logits.empty()) return absl::InvalidArgumentError("no logits to sample from");
   for (float v : logits) {
@@ -65,7 +65,7 @@ absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const Sampli
   const int64_t vocab = static_cast<int64_t>(logits.size());
   if (params.temperature == 0 || params.top_k == 1) {
     out.id = Argmax(logits);
-    out.logprob = LogSoftmaxAt(logits, out.id);
+    out.logprob = with_logprob ? LogSoftmaxAt(logits, out.id) : std::nan("");
     return out;
   }
 
@@ -116,7 +116,7 @@ absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const Sampli
       break;
     }
   }
-  out.logprob = LogSoftmaxAt(logits, out.id);
+  out.logprob = with_logprob ? LogSoftmaxAt(logits, out.id) : std::nan("");
   return out;
 }
 

@@ -36,7 +36,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& params);
 struct SampledToken {
   int32_t id = -1;
   // log p(id) under the model's distribution: log-softmax of the raw logits
-  // (temperature 1, before top-k / top-p), computed in float64.
+  // (temperature 1, before top-k / top-p), computed in float64; NaN when the
+  // caller did not ask for it (it costs a pass of exp over the vocabulary).
   double logprob = 0;
 };
 
@@ -47,9 +48,10 @@ double SampleUniform(uint64_t seed, uint64_t step);
 double LogSoftmaxAt(absl::Span<const float> logits, int32_t id);
 
 // Picks a token. `step` is the index of the token being generated (0 for the
-// first), which keys the random number.
+// first), which keys the random number. with_logprob = false leaves
+// SampledToken::logprob NaN (the choice of token does not depend on it).
 absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const SamplingParams& params,
-                                    uint64_t step);
+                                    uint64_t step, bool with_logprob = true);
 
 // Stop strings on streamed text. Push takes the text a token completed and
 // returns what may be shown now: text that could still turn out to be the start

@@ -389,7 +389,8 @@ absl::Status Scheduler::Core::Accept(Request& r, absl::Span<const float> row) {
   const GenerationRequest& q = r.request;
   // The index of the token keys the random number, so a seeded request gets
   // the same tokens whatever else runs.
-  absl::StatusOr<SampledToken> tok = Sample(row, q.sampling, r.out->result().tokens.size());
+  absl::StatusOr<SampledToken> tok =
+      Sample(row, q.sampling, r.out->result().tokens.size(), q.logprobs);
   if (!tok.ok()) return tok.status();
   SequenceOutput::Accepted accepted = r.out->Accept(*tok);
   if (accepted.appended) {

@@ -18,8 +18,13 @@ llama.cpp comes from ../shared/tools/llamacpp-peer/build.sh (built outside the
 repository). Figures are only comparable within one run: the machines differ
 from day to day and are shared.
 
-  python3 tools/bench/peer_llamacpp.py [--model GGUF] [--threads 1,2] [--batches 8,16]
+  python3 tools/bench/peer_llamacpp.py [--model GGUF] [--threads 1,2] [--batches 8,16] [--rounds 3]
+
+Each round runs otaro then llama.cpp for every thread count; a cell is the
+median over the rounds (the rounds interleave the two programs, so a burst of
+load on the shared machine hits both).
 """
+import statistics
 import argparse
 import datetime
 import json
@@ -62,7 +67,7 @@ def main():
     ap.add_argument("--model", default=None, help="GGUF (default: the quick-start model)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batches", default="8,16")
-    ap.add_argument("--repeat", type=int, default=3, help="llama-bench repetitions")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; cells are medians")
     ap.add_argument("--peer-dir", default="/tmp/llamacpp-peer", help="where llama.cpp is built")
     args = ap.parse_args()
     os.chdir(ROOT)
@@ -85,45 +90,55 @@ def main():
     threads = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     bits = ",".join(str(b) for b, _ in PAIRS)
-    table = []  # (measure, threads, otaro fmt, otaro tok/s, peer fmt, peer tok/s)
+    samples = {}  # (measure, threads, bits, peer format) -> ([otaro tok/s], [llama.cpp tok/s])
     isa = "?"
-    for t in threads:
-        single = run([engine, model, "--bits", bits, "--threads", str(t), "--batch", "1",
-                      "--prompt", "128", "--decode", "64", "--stream_mib", "256"])
-        m = re.search(r"SEFP kernels (\S+)", single)
-        isa = m[1] if m else isa
-        many = run([engine, model, "--bits", bits, "--threads", str(t), "--batch",
-                    ",".join(map(str, batches)), "--prompt", "64", "--decode", "32",
-                    "--stream_mib", "256"])
-        ours = {**engine_rows(single), **engine_rows(many)}
-        bench = json.loads(run([os.path.join(peer, "llama-bench"), "-m", quantized["Q4_0"],
-                                "-m", quantized["Q8_0"], "-p", "128", "-n", "64", "-t", str(t),
-                                "-r", str(args.repeat), "-o", "json"], stderr=subprocess.DEVNULL))
-        peer_rate = {}
-        for r in bench:
-            fmt = "Q4_0" if r["model_filename"] == quantized["Q4_0"] else "Q8_0"
-            kind = "prefill" if r["n_prompt"] > 0 else "decode1"
-            peer_rate[(fmt, kind)] = r["avg_ts"]
-        for fmt, path in quantized.items():
-            out = run([os.path.join(peer, "llama-batched-bench"), "-m", path, "-c", "4096",
-                       "-npp", "64", "-ntg", "32", "-npl", ",".join(map(str, batches)), "-t", str(t),
-                       "--output-format", "jsonl"], stderr=subprocess.DEVNULL)
-            for line in out.splitlines():
-                if line.startswith("{"):
-                    r = json.loads(line)
-                    peer_rate[(fmt, "decode%d" % r["pl"])] = r["speed_tg"]
-        for b, fmt in PAIRS:
-            table.append(("prefill (128-token prompt)", t, b, ours[(b, t, 1)][0], fmt, peer_rate[(fmt, "prefill")]))
-            table.append(("decode, batch 1", t, b, ours[(b, t, 1)][1], fmt, peer_rate[(fmt, "decode1")]))
-            for batch in batches:
-                table.append(("decode, batch %d (all sequences)" % batch, t, b, ours[(b, t, batch)][1], fmt,
-                              peer_rate[(fmt, "decode%d" % batch)]))
+
+    def add(key, ours_rate, peer_rate):
+        a, b = samples.setdefault(key, ([], []))
+        a.append(ours_rate)
+        b.append(peer_rate)
+
+    for _ in range(args.rounds):
+        for t in threads:
+            single = run([engine, model, "--bits", bits, "--threads", str(t), "--batch", "1",
+                          "--prompt", "128", "--decode", "64", "--stream_mib", "256"])
+            m = re.search(r"SEFP kernels (\S+)", single)
+            isa = m[1] if m else isa
+            many = run([engine, model, "--bits", bits, "--threads", str(t), "--batch",
+                        ",".join(map(str, batches)), "--prompt", "64", "--decode", "32",
+                        "--stream_mib", "256"])
+            ours = {**engine_rows(single), **engine_rows(many)}
+            bench = json.loads(run([os.path.join(peer, "llama-bench"), "-m", quantized["Q4_0"],
+                                    "-m", quantized["Q8_0"], "-p", "128", "-n", "64", "-t", str(t),
+                                    "-r", "1", "-o", "json"], stderr=subprocess.DEVNULL))
+            peer_rate = {}
+            for r in bench:
+                fmt = "Q4_0" if r["model_filename"] == quantized["Q4_0"] else "Q8_0"
+                kind = "prefill" if r["n_prompt"] > 0 else "decode1"
+                peer_rate[(fmt, kind)] = r["avg_ts"]
+            for fmt, path in quantized.items():
+                out = run([os.path.join(peer, "llama-batched-bench"), "-m", path, "-c", "4096",
+                           "-npp", "64", "-ntg", "32", "-npl", ",".join(map(str, batches)),
+                           "-t", str(t), "--output-format", "jsonl"], stderr=subprocess.DEVNULL)
+                for line in out.splitlines():
+                    if line.startswith("{"):
+                        r = json.loads(line)
+                        peer_rate[(fmt, "decode%d" % r["pl"])] = r["speed_tg"]
+            for b, fmt in PAIRS:
+                add(("prefill (128-token prompt)", t, b, fmt), ours[(b, t, 1)][0], peer_rate[(fmt, "prefill")])
+                add(("decode, batch 1", t, b, fmt), ours[(b, t, 1)][1], peer_rate[(fmt, "decode1")])
+                for batch in batches:
+                    add(("decode, batch %d (all sequences)" % batch, t, b, fmt), ours[(b, t, batch)][1],
+                        peer_rate[(fmt, "decode%d" % batch)])
+    table = [(k[0], k[1], k[2], statistics.median(v[0]), k[3], statistics.median(v[1]))
+             for k, v in samples.items()]
 
     load = os.getloadavg()
     print("otaro vs llama.cpp, %s UTC; CPU: %s, %d hardware threads; otaro SEFP kernels: %s; "
           "load average at the end %.2f %.2f %.2f" % (
               datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), cpu_model(), os.cpu_count(), isa, *load))
-    print("model: %s (llama.cpp: requantized with llama-quantize)\n" % os.path.basename(model))
+    print("model: %s (llama.cpp: requantized with llama-quantize); medians of %d interleaved rounds\n"
+          % (os.path.basename(model), args.rounds))
     print("| measure | threads | otaro | tok/s | llama.cpp | tok/s | otaro / llama.cpp |")
     print("|---|---|---|---|---|---|---|")
     order = {"prefill": 0, "decode, batch 1": 1}
