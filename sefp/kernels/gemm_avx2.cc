@@ -7,6 +7,8 @@
 // A register tile is R weight rows x C batch rows (16 YMM registers: C <= 2).
 #include <immintrin.h>
 
+#include <vector>
+
 #include "sefp/kernels/internal.h"
 
 namespace otaro::sefp::internal {
@@ -117,9 +119,112 @@ void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0) {
   }
 }
 
+// d of the 8 rows of row block rb for every group, formed once for a batch of
+// 3 rows or more: part p of row r, group g at digits[p][(g * 8 + r) * 64].
+template <int M, bool kTruncate>
+void FormRowBlock(const PackedMatrix& w, int64_t rb, int8_t* const* digits) {
+  using D = Digits<M, kTruncate>;
+  const uint8_t* planes[kMasterBits + 1];
+  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int64_t tile = w.TileIndex(rb, g);
+    for (int r = 0; r < kRowBlock; ++r) {
+      const int64_t word_offset = tile * kTileBytes + r * 8;
+      int8_t* at0 = digits[0] + (g * kRowBlock + r) * kGroupSize;
+      for (int h = 0; h < 2; ++h) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(at0 + 32 * h),
+                           FormPart<D::kPart0>(planes, word_offset, h));
+        if constexpr (D::kProgram.split) {
+          _mm256_store_si256(
+              reinterpret_cast<__m256i*>(digits[1] + (g * kRowBlock + r) * kGroupSize + 32 * h),
+              FormPart<D::kPart1>(planes, word_offset, h));
+        }
+      }
+    }
+  }
+}
+
+// Rows r0, r0 + 1 of row block rb times batch rows b0 .. b0 + C - 1 from the
+// pre-formed digits (the same integers and float operations as Tile).
+template <int M, bool kTruncate, int C>
+void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const int8_t* const* digits) {
+  using D = Digits<M, kTruncate>;
+  constexpr int R = 2;
+  const PackedMatrix& w = *job.w;
+  const QuantizedActivations& x = *job.x;
+  const int8_t* xv[C];
+  const float* xs[C];
+  for (int c = 0; c < C; ++c) {
+    xv[c] = x.values(job.row0 + b0 + c);
+    xs[c] = x.scales(job.row0 + b0 + c);
+  }
+  __m256 acc[R][C][2];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+  }
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int8_t* exponents = w.exponents() + w.TileIndex(rb, g) * kRowBlock + r0;
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) {
+      const __m256 ws = _mm256_set1_ps(WeightScale(exponents[r], M));
+      const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m256i d0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(digits[0] + at + 32 * h));
+        const __m256i abs_d0 = _mm256_abs_epi8(d0);
+        __m256i d1 = _mm256_setzero_si256(), abs_d1 = _mm256_setzero_si256();
+        if constexpr (D::kProgram.split) {
+          d1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(digits[1] + at + 32 * h));
+          abs_d1 = _mm256_abs_epi8(d1);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; ++c) {
+          const __m256i xq = _mm256_load_si256(
+              reinterpret_cast<const __m256i*>(xv[c] + g * kGroupSize + 32 * h));
+          __m256i sum = LaneSums(abs_d0, d0, xq);
+          if constexpr (D::kProgram.split) {
+            sum = _mm256_add_epi32(_mm256_slli_epi32(sum, kSplitShift), LaneSums(abs_d1, d1, xq));
+          }
+          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum),
+                                         _mm256_load_ps(xs[c] + g * kLanesPerGroup + 8 * h));
+          acc[r][c][h] = _mm256_fmadd_ps(f, ws, acc[r][c][h]);
+        }
+      }
+    }
+  }
+  const int64_t rows = w.rows();
+  for (int r = 0; r < R; ++r) {
+    const int64_t n = rb * kRowBlock + r0 + r;
+    if (n >= rows) break;
+    for (int c = 0; c < C; ++c) job.y[(b0 + c) * rows + n] = Reduce(acc[r][c][0], acc[r][c][1]);
+  }
+}
+
 template <int M, bool kTruncate>
 void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
+  // From 3 batch rows on, each row block's d is formed once (the plane spreading
+  // is most of the work on AVX2) and read back for every batch row.
+  thread_local std::vector<__m256i> digit_storage;
+  int8_t* digits[2] = {nullptr, nullptr};
+  const bool formed = job.batch >= 3;
+  if (formed) {
+    const size_t per_part = static_cast<size_t>(job.w->groups()) * kRowBlock * 2;  // 2 YMM per row
+    digit_storage.resize(2 * per_part);
+    digits[0] = reinterpret_cast<int8_t*>(digit_storage.data());
+    digits[1] = digits[0] + per_part * 32;
+  }
   for (int64_t rb = rb0; rb < rb1; ++rb) {
+    if (formed) {
+      FormRowBlock<M, kTruncate>(*job.w, rb, digits);
+      int64_t b0 = 0;
+      for (; b0 + 2 <= job.batch; b0 += 2) {
+        for (int r0 = 0; r0 < kRowBlock; r0 += 2) TileFormed<M, kTruncate, 2>(job, rb, r0, b0, digits);
+      }
+      if (b0 < job.batch) {
+        for (int r0 = 0; r0 < kRowBlock; r0 += 2) TileFormed<M, kTruncate, 1>(job, rb, r0, b0, digits);
+      }
+      continue;
+    }
     int64_t b0 = 0;
     for (; b0 + 2 <= job.batch; b0 += 2) {
       for (int r0 = 0; r0 < kRowBlock; r0 += 2) Tile<M, kTruncate, 2, 2>(job, rb, r0, b0);
