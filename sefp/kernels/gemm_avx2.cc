@@ -59,66 +59,6 @@ inline float Reduce(__m256 lo, __m256 hi) {
   return _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)));
 }
 
-template <int M, bool kTruncate, int R, int C>
-void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0) {
-  using D = Digits<M, kTruncate>;
-  const PackedMatrix& w = *job.w;
-  const QuantizedActivations& x = *job.x;
-  const int64_t groups = w.groups();
-  const uint8_t* planes[kMasterBits + 1];
-  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
-
-  const int8_t* xv[C];
-  const float* xs[C];
-  for (int c = 0; c < C; ++c) {
-    xv[c] = x.values(job.row0 + b0 + c);
-    xs[c] = x.scales(job.row0 + b0 + c);
-  }
-  __m256 acc[R][C][2];
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
-  }
-
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t tile = w.TileIndex(rb, g);
-    const int8_t* exponents = w.exponents() + tile * kRowBlock + r0;
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const int64_t word_offset = tile * kTileBytes + (r0 + r) * 8;
-      const __m256 ws = _mm256_set1_ps(WeightScale(exponents[r], M));
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        const __m256i d0 = FormPart<D::kPart0>(planes, word_offset, h);
-        const __m256i abs_d0 = _mm256_abs_epi8(d0);
-        __m256i d1 = _mm256_setzero_si256(), abs_d1 = _mm256_setzero_si256();
-        if constexpr (D::kProgram.split) {
-          d1 = FormPart<D::kPart1>(planes, word_offset, h);
-          abs_d1 = _mm256_abs_epi8(d1);
-        }
-#pragma GCC unroll 2
-        for (int c = 0; c < C; ++c) {
-          const __m256i xq = _mm256_load_si256(
-              reinterpret_cast<const __m256i*>(xv[c] + g * kGroupSize + 32 * h));
-          __m256i sum = LaneSums(abs_d0, d0, xq);
-          if constexpr (D::kProgram.split) {
-            sum = _mm256_add_epi32(_mm256_slli_epi32(sum, kSplitShift), LaneSums(abs_d1, d1, xq));
-          }
-          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum),
-                                         _mm256_load_ps(xs[c] + g * kLanesPerGroup + 8 * h));
-          acc[r][c][h] = _mm256_fmadd_ps(f, ws, acc[r][c][h]);
-        }
-      }
-    }
-  }
-
-  const int64_t rows = w.rows();
-  for (int r = 0; r < R; ++r) {
-    const int64_t n = rb * kRowBlock + r0 + r;
-    if (n >= rows) break;
-    for (int c = 0; c < C; ++c) job.y[(b0 + c) * rows + n] = Reduce(acc[r][c][0], acc[r][c][1]);
-  }
-}
-
 // d of the 8 rows of row block rb for every group, formed once for a batch of
 // 3 rows or more: part p of row r, group g at digits[p][(g * 8 + r) * 64].
 template <int M, bool kTruncate>
@@ -144,14 +84,16 @@ void FormRowBlock(const PackedMatrix& w, int64_t rb, int8_t* const* digits) {
   }
 }
 
-// Rows r0, r0 + 1 of row block rb times batch rows b0 .. b0 + C - 1 from the
-// pre-formed digits (the same integers and float operations as Tile).
-template <int M, bool kTruncate, int C>
-void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const int8_t* const* digits) {
+// Rows r0 .. r0 + R - 1 of row block rb times batch rows b0 .. b0 + C - 1. Per
+// group and half, each row's d comes first -- formed from the planes, or
+// (kFormed) loaded from FormRowBlock's `digits` -- then the batch rows.
+template <int M, bool kTruncate, int R, int C, bool kFormed>
+void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const int8_t* const* digits) {
   using D = Digits<M, kTruncate>;
-  constexpr int R = 2;
   const PackedMatrix& w = *job.w;
   const QuantizedActivations& x = *job.x;
+  const uint8_t* planes[kMasterBits + 1];
+  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
   const int8_t* xv[C];
   const float* xs[C];
   for (int c = 0; c < C; ++c) {
@@ -163,21 +105,30 @@ void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const int8_t
     for (int c = 0; c < C; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
   }
   for (int64_t g = 0; g < w.groups(); ++g) {
-    const int8_t* exponents = w.exponents() + w.TileIndex(rb, g) * kRowBlock + r0;
-#pragma GCC unroll 2
+    const int64_t tile = w.TileIndex(rb, g);
+    const int8_t* exponents = w.exponents() + tile * kRowBlock + r0;
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m256 ws = _mm256_set1_ps(WeightScale(exponents[r], M));
+      const int64_t word_offset = tile * kTileBytes + (r0 + r) * 8;
       const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+      auto part = [&]<const DigitPart& kPart>(int p, int h) {
+        if constexpr (kFormed) {
+          return _mm256_load_si256(reinterpret_cast<const __m256i*>(digits[p] + at + 32 * h));
+        } else {
+          return FormPart<kPart>(planes, word_offset, h);
+        }
+      };
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
-        const __m256i d0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(digits[0] + at + 32 * h));
+        const __m256i d0 = part.template operator()<D::kPart0>(0, h);
         const __m256i abs_d0 = _mm256_abs_epi8(d0);
         __m256i d1 = _mm256_setzero_si256(), abs_d1 = _mm256_setzero_si256();
         if constexpr (D::kProgram.split) {
-          d1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(digits[1] + at + 32 * h));
+          d1 = part.template operator()<D::kPart1>(1, h);
           abs_d1 = _mm256_abs_epi8(d1);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (int c = 0; c < C; ++c) {
           const __m256i xq = _mm256_load_si256(
               reinterpret_cast<const __m256i*>(xv[c] + g * kGroupSize + 32 * h));
@@ -218,46 +169,29 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
       FormRowBlock<M, kTruncate>(*job.w, rb, digits);
       int64_t b0 = 0;
       for (; b0 + 2 <= job.batch; b0 += 2) {
-        for (int r0 = 0; r0 < kRowBlock; r0 += 2) TileFormed<M, kTruncate, 2>(job, rb, r0, b0, digits);
+        for (int r0 = 0; r0 < kRowBlock; r0 += 2) Tile<M, kTruncate, 2, 2, true>(job, rb, r0, b0, digits);
       }
       if (b0 < job.batch) {
-        for (int r0 = 0; r0 < kRowBlock; r0 += 2) TileFormed<M, kTruncate, 1>(job, rb, r0, b0, digits);
+        for (int r0 = 0; r0 < kRowBlock; r0 += 2) Tile<M, kTruncate, 2, 1, true>(job, rb, r0, b0, digits);
       }
       continue;
     }
     int64_t b0 = 0;
     for (; b0 + 2 <= job.batch; b0 += 2) {
-      for (int r0 = 0; r0 < kRowBlock; r0 += 2) Tile<M, kTruncate, 2, 2>(job, rb, r0, b0);
+      for (int r0 = 0; r0 < kRowBlock; r0 += 2) Tile<M, kTruncate, 2, 2, false>(job, rb, r0, b0, nullptr);
     }
     if (b0 < job.batch) {
-      Tile<M, kTruncate, 4, 1>(job, rb, 0, b0);
-      Tile<M, kTruncate, 4, 1>(job, rb, 4, b0);
+      Tile<M, kTruncate, 4, 1, false>(job, rb, 0, b0, nullptr);
+      Tile<M, kTruncate, 4, 1, false>(job, rb, 4, b0, nullptr);
     }
-  }
-}
-
-template <int M>
-void RowBlocksM(const GemmJob& job, int64_t rb0, int64_t rb1) {
-  if (job.mode == Reconstruction::kTruncate) {
-    RowBlocks<M, true>(job, rb0, rb1);
-  } else {
-    RowBlocks<M, false>(job, rb0, rb1);
   }
 }
 
 }  // namespace
 
 void RowBlocksAvx2(const GemmJob& job, int64_t rb0, int64_t rb1) {
-  switch (job.m) {
-    case 2: RowBlocksM<2>(job, rb0, rb1); break;
-    case 3: RowBlocksM<3>(job, rb0, rb1); break;
-    case 4: RowBlocksM<4>(job, rb0, rb1); break;
-    case 5: RowBlocksM<5>(job, rb0, rb1); break;
-    case 6: RowBlocksM<6>(job, rb0, rb1); break;
-    case 7: RowBlocksM<7>(job, rb0, rb1); break;
-    case 8: RowBlocksM<8>(job, rb0, rb1); break;
-    default: break;  // the dispatcher checked m
-  }
+  DispatchPrecision(job.m, job.mode,
+                    [&]<int M, bool kTruncate>() { RowBlocks<M, kTruncate>(job, rb0, rb1); });
 }
 
 }  // namespace otaro::sefp::internal

@@ -65,65 +65,6 @@ void WeightScales(const PackedMatrix& w, int64_t rb, int m, float* ws) {
   }
 }
 
-// Rows r0 .. r0 + R - 1 of row block rb, batch rows b0 .. b0 + C - 1 (of the
-// job); ws = WeightScales(rb).
-template <int M, bool kTruncate, int R, int C>
-void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws) {
-  using D = Digits<M, kTruncate>;
-  const PackedMatrix& w = *job.w;
-  const QuantizedActivations& x = *job.x;
-  const int64_t groups = w.groups();
-  const uint8_t* planes[kMasterBits + 1];
-  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
-
-  const int8_t* xv[C];
-  const float* xs[C];
-  const int32_t* xo[C];
-  for (int c = 0; c < C; ++c) {
-    const int64_t b = job.row0 + b0 + c;
-    xv[c] = x.values(b);
-    xs[c] = x.scales(b);
-    xo[c] = x.offsets(b);
-  }
-  __m512 acc[R][C];
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
-  }
-
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t tile = w.TileIndex(rb, g);
-    const float* ws_g = ws + 8 * g + r0;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const int64_t word_offset = tile * kTileBytes + (r0 + r) * 8;
-      const __m512i d0 = FormPart<D::kPart0>(planes, word_offset);
-      __m512i d1 = _mm512_setzero_si512();
-      if constexpr (D::kProgram.split) d1 = FormPart<D::kPart1>(planes, word_offset);
-      const __m512 scale_w = _mm512_set1_ps(ws_g[r]);
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) {
-        const __m512i xq = _mm512_load_si512(xv[c] + g * kGroupSize);
-        const __m512i off = _mm512_load_si512(xo[c] + g * kLanesPerGroup);
-        __m512i sum = _mm512_dpbusd_epi32(off, d0, xq);
-        if constexpr (D::kProgram.split) {
-          sum = _mm512_add_epi32(_mm512_slli_epi32(sum, kSplitShift), off);
-          sum = _mm512_dpbusd_epi32(sum, d1, xq);
-        }
-        const __m512 f =
-            _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_load_ps(xs[c] + g * kLanesPerGroup));
-        acc[r][c] = _mm512_fmadd_ps(f, scale_w, acc[r][c]);
-      }
-    }
-  }
-
-  const int64_t rows = w.rows();
-  for (int r = 0; r < R; ++r) {
-    const int64_t n = rb * kRowBlock + r0 + r;
-    if (n >= rows) break;
-    for (int c = 0; c < C; ++c) job.y[(b0 + c) * rows + n] = Reduce(acc[r][c]);
-  }
-}
-
 // d (+128) of the 8 rows of row block rb for every group, formed once for a
 // whole batch: part p of row r, group g at digits[p][(g * 8 + r) * 64].
 template <int M, bool kTruncate>
@@ -144,16 +85,18 @@ void FormRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* digits) {
   }
 }
 
-// Rows r0 .. r0 + 3 of row block rb times batch rows b0 .. b0 + C - 1 from the
-// pre-formed digits: per group, each batch row's inputs are loaded once for the
-// 4 weight rows, each weight row's d once for the C batch rows.
-template <int M, bool kTruncate, int C>
-void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
-                const uint8_t* const* digits) {
+// Rows r0 .. r0 + R - 1 of row block rb times batch rows b0 .. b0 + C - 1 (of the
+// job); ws = WeightScales(rb). Per group, the R rows' d come first -- formed
+// from the planes, or (kFormed) loaded from FormRowBlock's `digits` -- then
+// each batch row's inputs are loaded once for the R weight rows.
+template <int M, bool kTruncate, int R, int C, bool kFormed>
+void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
+          const uint8_t* const* digits) {
   using D = Digits<M, kTruncate>;
-  constexpr int R = 4;
+  const PackedMatrix& w = *job.w;
   const QuantizedActivations& x = *job.x;
-  const int64_t groups = job.w->groups();
+  const uint8_t* planes[kMasterBits + 1];
+  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
   const int8_t* xv[C];
   const float* xs[C];
   const int32_t* xo[C];
@@ -167,14 +110,19 @@ void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float*
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t at = (g * kRowBlock + r0) * kGroupSize;
+  for (int64_t g = 0; g < w.groups(); ++g) {
     __m512i d0[R], d1[R];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      d0[r] = _mm512_load_si512(digits[0] + at + r * kGroupSize);
-      d1[r] = D::kProgram.split ? _mm512_load_si512(digits[1] + at + r * kGroupSize)
-                                : _mm512_setzero_si512();
+      if constexpr (kFormed) {
+        const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+        d0[r] = _mm512_load_si512(digits[0] + at);
+        d1[r] = D::kProgram.split ? _mm512_load_si512(digits[1] + at) : _mm512_setzero_si512();
+      } else {
+        const int64_t word_offset = w.TileIndex(rb, g) * kTileBytes + (r0 + r) * 8;
+        d0[r] = FormPart<D::kPart0>(planes, word_offset);
+        d1[r] = D::kProgram.split ? FormPart<D::kPart1>(planes, word_offset) : _mm512_setzero_si512();
+      }
     }
     const float* ws_g = ws + 8 * g + r0;
 #pragma GCC unroll 4
@@ -182,7 +130,7 @@ void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float*
       const __m512i xq = _mm512_load_si512(xv[c] + g * kGroupSize);
       const __m512i off = _mm512_load_si512(xo[c] + g * kLanesPerGroup);
       const __m512 scale_x = _mm512_load_ps(xs[c] + g * kLanesPerGroup);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         __m512i sum = _mm512_dpbusd_epi32(off, d0[r], xq);
         if constexpr (D::kProgram.split) {
@@ -194,7 +142,7 @@ void TileFormed(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float*
       }
     }
   }
-  const int64_t rows = job.w->rows();
+  const int64_t rows = w.rows();
   for (int r = 0; r < R; ++r) {
     const int64_t n = rb * kRowBlock + r0 + r;
     if (n >= rows) break;
@@ -226,50 +174,37 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
       FormRowBlock<M, kTruncate>(*job.w, rb, digits);
       int64_t b0 = 0;
       for (; b0 + 4 <= job.batch; b0 += 4) {
-        TileFormed<M, kTruncate, 4>(job, rb, 0, b0, ws, digits);
-        TileFormed<M, kTruncate, 4>(job, rb, 4, b0, ws, digits);
+        Tile<M, kTruncate, 4, 4, true>(job, rb, 0, b0, ws, digits);
+        Tile<M, kTruncate, 4, 4, true>(job, rb, 4, b0, ws, digits);
       }
       for (int r0 : {0, 4}) {
         switch (job.batch - b0) {
-          case 1: TileFormed<M, kTruncate, 1>(job, rb, r0, b0, ws, digits); break;
-          case 2: TileFormed<M, kTruncate, 2>(job, rb, r0, b0, ws, digits); break;
-          case 3: TileFormed<M, kTruncate, 3>(job, rb, r0, b0, ws, digits); break;
+          case 1: Tile<M, kTruncate, 4, 1, true>(job, rb, r0, b0, ws, digits); break;
+          case 2: Tile<M, kTruncate, 4, 2, true>(job, rb, r0, b0, ws, digits); break;
+          case 3: Tile<M, kTruncate, 4, 3, true>(job, rb, r0, b0, ws, digits); break;
           default: break;
         }
       }
       continue;
     }
-    // One or two batch rows: d in registers, 8 weight rows at a time.
+    // One or two batch rows: d formed in registers, 8 weight rows at a time
+    // (4 for the two-part precisions with two batch rows: registers).
     if (job.batch == 1) {
-      Tile<M, kTruncate, 8, 1>(job, rb, 0, 0, ws);
+      Tile<M, kTruncate, 8, 1, false>(job, rb, 0, 0, ws, nullptr);
+    } else if constexpr (Digits<M, kTruncate>::kProgram.split) {
+      Tile<M, kTruncate, 4, 2, false>(job, rb, 0, 0, ws, nullptr);
+      Tile<M, kTruncate, 4, 2, false>(job, rb, 4, 0, ws, nullptr);
     } else {
-      Tile<M, kTruncate, 8, 2>(job, rb, 0, 0, ws);
+      Tile<M, kTruncate, 8, 2, false>(job, rb, 0, 0, ws, nullptr);
     }
-  }
-}
-
-template <int M>
-void RowBlocksM(const GemmJob& job, int64_t rb0, int64_t rb1) {
-  if (job.mode == Reconstruction::kTruncate) {
-    RowBlocks<M, true>(job, rb0, rb1);
-  } else {
-    RowBlocks<M, false>(job, rb0, rb1);
   }
 }
 
 }  // namespace
 
 void RowBlocksAvx512(const GemmJob& job, int64_t rb0, int64_t rb1) {
-  switch (job.m) {
-    case 2: RowBlocksM<2>(job, rb0, rb1); break;
-    case 3: RowBlocksM<3>(job, rb0, rb1); break;
-    case 4: RowBlocksM<4>(job, rb0, rb1); break;
-    case 5: RowBlocksM<5>(job, rb0, rb1); break;
-    case 6: RowBlocksM<6>(job, rb0, rb1); break;
-    case 7: RowBlocksM<7>(job, rb0, rb1); break;
-    case 8: RowBlocksM<8>(job, rb0, rb1); break;
-    default: break;  // the dispatcher checked m
-  }
+  DispatchPrecision(job.m, job.mode,
+                    [&]<int M, bool kTruncate>() { RowBlocks<M, kTruncate>(job, rb0, rb1); });
 }
 
 }  // namespace otaro::sefp::internal

@@ -27,6 +27,29 @@ void RowBlocksScalar(const GemmJob& job, int64_t rb0, int64_t rb1);
 void RowBlocksAvx2(const GemmJob& job, int64_t rb0, int64_t rb1);
 void RowBlocksAvx512(const GemmJob& job, int64_t rb0, int64_t rb1);
 
+// Calls fn.template operator()<M, kTruncate>() for precision m and `mode`: the
+// SIMD paths compile one kernel per (m, mode), and this picks it.
+template <typename Fn>
+void DispatchPrecision(int m, Reconstruction mode, Fn&& fn) {
+  auto with_mode = [&]<int M>() {
+    if (mode == Reconstruction::kTruncate) {
+      fn.template operator()<M, true>();
+    } else {
+      fn.template operator()<M, false>();
+    }
+  };
+  switch (m) {
+    case 2: with_mode.template operator()<2>(); break;
+    case 3: with_mode.template operator()<3>(); break;
+    case 4: with_mode.template operator()<4>(); break;
+    case 5: with_mode.template operator()<5>(); break;
+    case 6: with_mode.template operator()<6>(); break;
+    case 7: with_mode.template operator()<7>(); break;
+    case 8: with_mode.template operator()<8>(); break;
+    default: break;  // the dispatcher checked m
+  }
+}
+
 // 2^(e - m) (exact, e - m >= -24 is a normal float), 0 for a zero group.
 inline float WeightScale(int8_t e, int m) {
   return e == kZeroGroupExponent ? 0.0f : rules::PowerOfTwo(e - m);

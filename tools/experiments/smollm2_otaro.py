@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""OTARo on the real model (issue 15, part 2 and 3): SmolLM2-135M-Instruct tuned
+with each strategy from one recipe, every result scored by one protocol.
+
+  python3 tools/experiments/smollm2_otaro.py run   --out DIR [--strategies otaro,uniform,fp] [--seed 1]
+  python3 tools/experiments/smollm2_otaro.py score --out DIR [--peer-dir /tmp/llamacpp-peer]
+  python3 tools/experiments/smollm2_otaro.py table --out DIR [--json docs/results/smollm2.json]
+
+run    tunes one model per strategy with `otaro tune --recipe
+       deploy/recipes/smollm2-otaro.yaml` (data: wikitext-2-tokens/valid.txt,
+       same seed, so the same batches in the same order), overriding only the
+       strategy and the reconstruction. An interrupted run is resumed from its
+       last checkpoint (--resume), never restarted. Results as they come:
+       DIR/<strategy>-s<seed>/ (steps.jsonl, evaluation.json, model.sefp,
+       checkpoints/).
+score  scores every result with `otaro eval ppl` on the held-out text
+       (wikitext-2-tokens/test.txt, first --tokens tokens, windows of 512): the
+       untuned model and each tuned model at fp32 and E5M8..E5M2; the fp-tuned
+       model also exported to GGUF (`otaro export`), requantized by llama.cpp to
+       Q8_0 and Q4_0, and scored by the same command, so every number shares one
+       protocol. Writes DIR/scores.json (kept between calls: only what is missing
+       is scored).
+table  prints the Markdown tables and writes the machine-readable summary.
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPE = "deploy/recipes/smollm2-otaro.yaml"
+BITS = [8, 7, 6, 5, 4, 3, 2]
+OPT = "bazel-out/k8-opt/bin"
+# Bits per weight of each format, for the pipeline table (SEFP.md: (m + 1) + 1/8
+# per linear weight; llama.cpp: Q8_0 8.5, Q4_0 4.5).
+BPW = {**{"E5M%d" % m: m + 1 + 1 / 8 for m in BITS}, "fp32": 32.0, "Q8_0": 8.5, "Q4_0": 4.5}
+
+
+def sh(cmd, **kw):
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def default_model():
+    out = subprocess.run(["bash", "tools/fetch_default_model.sh"], check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def shared_dir():
+    return os.environ.get("OTARO_SHARED_DIR", os.path.join(os.path.dirname(ROOT), "shared"))
+
+
+def run_dir(out, strategy, seed):
+    return os.path.join(out, "%s-s%d" % (strategy.replace(":", "_").replace("+", "_"), seed))
+
+
+def cmd_run(args):
+    sh(["bazel", "build", "-c", "opt", "//tools/tune:otaro-tune"], stderr=subprocess.DEVNULL)
+    model = default_model()
+    for strategy in args.strategies.split(","):
+        out = run_dir(args.out, strategy, args.seed)
+        if os.path.exists(os.path.join(out, "model.sefp")):
+            print("done already: " + out, file=sys.stderr)
+            continue
+        cmd = [os.path.join(OPT, "tools/tune/otaro-tune"), "--recipe", RECIPE, "--model", model,
+               "--data-dir", os.path.join(shared_dir(), "data/corpora"), "--out", out,
+               "--strategy", strategy, "--seed", str(args.seed), "--reconstruction", args.reconstruction,
+               "--eval-bits", ",".join(map(str, BITS)), "--quiet"]
+        if args.steps:
+            cmd += ["--steps", str(args.steps)]
+        if os.path.exists(os.path.join(out, "checkpoints", "LATEST")):
+            cmd.append("--resume")
+        sh(cmd)
+
+
+def ppl(model, args, bits, fp):
+    text = os.path.join(shared_dir(), "data/corpora/wikitext-2-tokens/test.txt")
+    cmd = [os.path.join(OPT, "tools/eval/otaro-eval"), "ppl", model, text, "--max_tokens", str(args.tokens),
+           "--bits", ",".join(map(str, bits)), "--json"]
+    if fp:
+        cmd.append("--fp")
+    out = sh(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+    return {r["precision"]: r["perplexity"] for r in json.loads(out)["results"]}
+
+
+def cmd_score(args):
+    sh(["bazel", "build", "-c", "opt", "//tools/eval:otaro-eval", "//tools/export:otaro-export"],
+       stderr=subprocess.DEVNULL)
+    path = os.path.join(args.out, "scores.json")
+    scores = json.load(open(path)) if os.path.exists(path) else {}
+
+    def save():
+        with open(path + ".tmp", "w") as f:
+            json.dump(scores, f, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+    model = default_model()
+    if "untuned" not in scores:
+        scores["untuned"] = ppl(model, args, BITS, fp=True)
+        save()
+    for name in sorted(os.listdir(args.out)):
+        run = os.path.join(args.out, name)
+        sefp = os.path.join(run, "model.sefp")
+        if not os.path.exists(sefp) or name in scores:
+            continue
+        result = ppl(sefp, args, BITS, fp=False)
+        latest = open(os.path.join(run, "checkpoints", "LATEST")).read().strip()
+        master = os.path.join(run, "checkpoints", latest, "master.safetensors")
+        result.update(ppl(master, args, [], fp=True))
+        scores[name] = result
+        save()
+    # The standard pipeline: the fp-tuned model, exported, quantized by llama.cpp.
+    fp_runs = [n for n in scores if n.startswith("fp-s")]
+    if fp_runs and not any(k.startswith("pipeline") for k in scores):
+        run = os.path.join(args.out, sorted(fp_runs)[0])
+        latest = open(os.path.join(run, "checkpoints", "LATEST")).read().strip()
+        master = os.path.join(run, "checkpoints", latest, "master.safetensors")
+        f16 = os.path.join(args.out, "fp-tuned.f16.gguf")
+        sh([os.path.join(OPT, "tools/export/otaro-export"), master, f16, "--format", "gguf", "--dtype", "f16"])
+        peer = subprocess.run(["bash", os.path.join(shared_dir(), "tools/llamacpp-peer/build.sh"), args.peer_dir],
+                              check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
+        result = {}
+        for fmt in ["Q8_0", "Q4_0"]:
+            q = os.path.join(args.out, "fp-tuned.%s.gguf" % fmt)
+            sh([os.path.join(peer, "llama-quantize"), f16, q, fmt], stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL)
+            # otaro's float path scores the GGUF as llama.cpp stores it (Q8_0 /
+            # Q4_0 dequantized), through the same evaluator and windows.
+            result[fmt] = ppl(q, args, [], fp=True)["fp32"]
+        scores["pipeline:" + sorted(fp_runs)[0]] = result
+        save()
+
+
+def cmd_table(args):
+    scores = json.load(open(os.path.join(args.out, "scores.json")))
+    precisions = ["fp32"] + ["E5M%d" % m for m in BITS]
+    print("| model | " + " | ".join(precisions) + " |")
+    print("|---|" + "---|" * len(precisions))
+    summary = {"date": datetime.date.today().isoformat(), "protocol": {
+        "text": "wikitext-2-tokens/test.txt", "tokens": args.tokens, "window": 512,
+        "tool": "otaro eval ppl"}, "recipe": RECIPE, "strategies": {}}
+    for name in sorted(k for k in scores if not k.startswith("pipeline")):
+        row = scores[name]
+        fp = row.get("fp32")
+        cells = []
+        entry = {}
+        for p in precisions:
+            v = row.get(p)
+            if v is None:
+                cells.append("")
+                continue
+            ratio = v / fp if fp else None
+            cells.append("%.2f" % v + (" (%.2fx)" % ratio if ratio and p != "fp32" else ""))
+            entry[p] = {"perplexity": v, "ratio_to_fp32": ratio}
+        summary["strategies"][name] = entry
+        print("| %s | %s |" % (name, " | ".join(cells)))
+    for name in sorted(k for k in scores if k.startswith("pipeline")):
+        base = name.split(":", 1)[1]
+        fp = scores[base]["fp32"]
+        print("\nStandard pipeline (%s exported, quantized by llama.cpp), same protocol:\n" % base)
+        print("| format | bits per weight | perplexity | ratio to the fp-tuned fp32 |\n|---|---|---|---|")
+        entry = {}
+        for fmt, v in scores[name].items():
+            print("| %s | %.3g | %.2f | %.2fx |" % (fmt, BPW[fmt], v, v / fp))
+            entry[fmt] = {"perplexity": v, "ratio_to_fp32": v / fp, "bits_per_weight": BPW[fmt]}
+        summary["pipeline"] = {"from": base, **entry}
+    if args.json:
+        os.makedirs(os.path.dirname(args.json), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["run", "score", "table"])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--strategies", default="otaro,uniform,fp")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=0, help="override the recipe's steps")
+    ap.add_argument("--reconstruction", default="midpoint")
+    ap.add_argument("--tokens", type=int, default=8192, help="held-out tokens scored")
+    ap.add_argument("--peer-dir", default="/tmp/llamacpp-peer")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    {"run": cmd_run, "score": cmd_score, "table": cmd_table}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
