@@ -47,7 +47,8 @@ absl::Status CheckLinear(const LlamaModel& model, const Linear& lin, int64_t out
 absl::Status CheckModel(const LlamaModel& m) {
   const ModelConfig& c = m.config;
   if (c.num_layers <= 0 || c.hidden_size <= 0 || c.num_heads <= 0 || c.num_kv_heads <= 0 ||
-      c.head_dim <= 0 || c.head_dim % 2 != 0 || c.num_heads % c.num_kv_heads != 0 ||
+      c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > kMaxHeadDim ||
+      c.num_heads % c.num_kv_heads != 0 ||
       c.vocab_size <= 0 || c.max_position <= 0) {
     return absl::InvalidArgumentError("CPU backend: inconsistent model config");
   }
@@ -176,8 +177,17 @@ absl::Status CpuBackend::Validate(const BatchStep& step,
   return absl::OkStatus();
 }
 
-void CpuBackend::QuantizeInput(const float* in, int64_t rows, int64_t cols) {
-  if (model_.quantized) xq_.Quantize(absl::MakeConstSpan(in, rows * cols), rows, cols);
+void CpuBackend::ForRows(int64_t rows, const std::function<void(int64_t, int64_t)>& fn) {
+  if (rows <= 1 || pool_->num_threads() == 1) {
+    fn(0, rows);
+  } else {
+    pool_->ParallelFor(rows, fn);
+  }
+}
+
+void CpuBackend::QuantizeRows(const float* in, int64_t rows, int64_t cols, int64_t r0,
+                              int64_t r1) {
+  if (model_.quantized) xq_.QuantizeRows(absl::MakeConstSpan(in, rows * cols), r0, r1);
 }
 
 absl::Status CpuBackend::ApplyLinear(const Linear& lin, const std::vector<Group>& groups,
@@ -203,33 +213,31 @@ absl::Status CpuBackend::ApplyLinear(const Linear& lin, const std::vector<Group>
   return absl::OkStatus();
 }
 
-void CpuBackend::RmsNorm(const float* x, const std::vector<float>& weight, int64_t rows,
-                         float* out) const {
+void CpuBackend::RmsNormRows(const float* x, const std::vector<float>& weight, int64_t r0,
+                             int64_t r1, float* out) const {
   const int64_t h = model_.config.hidden_size;
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     ops_.rms_norm(x + r * h, weight.data(), h, model_.config.rms_norm_eps, out + r * h);
   }
 }
 
 // HF rotate_half: dims i and i + d/2 form a pair. Angles in float32 as HF
 // computes them (position * inv_freq), cos / sin from that angle.
-void CpuBackend::Rope(float* x, int64_t heads, const std::vector<RowInfo>& rows) const {
+void CpuBackend::RopeRow(float* x, int64_t heads, int64_t position) const {
   const int64_t d = model_.config.head_dim, half = d / 2;
-  std::vector<float> cs(half), sn(half);
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const float pos = static_cast<float>(rows[r].position);
+  float cs[kMaxHeadDim / 2], sn[kMaxHeadDim / 2];
+  const float pos = static_cast<float>(position);
+  for (int64_t i = 0; i < half; ++i) {
+    const float angle = pos * inv_freq_[i];
+    cs[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+    sn[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+  }
+  for (int64_t h = 0; h < heads; ++h) {
+    float* v = x + h * d;
     for (int64_t i = 0; i < half; ++i) {
-      const float angle = pos * inv_freq_[i];
-      cs[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
-      sn[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
-    }
-    for (int64_t h = 0; h < heads; ++h) {
-      float* v = x + (static_cast<int64_t>(r) * heads + h) * d;
-      for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * cs[i] - b * sn[i];
-        v[i + half] = b * cs[i] + a * sn[i];
-      }
+      const float a = v[i], b = v[i + half];
+      v[i] = a * cs[i] - b * sn[i];
+      v[i + half] = b * cs[i] + a * sn[i];
     }
   }
 }
@@ -321,45 +329,64 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
 
   for (int64_t r = 0; r < T; ++r) OTARO_RETURN_IF_ERROR(model_.Embed(tokens[r], &x_[r * H]));
 
+  // Everything between the linear layers is row by row, split over the pool
+  // (ForRows), several steps fused per pass; the SEFP products read xq_.
   const int64_t bs = kv_->block_size(), d = c.head_dim;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LlamaLayer& L = model_.layers[l];
-    RmsNorm(x_.data(), L.input_norm, T, h_.data());
-    QuantizeInput(h_.data(), T, H);
+    // x (+= the previous layer's MLP output) -> RMSNorm -> h -> int8.
+    xq_.Resize(T, H);
+    ForRows(T, [&](int64_t r0, int64_t r1) {
+      if (l > 0) ops_.add(&x_[r0 * H], &proj_[r0 * H], (r1 - r0) * H);
+      RmsNormRows(x_.data(), L.input_norm, r0, r1, h_.data());
+      QuantizeRows(h_.data(), T, H, r0, r1);
+    });
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.q, groups, h_.data(), q_.data()));
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.k, groups, h_.data(), k_.data()));
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.v, groups, h_.data(), v_.data()));
-    Rope(q_.data(), c.num_heads, rows);
-    Rope(k_.data(), c.num_kv_heads, rows);
-    // This step's K/V go into the cache first: attention then reads every
-    // position (earlier steps and this chunk) from one place.
-    for (int64_t r = 0; r < T; ++r) {
-      const int64_t pos = rows[r].position;
-      const int32_t block = tables[rows[r].seq][pos / bs];
-      const int64_t slot = pos % bs;
-      for (int64_t kvh = 0; kvh < c.num_kv_heads; ++kvh) {
-        // Keys transposed ([d][block]), values as rows ([block][d]): StepOps::attend.
-        const float* k = &k_[(r * c.num_kv_heads + kvh) * d];
-        float* keys = KvBlock(block, l, 0, kvh);
-        for (int64_t t = 0; t < d; ++t) keys[t * bs + slot] = k[t];
-        std::memcpy(KvBlock(block, l, 1, kvh) + slot * d, &v_[(r * c.num_kv_heads + kvh) * d],
-                    d * sizeof(float));
+    // RoPE, then this step's K/V into the cache (distinct slots per row):
+    // attention then reads every position (earlier steps and this chunk) from
+    // one place.
+    ForRows(T, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t pos = rows[r].position;
+        RopeRow(&q_[r * QD], c.num_heads, pos);
+        RopeRow(&k_[r * KD], c.num_kv_heads, pos);
+        const int32_t block = tables[rows[r].seq][pos / bs];
+        const int64_t slot = pos % bs;
+        for (int64_t kvh = 0; kvh < c.num_kv_heads; ++kvh) {
+          // Keys transposed ([d][block]), values as rows ([block][d]): StepOps::attend.
+          const float* k = &k_[(r * c.num_kv_heads + kvh) * d];
+          float* keys = KvBlock(block, l, 0, kvh);
+          for (int64_t t = 0; t < d; ++t) keys[t * bs + slot] = k[t];
+          std::memcpy(KvBlock(block, l, 1, kvh) + slot * d, &v_[(r * c.num_kv_heads + kvh) * d],
+                      d * sizeof(float));
+        }
       }
-    }
+    });
     Attention(l, rows, tables, q_.data(), attn_.data());
-    QuantizeInput(attn_.data(), T, QD);
+    xq_.Resize(T, QD);
+    ForRows(T, [&](int64_t r0, int64_t r1) { QuantizeRows(attn_.data(), T, QD, r0, r1); });
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.o, groups, attn_.data(), proj_.data()));
-    ops_.add(x_.data(), proj_.data(), T * H);
-
-    RmsNorm(x_.data(), L.post_attention_norm, T, h_.data());
-    QuantizeInput(h_.data(), T, H);
+    // x += attention output -> RMSNorm -> h -> int8.
+    xq_.Resize(T, H);
+    ForRows(T, [&](int64_t r0, int64_t r1) {
+      ops_.add(&x_[r0 * H], &proj_[r0 * H], (r1 - r0) * H);
+      RmsNormRows(x_.data(), L.post_attention_norm, r0, r1, h_.data());
+      QuantizeRows(h_.data(), T, H, r0, r1);
+    });
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.gate, groups, h_.data(), gate_.data()));
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.up, groups, h_.data(), up_.data()));
-    ops_.swiglu(gate_.data(), up_.data(), T * I);
-    QuantizeInput(gate_.data(), T, I);
+    xq_.Resize(T, I);
+    ForRows(T, [&](int64_t r0, int64_t r1) {
+      ops_.swiglu(&gate_[r0 * I], &up_[r0 * I], (r1 - r0) * I);
+      QuantizeRows(gate_.data(), T, I, r0, r1);
+    });
     OTARO_RETURN_IF_ERROR(ApplyLinear(L.down, groups, gate_.data(), proj_.data()));
-    ops_.add(x_.data(), proj_.data(), T * H);
   }
+  ForRows(T, [&](int64_t r0, int64_t r1) {
+    ops_.add(&x_[r0 * H], &proj_[r0 * H], (r1 - r0) * H);
+  });
 
   // Output rows in the step's order: the last token of each sequence, or all.
   out->vocab_size = c.vocab_size;
@@ -377,12 +404,15 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
   for (int64_t j = 0; j < R; ++j) {
     std::memcpy(&proj_[j * H], &x_[selected[j] * H], H * sizeof(float));
   }
-  RmsNorm(proj_.data(), model_.final_norm, R, h_.data());
+  xq_.Resize(R, H);
+  ForRows(R, [&](int64_t r0, int64_t r1) {
+    RmsNormRows(proj_.data(), model_.final_norm, r0, r1, h_.data());
+    QuantizeRows(h_.data(), R, H, r0, r1);
+  });
   out->values.resize(R * c.vocab_size);
   if (model_.quantized_lm_head) {
     // Each selected row at its lm_head precision, one Gemm per run of rows
     // that share one (the rows are in step order, not sorted).
-    QuantizeInput(h_.data(), R, H);
     std::vector<Group> head_groups;
     for (size_t i = 0; i < num_seqs; ++i) {
       const int m = model_.LmHeadBits(step.sequences[i].precision);

@@ -18,6 +18,7 @@
 #define OTARO_ENGINE_CPU_CPU_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,9 @@ struct CpuBackendOptions {
   // force the others (results are identical bit for bit).
   sefp::Isa isa = sefp::Isa::kAuto;
 };
+
+// The largest head dimension the backend runs (LLaMA-family models use 64-256).
+inline constexpr int64_t kMaxHeadDim = 512;
 
 class CpuBackend : public Backend {
  public:
@@ -77,15 +81,19 @@ class CpuBackend : public Backend {
 
   absl::Status Validate(const BatchStep& step,
                         std::vector<std::vector<int32_t>>* tables) const;
-  // Quantizes in[rows, cols] into xq_ for the SEFP products that read it
-  // (float32 models need nothing).
-  void QuantizeInput(const float* in, int64_t rows, int64_t cols);
+  // fn(r0, r1) over [0, rows), split over the pool when that is worth it.
+  void ForRows(int64_t rows, const std::function<void(int64_t, int64_t)>& fn);
+  // Rows [r0, r1) of in[rows, cols] into xq_ (sized by xq_.Resize first) for the
+  // SEFP products that read it (float32 models need nothing).
+  void QuantizeRows(const float* in, int64_t rows, int64_t cols, int64_t r0, int64_t r1);
   // out[rows, out_features] = lin(in[rows, in_features]) for every group; SEFP
-  // layers read the last QuantizeInput(in), float32 layers `in` itself.
+  // layers read xq_ (quantized from in), float32 layers `in` itself.
   absl::Status ApplyLinear(const Linear& lin, const std::vector<Group>& groups, const float* in,
                            float* out);
-  void RmsNorm(const float* x, const std::vector<float>& weight, int64_t rows, float* out) const;
-  void Rope(float* x, int64_t heads, const std::vector<RowInfo>& rows) const;
+  void RmsNormRows(const float* x, const std::vector<float>& weight, int64_t r0, int64_t r1,
+                   float* out) const;
+  // RoPE in place on one row's `heads` heads at `position`.
+  void RopeRow(float* x, int64_t heads, int64_t position) const;
   // Block `block`'s storage for (layer, K or V, kv head): keys [head_dim][block
   // size] (transposed), values [block size][head_dim].
   float* KvBlock(int32_t block, int64_t layer, int kv, int64_t head);

@@ -66,6 +66,11 @@ bool CpuHasAvx512() {
 
 void QuantizedActivations::Quantize(absl::Span<const float> x, int64_t rows, int64_t cols,
                                     bool simd) {
+  Resize(rows, cols);
+  QuantizeRows(x, 0, rows, simd);
+}
+
+void QuantizedActivations::Resize(int64_t rows, int64_t cols) {
   rows_ = rows;
   cols_ = cols;
   groups_ = (cols + kGroupSize - 1) / kGroupSize;
@@ -76,21 +81,24 @@ void QuantizedActivations::Quantize(absl::Span<const float> x, int64_t rows, int
     offsets_.reset(AlignedAlloc<int32_t>(need * kLanesPerGroup));
     capacity_rows_groups_ = need;
   }
-  const bool avx512 = CpuHasAvx512();
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x.data() + r * cols;
+}
+
+void QuantizedActivations::QuantizeRows(absl::Span<const float> x, int64_t row0, int64_t row1,
+                                        bool simd) {
+  const bool avx512 = simd && CpuHasAvx512();
+  for (int64_t r = row0; r < row1; ++r) {
+    const float* xr = x.data() + r * cols_;
     for (int64_t g = 0; g < groups_; ++g) {
       const int64_t c0 = g * kGroupSize;
-      const int n = static_cast<int>(std::min<int64_t>(kGroupSize, cols - c0));
-      if (n == kGroupSize && simd && avx512) {
-        internal::QuantizeGroupAvx512(xr + c0, values_.get() + (r * groups_ + g) * kGroupSize,
-                                      scales_.get() + (r * groups_ + g) * kLanesPerGroup,
-                                      offsets_.get() + (r * groups_ + g) * kLanesPerGroup);
-        continue;
+      const int n = static_cast<int>(std::min<int64_t>(kGroupSize, cols_ - c0));
+      int8_t* q = values_.get() + (r * groups_ + g) * kGroupSize;
+      float* scales = scales_.get() + (r * groups_ + g) * kLanesPerGroup;
+      int32_t* offsets = offsets_.get() + (r * groups_ + g) * kLanesPerGroup;
+      if (n == kGroupSize && avx512) {
+        internal::QuantizeGroupAvx512(xr + c0, q, scales, offsets);
+      } else {
+        QuantizeGroup(xr + c0, n, q, scales, offsets);
       }
-      QuantizeGroup(xr + c0, n, values_.get() + (r * groups_ + g) * kGroupSize,
-                    scales_.get() + (r * groups_ + g) * kLanesPerGroup,
-                    offsets_.get() + (r * groups_ + g) * kLanesPerGroup);
     }
   }
 }

@@ -50,6 +50,12 @@ class QuantizedActivations {
   // path gives the same bits).
   void Quantize(absl::Span<const float> x, int64_t rows, int64_t cols, bool simd = true);
 
+  // The same in parts (threads may quantize disjoint row ranges at once):
+  // Resize once, then QuantizeRows for each range [row0, row1) of x, which is
+  // the whole [rows, cols] matrix.
+  void Resize(int64_t rows, int64_t cols);
+  void QuantizeRows(absl::Span<const float> x, int64_t row0, int64_t row1, bool simd = true);
+
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   int64_t groups() const { return groups_; }
