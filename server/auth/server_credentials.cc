@@ -1,6 +1,5 @@
 #include "server/auth/server_credentials.h"
 
-#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -210,39 +209,12 @@ grpc_server_credentials* CoreTlsCredentials(const TlsMaterial& material) {
 
 }  // namespace
 
-bool IsLoopbackAddress(absl::string_view host_port) {
-  const size_t colon = host_port.rfind(':');
-  if (colon == absl::string_view::npos) return false;
-  absl::string_view host = host_port.substr(0, colon);
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host == "localhost") return true;
-  const std::string text(host);
-  in_addr v4;
-  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  }
-  in6_addr v6;
-  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
-    static const in6_addr kLoopback = IN6ADDR_LOOPBACK_INIT;
-    return std::memcmp(&v6, &kLoopback, sizeof(v6)) == 0;
-  }
-  return false;
-}
-
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const Config& config, metrics::Registry* registry) {
   const std::string& address = config.server.grpc_address;
   std::shared_ptr<const AccessControl> control;
   if (config.auth.token_file.empty()) {
-    if (!IsLoopbackAddress(address)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "server.grpc_address ", address,
-          " is not a loopback address, and without auth.token_file anyone who can reach it "
-          "could call every RPC: set auth.token_file (README: Access control), or listen on "
-          "127.0.0.1"));
-    }
+    OTARO_RETURN_IF_ERROR(CheckOpenListener(config));
     OTARO_LOG_WARN(
         "no auth.token_file: access control is off, so the server listens on loopback ({}) "
         "only and every local user may call every RPC",

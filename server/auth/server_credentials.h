@@ -22,9 +22,6 @@
 
 namespace otaro::server::auth {
 
-// True for 127.0.0.0/8, [::1] and localhost, as "host:port".
-bool IsLoopbackAddress(absl::string_view host_port);
-
 // Checks the config (a token file, or else a loopback server.grpc_address;
 // readable, matching TLS files), loads the tokens, registers the auth metrics
 // in `registry` and logs what the listener will enforce. Errors name the config

@@ -1,5 +1,8 @@
 #include "server/config/config.h"
 
+#include <arpa/inet.h>
+
+#include <cstring>
 #include <functional>
 #include <map>
 #include <set>
@@ -265,6 +268,7 @@ absl::Status UnknownKey(absl::string_view source, absl::string_view path) {
 
 // Rules between keys, checked after everything is set.
 absl::Status CheckConsistency(const Config& config) {
+  OTARO_RETURN_IF_ERROR(CheckOpenListener(config));
   if (config.generation.default_mantissa_bits == 1) {
     return absl::InvalidArgumentError(
         "config key 'generation.default_mantissa_bits': invalid value '1' (0 or 2..8)");
@@ -297,6 +301,37 @@ absl::Status CheckConsistency(const Config& config) {
 }
 
 }  // namespace
+
+bool IsLoopbackAddress(absl::string_view host_port) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  absl::string_view host = host_port.substr(0, colon);
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost") return true;
+  const std::string text(host);
+  in_addr v4;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    static const in6_addr kLoopback = IN6ADDR_LOOPBACK_INIT;
+    return std::memcmp(&v6, &kLoopback, sizeof(v6)) == 0;
+  }
+  return false;
+}
+
+absl::Status CheckOpenListener(const Config& config) {
+  const std::string& address = config.server.grpc_address;
+  if (!config.auth.token_file.empty() || IsLoopbackAddress(address)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "server.grpc_address ", address,
+      " is not a loopback address, and without auth.token_file anyone who can reach it "
+      "could call every RPC: set auth.token_file (README: Access control), or listen on "
+      "127.0.0.1"));
+}
 
 absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text, absl::string_view source,
                                    const std::vector<std::string>& overrides) {

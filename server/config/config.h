@@ -122,6 +122,15 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text, absl::string_vie
 absl::StatusOr<Config> LoadConfig(const std::string& path,
                                   const std::vector<std::string>& overrides = {});
 
+// True for 127.0.0.0/8, [::1] and localhost, as "host:port".
+bool IsLoopbackAddress(absl::string_view host_port);
+
+// Without auth.token_file anyone who reaches the listener may call every RPC,
+// so server.grpc_address must then be a loopback address: InvalidArgument
+// naming both keys otherwise. ParseConfig applies it (a bad configuration, exit
+// code 2); server credentials check it again for configs built in code.
+absl::Status CheckOpenListener(const Config& config);
+
 // The effective configuration as YAML, every key, for the start-up log.
 std::string FormatConfig(const Config& config);
 

@@ -18,6 +18,8 @@ server:
   grpc_address: "0.0.0.0:6000"
   metrics_address: ""
   shutdown_timeout_seconds: 2.5
+auth:
+  token_file: /etc/otaro/tokens
 logging:
   level: debug
 model:
@@ -102,6 +104,22 @@ TEST(ConfigTest, TlsFilesGoTogether) {
   EXPECT_EQ(config->tls.cert_file, "a.pem");
   EXPECT_EQ(config->tls.key_file, "a.key");
   EXPECT_EQ(config->tls.client_ca_file, "ca.pem");
+}
+
+TEST(ConfigTest, WithoutTokenFileOnlyLoopbackAddresses) {
+  ExpectErrorMentions("server:\n  grpc_address: \"0.0.0.0:0\"\n", {},
+                      "server.grpc_address 0.0.0.0:0 is not a loopback address, and without "
+                      "auth.token_file");
+  EXPECT_TRUE(ParseConfig("server:\n  grpc_address: \"0.0.0.0:0\"\nauth:\n  token_file: t\n",
+                          "t")
+                  .ok());
+  for (const char* address : {"127.0.0.1:50051", "127.1.2.3:0", "[::1]:50051", "localhost:80"}) {
+    EXPECT_TRUE(IsLoopbackAddress(address)) << address;
+  }
+  for (const char* address : {"0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051", ":50051",
+                              "example.com:443", "128.0.0.1:1", "[::2]:1", "127.0.0.1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(address)) << address;
+  }
 }
 
 TEST(ConfigTest, SameAddressTwiceIsAnErrorUnlessPortZero) {

@@ -195,7 +195,7 @@ TEST(AuthStartupTest, WithoutTokensANonLoopbackAddressIsAStartupError) {
   auto result = testing::Run({testing::RunfilePath("server/otaro_server"), "--set",
                               "server.grpc_address=0.0.0.0:0", "--set", "server.metrics_address="},
                              dir, absl::Seconds(60));
-  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_EQ(result.exit_code, 2) << result.err;  // a bad configuration (README)
   EXPECT_TRUE(absl::StrContains(result.err, "server.grpc_address 0.0.0.0:0 is not a loopback"))
       << result.err;
   EXPECT_TRUE(absl::StrContains(result.err, "auth.token_file")) << result.err;
