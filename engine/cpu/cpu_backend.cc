@@ -432,6 +432,20 @@ absl::Status CpuBackend::Forward(const BatchStep& step, Logits* out) {
     OTARO_RETURN_IF_ERROR(
         kv_->SetLength(s.seq, s.start_position + static_cast<int64_t>(s.tokens.size())));
   }
+
+  // xq_ was sized to at most T rows of the widest input (H, QD or I columns)
+  // and keeps its largest buffers: int8 values, a float scale and an int32
+  // offset per lane.
+  const int64_t widest = std::max({H, QD, I});
+  xq_rows_groups_ =
+      std::max(xq_rows_groups_, T * ((widest + sefp::kGroupSize - 1) / sefp::kGroupSize));
+  size_t bytes = static_cast<size_t>(xq_rows_groups_) *
+                 (sefp::kGroupSize + sefp::kLanesPerGroup * (sizeof(float) + sizeof(int32_t)));
+  for (const std::vector<float>* buffer :
+       {&x_, &h_, &q_, &k_, &v_, &attn_, &proj_, &gate_, &up_}) {
+    bytes += buffer->capacity() * sizeof(float);
+  }
+  workspace_bytes_.store(bytes, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 #ifndef OTARO_ENGINE_CPU_CPU_BACKEND_H_
 #define OTARO_ENGINE_CPU_CPU_BACKEND_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -58,6 +59,9 @@ class CpuBackend : public Backend {
   absl::Status CheckPrecision(int m) const override;
   KVCache& kv_cache() override { return *kv_; }
   absl::Status Forward(const BatchStep& step, Logits* out) override;
+  size_t WorkspaceBytes() const override {
+    return workspace_bytes_.load(std::memory_order_relaxed);
+  }
 
   int num_threads() const { return pool_->num_threads(); }
   // The SEFP kernel ISA in use (never kAuto).
@@ -111,6 +115,9 @@ class CpuBackend : public Backend {
   // Step scratch, reused across calls.
   std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_;
   sefp::QuantizedActivations xq_;
+  int64_t xq_rows_groups_ = 0;  // the most rows x groups xq_ was sized to
+  // The scratch's bytes after the last Forward (WorkspaceBytes).
+  std::atomic<size_t> workspace_bytes_{0};
 };
 
 }  // namespace otaro::engine::cpu

@@ -12,6 +12,7 @@
 #ifndef OTARO_ENGINE_RUNTIME_BACKEND_H_
 #define OTARO_ENGINE_RUNTIME_BACKEND_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -76,6 +77,12 @@ class Backend {
   // Errors (bad precision, token id, unallocated slots, a sequence listed
   // twice) are reported before any state changes.
   virtual absl::Status Forward(const BatchStep& step, Logits* out) = 0;
+
+  // Bytes of the backend's step scratch (activations and their quantized
+  // copies; not the KV storage, not the caller's Logits) as of the last
+  // completed Forward, 0 before the first. The buffers grow to the largest step
+  // and are kept. Thread-safe: may be read while a step runs.
+  virtual size_t WorkspaceBytes() const = 0;
 };
 
 }  // namespace otaro::engine

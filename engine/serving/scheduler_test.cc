@@ -128,6 +128,7 @@ class FailingBackend : public Backend {
     }
     return inner_->Forward(step, out);
   }
+  size_t WorkspaceBytes() const override { return inner_->WorkspaceBytes(); }
   void FailNext() { fail_next_ = true; }
   int failed_rows() const { return failed_rows_; }
 

