@@ -12,6 +12,7 @@
 #include "server/auth/server_credentials.h"
 #include "server/build_info.h"
 #include "server/metrics/process_metrics.h"
+#include "server/service/unparsable_request.h"
 
 namespace otaro::server {
 namespace {
@@ -112,6 +113,9 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   // same port and silently split the traffic. A taken port must be an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.server.max_receive_message_bytes));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(UnparsableRequestInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(server->inference_.get());
   builder.RegisterService(server->tuning_.get());
   builder.RegisterService(server->model_versions_.get());

@@ -95,5 +95,26 @@ TEST_F(ContractTest, ModelInfoReportsKvCacheAndWorkspaceBytes) {
   EXPECT_LT(info.memory().workspace_bytes(), 64u << 20);
 }
 
+TEST_F(ContractTest, UnparsableRequestsAreInvalidArgument) {
+  // GenerateRequest.text (field 1, length-delimited) holding 0xFF 0xFE: the
+  // wire format is fine, the string is not UTF-8.
+  const std::string bad_text("\x0a\x02\xff\xfe", 4);
+  const std::string not_protobuf("\xff\xff\xff\xff\xff", 5);
+  for (const std::string method : {"/otaro.v1.Inference/Generate",
+                                   "/otaro.v1.Inference/GenerateStream",
+                                   "/otaro.v1.Inference/Tokenize"}) {
+    for (const std::string& bytes : {bad_text, not_protobuf}) {
+      grpc::Status status = RawCall(method, bytes);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << method << ": " << status.error_code() << " '" << status.error_message() << "'";
+      EXPECT_TRUE(absl::StrContains(status.error_message(),
+                                    absl::StrCat("not a valid message for ", method)))
+          << status.error_message();
+    }
+  }
+  // The same bytes with valid UTF-8 are a good request.
+  EXPECT_TRUE(RawCall("/otaro.v1.Inference/Tokenize", std::string("\x0a\x02hi", 4)).ok());
+}
+
 }  // namespace
 }  // namespace otaro
