@@ -14,6 +14,7 @@ struct CallState {
   GenerationDelta pending ABSL_GUARDED_BY(mu);
   absl::Time last_token ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   std::vector<absl::Duration> gaps ABSL_GUARDED_BY(mu);
+  size_t delivered_bytes ABSL_GUARDED_BY(mu) = 0;  // text handed to on_token
   bool finished ABSL_GUARDED_BY(mu) = false;
   GenerationOutcome outcome ABSL_GUARDED_BY(mu);
 };
@@ -35,6 +36,7 @@ GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::Generation
     absl::MutexLock lock(&state->mu);
     if (state->last_token != absl::InfinitePast()) state->gaps.push_back(now - state->last_token);
     state->last_token = now;
+    state->delivered_bytes += text.size();
     if (!want_deltas) return;  // Unary calls read the final result only.
     state->pending.tokens.push_back(token);
     state->pending.text.append(text.data(), text.size());
@@ -44,11 +46,17 @@ GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::Generation
                                 const engine::GenerationResult& result,
                                 const engine::RequestTimings& timings) {
     absl::MutexLock lock(&state->mu);
-    state->outcome = {status, result, timings};
+    state->outcome.status = status;
+    state->outcome.result = result;
+    state->outcome.timings = timings;
     state->finished = true;
   };
   auto handle = scheduler.Submit(std::move(request), std::move(callbacks));
-  if (!handle.ok()) return {handle.status(), {}, {}};
+  if (!handle.ok()) {
+    GenerationOutcome refused;
+    refused.status = handle.status();
+    return refused;
+  }
 
   bool cancelled = false;
   while (true) {
@@ -76,6 +84,9 @@ GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::Generation
   absl::MutexLock lock(&state->mu);
   GenerationOutcome outcome = state->outcome;
   outcome.inter_token_gaps = std::move(state->gaps);
+  if (state->delivered_bytes < outcome.result.text.size()) {
+    outcome.final_text = outcome.result.text.substr(state->delivered_bytes);
+  }
   if (cancelled && outcome.status.code() == absl::StatusCode::kCancelled &&
       context->deadline() <= std::chrono::system_clock::now()) {
     outcome.status = absl::DeadlineExceededError("the call's deadline passed during generation");

@@ -31,6 +31,10 @@ struct GenerationOutcome {
   engine::RequestTimings timings;
   // Time between consecutive generated tokens, as the scheduler produced them.
   std::vector<absl::Duration> inter_token_gaps;
+  // The end of result.text that no delta carried: what was held back (a
+  // possible stop string, a character cut off by the end) and released when
+  // the request ended. A stream sends it in its last chunk.
+  std::string final_text;
 };
 
 // Runs `request` to the end. `emit` (may be empty) gets each delta and returns

@@ -140,6 +140,8 @@ grpc::Status InferenceService::GenerateStream(grpc::ServerContext* context,
     return Finish("GenerateStream", prepared, &outcome, ToGrpcStatus(outcome.status));
   }
   otaro::v1::GenerateChunk last;
+  // Held-back text (a cut-off character: U+FFFD per byte, as Generate answers).
+  last.set_text(ToValidUtf8(outcome.final_text));
   FillSummary(*served, prepared, outcome, &last);
   writer->Write(last);
   return Finish("GenerateStream", prepared, &outcome, grpc::Status::OK);
