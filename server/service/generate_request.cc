@@ -1,6 +1,5 @@
 #include "server/service/generate_request.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -150,9 +149,11 @@ absl::StatusOr<PreparedRequest> PrepareGenerateRequest(
                                           context, "-token context (one must remain to generate)"));
   }
   // An explicit max_tokens that overflows the context is the caller's error
-  // (the scheduler says so); the server's default just shrinks to fit.
-  if (api.max_tokens() == 0) {
-    r.max_tokens = std::min<int64_t>(r.max_tokens, context - static_cast<int64_t>(r.prompt.size()));
+  // (the scheduler says so). The server's default that does not fit becomes
+  // "until the context is full" (engine max_tokens 0), which then ends with
+  // FinishReason::kContextFull, not kMaxTokens.
+  if (api.max_tokens() == 0 && r.max_tokens >= context - static_cast<int64_t>(r.prompt.size())) {
+    r.max_tokens = 0;
   }
   return prepared;
 }

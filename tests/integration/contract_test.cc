@@ -141,5 +141,36 @@ TEST_F(ContractTest, StreamAndUnaryGiveTheSameTextWhenACharacterIsCutOff) {
   EXPECT_GT(cut, 0) << "no seed cut a character: the test proves nothing";
 }
 
+TEST_F(ContractTest, UnsetMaxTokensRunsToAFullContext) {
+  otaro::v1::ModelInfo info;
+  grpc::Status status =
+      Stub()->GetModelInfo(Context().get(), otaro::v1::GetModelInfoRequest(), &info);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GT(info.context_length(), 40u);
+  otaro::v1::GenerateRequest request;
+  // 40 tokens short of the context; the server's default max_tokens is 256.
+  for (uint32_t i = 0; i < info.context_length() - 40; ++i) {
+    request.mutable_token_ids()->add_ids(i == 0 ? 1 : 300 + i % 50);
+  }
+  request.set_stop_at_eos(false);
+  otaro::v1::GenerateResponse unary;
+  status = Stub()->Generate(Context().get(), request, &unary);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(unary.usage().generated_tokens(), 40u);
+  EXPECT_EQ(unary.finish_reason(), otaro::v1::FINISH_REASON_CONTEXT);
+  std::string streamed;
+  otaro::v1::GenerateChunk last;
+  status = Stream(request, &streamed, &last);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(last.finish_reason(), otaro::v1::FINISH_REASON_CONTEXT);
+
+  // An explicit max_tokens that ends at the context is max_tokens reached.
+  request.set_max_tokens(40);
+  status = Stub()->Generate(Context().get(), request, &unary);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(unary.usage().generated_tokens(), 40u);
+  EXPECT_EQ(unary.finish_reason(), otaro::v1::FINISH_REASON_LENGTH);
+}
+
 }  // namespace
 }  // namespace otaro
