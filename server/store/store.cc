@@ -631,17 +631,29 @@ absl::Status Store::CheckJobChanged(const std::string& id) {
   return db_->Changes() == 0 ? JobNotFound(id) : absl::OkStatus();
 }
 
+namespace {
+// An interrupted job's step: the last checkpoint's, where a resume continues
+// (0 without one), not how far the lost run had got.
+constexpr char kInterruptedStepSql[] =
+    "(SELECT COALESCE(MAX(step), 0) FROM tuning_job_checkpoints "
+    "WHERE job_id = tuning_jobs.id)";
+}  // namespace
+
 absl::Status Store::UpdateJobState(const std::string& id, otaro::v1::JobState state,
                                    const std::string& error) {
   absl::MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   const int64_t now = NowSeconds();
   OTARO_RETURN_IF_ERROR(
-      db_->Run("UPDATE tuning_jobs SET state = ?, error = ?, "
-               "started_at = CASE WHEN ? AND started_at IS NULL THEN ? ELSE started_at END, "
-               "finished_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
+      db_->Run(absl::StrCat("UPDATE tuning_jobs SET state = ?, error = ?, "
+                            "started_at = CASE WHEN ? AND started_at IS NULL THEN ? ELSE "
+                            "started_at END, "
+                            "finished_at = CASE WHEN ? THEN ? ELSE NULL END, "
+                            "step = CASE WHEN ? THEN ",
+                            kInterruptedStepSql, " ELSE step END WHERE id = ?"),
                static_cast<int64_t>(state), error, state == otaro::v1::JOB_STATE_RUNNING ? 1 : 0,
-               now, IsTerminal(state) ? 1 : 0, now, id));
+               now, IsTerminal(state) ? 1 : 0, now,
+               state == otaro::v1::JOB_STATE_INTERRUPTED ? 1 : 0, id));
   OTARO_RETURN_IF_ERROR(CheckJobChanged(id));
   otaro::v1::TuningJobEvent event;
   event.set_state_change(state);
@@ -682,7 +694,8 @@ absl::StatusOr<std::vector<std::string>> Store::MarkRunningJobsInterrupted() {
   }
   const int64_t now = NowSeconds();
   for (const std::string& id : ids) {
-    OTARO_RETURN_IF_ERROR(db_->Run("UPDATE tuning_jobs SET state = ?, finished_at = ? WHERE id = ?",
+    OTARO_RETURN_IF_ERROR(db_->Run(absl::StrCat("UPDATE tuning_jobs SET state = ?, finished_at = ?, "
+                                                "step = ", kInterruptedStepSql, " WHERE id = ?"),
                                    static_cast<int64_t>(otaro::v1::JOB_STATE_INTERRUPTED), now,
                                    id));
     otaro::v1::TuningJobEvent event;

@@ -371,12 +371,19 @@ TEST(StoreTest, StartUpMarksRunningJobsInterrupted) {
   ASSERT_TRUE(store->UpdateJobState("running", otaro::v1::JOB_STATE_RUNNING).ok());
   ASSERT_TRUE(store->UpdateJobState("validating", otaro::v1::JOB_STATE_VALIDATING).ok());
   ASSERT_TRUE(store->UpdateJobState("done", otaro::v1::JOB_STATE_SUCCEEDED).ok());
+  // "running" got to step 157 after its step-100 checkpoint: a resume
+  // continues from 100, and that is the step an interrupted job reports.
+  ASSERT_TRUE(store->AddCheckpoint("running", {100, "/ckpt/running/100.sefp", 5, 2.0, {}}).ok());
+  ASSERT_TRUE(store->UpdateJobProgress("running", 157, 400, 1000).ok());
+  ASSERT_TRUE(store->UpdateJobProgress("validating", 3, 400, 10).ok());
   auto ids = store->MarkRunningJobsInterrupted();
   ASSERT_TRUE(ids.ok()) << ids.status();
   std::sort(ids->begin(), ids->end());
   EXPECT_EQ(*ids, (std::vector<std::string>{"running", "validating"}));
   EXPECT_EQ(store->GetJob("running")->state, otaro::v1::JOB_STATE_INTERRUPTED);
   EXPECT_GT(store->GetJob("running")->finished_unix_seconds, 0);
+  EXPECT_EQ(store->GetJob("running")->step, 100u);
+  EXPECT_EQ(store->GetJob("validating")->step, 0u);  // no checkpoint: from the start
   EXPECT_EQ(store->GetJob("queued")->state, otaro::v1::JOB_STATE_QUEUED);
   EXPECT_EQ(store->GetJob("done")->state, otaro::v1::JOB_STATE_SUCCEEDED);
   auto events = store->ListEvents("running", 0);

@@ -268,6 +268,8 @@ TEST(TuningJobsTest, KilledServerLeavesJobInterruptedAndResumeFinishesIt) {
   EXPECT_EQ(job.state(), otaro::v1::JOB_STATE_INTERRUPTED);
   const uint64_t checkpointed = job.checkpoints(job.checkpoints_size() - 1).step();
   EXPECT_GE(checkpointed, 20u);
+  // The step a resume continues from, not how far the killed run had got.
+  EXPECT_EQ(job.step(), checkpointed);
 
   otaro::v1::CreateTuningJobRequest resume;
   resume.set_resume_job_id(job_id);
