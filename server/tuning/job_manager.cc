@@ -176,7 +176,8 @@ absl::StatusOr<std::string> TuningJobManager::FloatSourceOf(uint64_t version) {
   if (version <= 1) {
     if (settings_.base_model_path.empty()) {
       return absl::FailedPreconditionError(
-          "the served model has no float source to tune from: set tuning.base_model_path to "
+          "base_version.version: the served model has no float source to tune from: set "
+          "tuning.base_model_path to "
           "the original model (HF folder, GGUF or llama2.c) the SEFP checkpoint came from");
     }
     return settings_.base_model_path;
@@ -186,8 +187,9 @@ absl::StatusOr<std::string> TuningJobManager::FloatSourceOf(uint64_t version) {
       record.provenance.notes_json.empty() ? "{}" : record.provenance.notes_json, nullptr, false);
   if (notes.is_discarded() || !notes.contains("master_path") ||
       !notes["master_path"].is_string()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model version ", version, " records no master checkpoint to continue tuning from"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("base_version.version: model version ", version,
+                     " records no master checkpoint to continue tuning from"));
   }
   return notes["master_path"].get<std::string>();
 }
@@ -211,11 +213,13 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
       return absl::InvalidArgumentError(
           "resume_job_id: the other fields must be empty when resuming a job");
     }
-    OTARO_ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(request.resume_job_id()));
+    absl::StatusOr<JobRecord> resumed = store_->GetJob(request.resume_job_id());
+    if (!resumed.ok()) return FieldError("resume_job_id", resumed.status());
+    JobRecord job = *std::move(resumed);
     if (job.state != otaro::v1::JOB_STATE_INTERRUPTED && job.state != otaro::v1::JOB_STATE_FAILED &&
         job.state != otaro::v1::JOB_STATE_CANCELLED) {
       return absl::FailedPreconditionError(
-          absl::StrCat("job ", job.id, " is ", otaro::v1::JobState_Name(job.state),
+          absl::StrCat("resume_job_id: job ", job.id, " is ", otaro::v1::JobState_Name(job.state),
                        ": only INTERRUPTED, FAILED or CANCELLED jobs can be resumed"));
     }
     OTARO_RETURN_IF_ERROR(SetState(job.id, otaro::v1::JOB_STATE_QUEUED));
@@ -237,13 +241,16 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
   if (base == 0) {
     OTARO_ASSIGN_OR_RETURN(base, hooks_.current_version());
   } else {
-    OTARO_RETURN_IF_ERROR(store_->GetModelVersion(base).status());
+    OTARO_RETURN_IF_ERROR(
+        FieldError("base_version.version", store_->GetModelVersion(base).status()));
   }
   OTARO_ASSIGN_OR_RETURN(options.model_path, FloatSourceOf(base));
   options.output_dir = "/nonexistent-checked-later";
   if (options.data_path.empty()) options.data_path = settings_.jobs_dir;  // inline: written later
+  // The trainer's own checks name its options ("learning rate", "bps.lambda"):
+  // all of them hyperparameters.
   if (absl::Status valid = trainer::ValidateTuneOptions(options); !valid.ok()) {
-    return absl::InvalidArgumentError(valid.message());
+    return FieldError("hyperparameters", absl::InvalidArgumentError(valid.message()));
   }
 
   JobRecord job;
@@ -277,8 +284,9 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
 }
 
 absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Get(const std::string& id) {
-  OTARO_ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
-  return ToProto(job);
+  absl::StatusOr<JobRecord> job = store_->GetJob(id);
+  if (!job.ok()) return FieldError("id", job.status());
+  return ToProto(*job);
 }
 
 absl::StatusOr<otaro::v1::ListTuningJobsResponse> TuningJobManager::List(
@@ -298,7 +306,9 @@ absl::StatusOr<otaro::v1::ListTuningJobsResponse> TuningJobManager::List(
 }
 
 absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Cancel(const std::string& id) {
-  OTARO_ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
+  absl::StatusOr<JobRecord> found = store_->GetJob(id);
+  if (!found.ok()) return FieldError("id", found.status());
+  JobRecord job = *std::move(found);
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (running_ == id) {
@@ -314,7 +324,7 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Cancel(const std::string&
       queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
     } else {
       return absl::FailedPreconditionError(absl::StrCat(
-          "job ", id, " is ", otaro::v1::JobState_Name(job.state), ": nothing to cancel"));
+          "id: job ", id, " is ", otaro::v1::JobState_Name(job.state), ": nothing to cancel"));
     }
   }
   OTARO_RETURN_IF_ERROR(SetState(id, otaro::v1::JOB_STATE_CANCELLED));
@@ -330,7 +340,9 @@ absl::StatusOr<std::vector<TuningJobEvent>> TuningJobManager::WaitEvents(const s
   while (true) {
     // Read the state before the events: if it is final here, the events read
     // next include the final state change.
-    OTARO_ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
+    absl::StatusOr<JobRecord> found = store_->GetJob(id);
+    if (!found.ok()) return FieldError("id", found.status());
+    const JobRecord& job = *found;
     OTARO_ASSIGN_OR_RETURN(std::vector<TuningJobEvent> events, store_->ListEvents(id, after, 500));
     const bool final_state = IsFinalJobState(job.state);
     if (!events.empty() || final_state) {

@@ -35,6 +35,11 @@ bool InRange(T value, T low, T high) {
 
 }  // namespace
 
+absl::Status FieldError(absl::string_view field, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(field, ": ", status.message()));
+}
+
 absl::StatusOr<std::string> ResolveDataPath(const std::string& root, absl::string_view relative) {
   if (relative.empty()) return absl::InvalidArgumentError("the data path is empty");
   if (absl::StartsWith(relative, "/")) {
@@ -57,12 +62,12 @@ absl::StatusOr<std::string> ResolveDataPath(const std::string& root, absl::strin
   }
   auto real = RealPath(absl::StrCat(*real_root, "/", relative));
   if (!real.ok()) {
-    return absl::NotFoundError(
+    return absl::InvalidArgumentError(
         absl::StrCat("data path '", relative, "' does not exist in the data folder"));
   }
   // Symlinks are resolved above: what they point to must still be inside.
   if (*real != *real_root && !absl::StartsWith(*real, *real_root + "/")) {
-    return absl::PermissionDeniedError(absl::StrCat(
+    return absl::InvalidArgumentError(absl::StrCat(
         "data path '", relative, "' leads outside the server's data folder (symlink?)"));
   }
   return *real;
@@ -83,10 +88,7 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
                                        "send the data inline instead");
       }
       auto path = ResolveDataPath(environment.data_dir, dataset.path());
-      if (!path.ok()) {
-        return absl::Status(path.status().code(),
-                            absl::StrCat("dataset.path: ", path.status().message()));
-      }
+      if (!path.ok()) return FieldError("dataset.path", path.status());
       options.data_path = *path;
       break;
     }
@@ -121,10 +123,7 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
   // Evaluation.
   if (!request.evaluation().heldout_text_path().empty()) {
     auto path = ResolveDataPath(environment.data_dir, request.evaluation().heldout_text_path());
-    if (!path.ok()) {
-      return absl::Status(path.status().code(), absl::StrCat("evaluation.heldout_text_path: ",
-                                                             path.status().message()));
-    }
+    if (!path.ok()) return FieldError("evaluation.heldout_text_path", path.status());
     options.eval_data_path = *path;
   }
   if (request.evaluation().max_items() > 0) {

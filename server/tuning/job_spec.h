@@ -15,9 +15,15 @@
 
 namespace otaro::server {
 
-// Resolves `relative` inside `root` (both must exist): absolute paths, ".."
-// components, and symlinks whose target lies outside root are refused with
-// INVALID_ARGUMENT / PERMISSION_DENIED naming the path. Returns the real path.
+// The error rule of every tuning RPC (tuning.proto): a message starts with the
+// request field it concerns, "field.path: ". `status` with that prefix, its
+// code kept (OK stays OK).
+absl::Status FieldError(absl::string_view field, const absl::Status& status);
+
+// Resolves `relative` inside `root` (both must exist): an empty or absolute
+// path, ".." components, a path that does not exist and a symlink whose target
+// lies outside root are INVALID_ARGUMENT naming the path (a missing root is
+// FAILED_PRECONDITION). Returns the real path.
 absl::StatusOr<std::string> ResolveDataPath(const std::string& root, absl::string_view relative);
 
 struct JobEnvironment {

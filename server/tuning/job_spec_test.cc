@@ -258,10 +258,16 @@ TEST_F(JobSpecTest, PathsCannotLeaveTheDataFolder) {
   EXPECT_THAT(Error(request), HasSubstr(".."));
   ASSERT_EQ(::symlink((outside_ + "/secret.txt").c_str(), (root_ + "/link.txt").c_str()), 0);
   request.mutable_dataset()->set_path("link.txt");
+  // Every path problem is the request's: INVALID_ARGUMENT naming the field.
   auto options = TuneOptionsFromRequest(request, env_);
   ASSERT_FALSE(options.ok());
-  EXPECT_EQ(options.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(options.status().message()), ::testing::StartsWith("dataset.path: "));
   request.mutable_dataset()->set_path("missing.txt");
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_FALSE(options.ok());
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(options.status().message()), ::testing::StartsWith("dataset.path: "));
   EXPECT_THAT(Error(request), HasSubstr("does not exist"));
   // A symlink that stays inside is fine.
   ASSERT_EQ(::symlink((root_ + "/train.txt").c_str(), (root_ + "/alias.txt").c_str()), 0);

@@ -303,6 +303,25 @@ TEST(TuningJobsTest, CancelBrokenDataAndPathTraversal) {
     client.Create(request, &status);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << path;
   }
+  // One rule for every tuning error (tuning.proto): the code says whose fault,
+  // the message starts with the field.
+  {
+    auto missing = JobRequest(10);
+    missing.mutable_dataset()->set_path("missing.txt");
+    client.Create(missing, &status);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), ::testing::StartsWith("dataset.path: "));
+    auto bad_lr = JobRequest(10);
+    bad_lr.mutable_hyperparameters()->set_learning_rate(-1);
+    client.Create(bad_lr, &status);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), ::testing::StartsWith("hyperparameters: "));
+    auto no_version = JobRequest(10);
+    no_version.mutable_base_version()->set_version(999);
+    client.Create(no_version, &status);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(status.error_message(), ::testing::StartsWith("base_version.version: "));
+  }
 
   // Broken data fails the job with the line numbers.
   auto broken = JobRequest(10);
@@ -331,6 +350,7 @@ TEST(TuningJobsTest, CancelBrokenDataAndPathTraversal) {
   // Cancelling again is a precondition error, not a crash.
   status = client.tuning->CancelTuningJob(Context().get(), cancel, &cancelled);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), ::testing::StartsWith("id: "));
   // The CLI shows the same (otaro tune get / list), and refuses bad input.
   auto cli = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {testing::RunfilePath("client/otaro"), "--server",
@@ -355,6 +375,7 @@ TEST(TuningJobsTest, CancelBrokenDataAndPathTraversal) {
   get.set_id("job-nope");
   status = client.tuning->GetTuningJob(Context().get(), get, &cancelled);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), ::testing::StartsWith("id: "));
 }
 
 // acc / acc_norm of `model_path` on the first `limit` questions of `task`,
