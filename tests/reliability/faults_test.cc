@@ -133,8 +133,9 @@ TEST(FaultsTest, MalformedProtobufsAreRejected) {
   for (const std::string& bytes : garbage) {
     grpc::Status status = RawCall(server, bytes);
     EXPECT_FALSE(status.ok());
-    // gRPC answers a request it cannot parse with INTERNAL, before any handler runs.
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
+    // The server's interceptor turns gRPC's INTERNAL for a request it cannot
+    // parse into INVALID_ARGUMENT (inference.proto's code table).
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
   }
   ExpectServes(server);
 }

@@ -2,7 +2,7 @@
 """OTARo on the real model (issue 15, part 2 and 3): SmolLM2-135M-Instruct tuned
 with each strategy from one recipe, every result scored by one protocol.
 
-  python3 tools/experiments/smollm2_otaro.py run   --out DIR [--strategies otaro,uniform,fp] [--seed 1]
+  python3 tools/experiments/smollm2_otaro.py run   --out DIR [--strategies otaro,uniform,fp] [--seed 1] [--threads N]
   python3 tools/experiments/smollm2_otaro.py score --out DIR [--peer-dir /tmp/llamacpp-peer]
   python3 tools/experiments/smollm2_otaro.py table --out DIR [--json docs/results/smollm2.json]
 
@@ -70,6 +70,8 @@ def cmd_run(args):
                "--eval-bits", ",".join(map(str, BITS)), "--quiet"]
         if args.steps:
             cmd += ["--steps", str(args.steps)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         if os.path.exists(os.path.join(out, "checkpoints", "LATEST")):
             cmd.append("--resume")
         sh(cmd)
@@ -181,6 +183,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=0, help="override the recipe's steps")
     ap.add_argument("--reconstruction", default="midpoint")
+    ap.add_argument("--threads", type=int, default=0, help="trainer threads (0 = all cores)")
     ap.add_argument("--tokens", type=int, default=8192, help="held-out tokens scored")
     ap.add_argument("--peer-dir", default="/tmp/llamacpp-peer")
     ap.add_argument("--json", default="")

@@ -61,7 +61,12 @@ TEST(RandomModelTest, TinyModelLoadsWithTheRightShapes) {
   EXPECT_EQ(c.tie_word_embeddings, config->tie_word_embeddings);
   EXPECT_EQ((*model)->tokenizer, nullptr);
   EXPECT_EQ((*model)->embed.size(), static_cast<size_t>(c.vocab_size * c.hidden_size));
-  EXPECT_EQ((*model)->lm_head.size(), static_cast<size_t>(c.vocab_size * c.hidden_size));
+  // The untied lm_head is held as SEFP planes (the default lm_head precision):
+  // no float32 copy.
+  EXPECT_TRUE((*model)->lm_head.empty());
+  ASSERT_TRUE((*model)->quantized_lm_head.has_value());
+  EXPECT_EQ((*model)->quantized_lm_head->out_features, c.vocab_size);
+  EXPECT_EQ((*model)->quantized_lm_head->in_features, c.hidden_size);
   EXPECT_EQ((*model)->final_norm, std::vector<float>(c.hidden_size, 1.0f));
   ASSERT_EQ((*model)->layers.size(), static_cast<size_t>(c.num_layers));
   for (const engine::LlamaLayer& layer : (*model)->layers) {
