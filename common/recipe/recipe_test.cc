@@ -26,7 +26,7 @@ TEST(RecipeTest, TheSmolLm2RecipeParses) {
   ASSERT_TRUE(settings.ok()) << settings.status();
   const auto keys = ByKey(*settings);
   EXPECT_EQ(keys.at("name"), "smollm2-otaro");
-  EXPECT_EQ(keys.at("strategy"), "otaro");
+  EXPECT_EQ(keys.at("strategy"), "uniform");
   EXPECT_EQ(keys.at("optimizer"), "adamw");
   EXPECT_EQ(keys.at("bits"), "3,4,5,6,7,8");
   EXPECT_EQ(keys.at("seq_len"), "128");
