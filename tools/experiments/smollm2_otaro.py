@@ -113,25 +113,37 @@ def cmd_score(args):
         result.update(ppl(master, args, [], fp=True))
         scores[name] = result
         save()
-    # The standard pipeline: the fp-tuned model, exported, quantized by llama.cpp.
-    fp_runs = [n for n in scores if n.startswith("fp-s")]
-    if fp_runs and not any(k.startswith("pipeline") for k in scores):
-        run = os.path.join(args.out, sorted(fp_runs)[0])
+    # The standard pipeline: the fp-tuned model, exported, quantized by llama.cpp
+    # (and, for reference, the untuned model requantized the same way).
+    peer = None
+
+    def quantize(source, name, allow_requantize):
+        nonlocal peer
+        if peer is None:
+            peer = subprocess.run(["bash", os.path.join(shared_dir(), "tools/llamacpp-peer/build.sh"),
+                                   args.peer_dir], check=True, stdout=subprocess.PIPE,
+                                  text=True).stdout.strip().splitlines()[-1]
+        result = {}
+        for fmt in ["Q8_0", "Q4_0"]:
+            q = os.path.join(args.out, "%s.%s.gguf" % (name, fmt))
+            sh([os.path.join(peer, "llama-quantize")] + (["--allow-requantize"] if allow_requantize else []) +
+               [source, q, fmt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # otaro's float path scores the GGUF as llama.cpp stores it (Q8_0 /
+            # Q4_0 dequantized), through the same evaluator and windows.
+            result[fmt] = ppl(q, args, [], fp=True)["fp32"]
+        return result
+
+    if "pipeline:untuned" not in scores:
+        scores["pipeline:untuned"] = quantize(model, "untuned", allow_requantize=True)
+        save()
+    fp_runs = sorted(n for n in scores if n.startswith("fp-s"))
+    if fp_runs and "pipeline:" + fp_runs[0] not in scores:
+        run = os.path.join(args.out, fp_runs[0])
         latest = open(os.path.join(run, "checkpoints", "LATEST")).read().strip()
         master = os.path.join(run, "checkpoints", latest, "master.safetensors")
         f16 = os.path.join(args.out, "fp-tuned.f16.gguf")
         sh([os.path.join(OPT, "tools/export/otaro-export"), master, f16, "--format", "gguf", "--dtype", "f16"])
-        peer = subprocess.run(["bash", os.path.join(shared_dir(), "tools/llamacpp-peer/build.sh"), args.peer_dir],
-                              check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
-        result = {}
-        for fmt in ["Q8_0", "Q4_0"]:
-            q = os.path.join(args.out, "fp-tuned.%s.gguf" % fmt)
-            sh([os.path.join(peer, "llama-quantize"), f16, q, fmt], stdout=subprocess.DEVNULL,
-               stderr=subprocess.DEVNULL)
-            # otaro's float path scores the GGUF as llama.cpp stores it (Q8_0 /
-            # Q4_0 dequantized), through the same evaluator and windows.
-            result[fmt] = ppl(q, args, [], fp=True)["fp32"]
-        scores["pipeline:" + sorted(fp_runs)[0]] = result
+        scores["pipeline:" + fp_runs[0]] = quantize(f16, "fp-tuned", allow_requantize=False)
         save()
 
 
@@ -162,7 +174,7 @@ def cmd_table(args):
         base = name.split(":", 1)[1]
         fp = scores[base]["fp32"]
         print("\nStandard pipeline (%s exported, quantized by llama.cpp), same protocol:\n" % base)
-        print("| format | bits per weight | perplexity | ratio to the fp-tuned fp32 |\n|---|---|---|---|")
+        print("| format | bits per weight | perplexity | ratio to that model's fp32 |\n|---|---|---|---|")
         entry = {}
         for fmt, v in scores[name].items():
             print("| %s | %.3g | %.2f | %.2fx |" % (fmt, BPW[fmt], v, v / fp))
