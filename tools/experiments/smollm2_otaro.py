@@ -179,7 +179,8 @@ def cmd_table(args):
         for fmt, v in scores[name].items():
             print("| %s | %.3g | %.2f | %.2fx |" % (fmt, BPW[fmt], v, v / fp))
             entry[fmt] = {"perplexity": v, "ratio_to_fp32": v / fp, "bits_per_weight": BPW[fmt]}
-        summary["pipeline"] = {"from": base, **entry}
+        summary.setdefault("pipelines", {})[base] = entry
+    summary["recipe_run"] = args.recipe_run
     if args.json:
         os.makedirs(os.path.dirname(args.json), exist_ok=True)
         with open(args.json, "w") as f:
@@ -199,6 +200,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=8192, help="held-out tokens scored")
     ap.add_argument("--peer-dir", default="/tmp/llamacpp-peer")
     ap.add_argument("--json", default="")
+    ap.add_argument("--recipe-run", default="uniform-s1",
+                    help="the run whose settings the recipe holds (marked in the summary)")
     args = ap.parse_args()
     os.chdir(ROOT)
     {"run": cmd_run, "score": cmd_score, "table": cmd_table}[args.command](args)
