@@ -204,9 +204,14 @@ def mode_tables(mode, entry, strategies):
         lines.append("|---|---|---|---|---|---|---|---|")
         for s, st in laa:
             f = st["flush"]
-            lines.append(f"| {s} | {f['flushes']:.1f} | {f['mean_loss_delta']:+.4f} | "
-                         f"{f['max_loss_delta']:+.4f} | {f['fraction_loss_up']:.2f} | "
-                         f"{f['mean_flush_norm']:.2f} | {f['drain_loss_delta']:+.4f} | "
+
+            def g(key, spec):
+                return "-" if f.get(key) is None else format(f[key], spec)
+            drain = ("none" if f.get("drain_loss_delta") is None else
+                     f"{f['drain_loss_delta']:+.4f} ({f['drains']:.1f}/run)")
+            lines.append(f"| {s} | {g('flushes', '.1f')} | {g('mean_loss_delta', '+.4f')} | "
+                         f"{g('max_loss_delta', '+.4f')} | {g('fraction_loss_up', '.2f')} | "
+                         f"{g('mean_flush_norm', '.2f')} | {drain} | "
                          f"{f['steps_since_flush_at_eval']} |")
     return "\n".join(lines)
 
@@ -249,10 +254,12 @@ def collect(args, strategies, seeds, modes, sweep, lr):
                 continue
             st = {"n": len(rows), "ppl": {str(c): mean_sd([r[c] for r in rows]) for c in COLS}}
             if flushes:
-                def avg(key):
-                    return sum(f[key] for f in flushes) / len(flushes)
-                st["flush"] = {"flushes": avg("flushes"), "mean_loss_delta": avg("mean_loss_delta"),
-                               "max_loss_delta": max(f["max_loss_delta"] for f in flushes),
+                def avg(key):  # over the runs that have it (a drain only when something is pending)
+                    have = [f[key] for f in flushes if key in f]
+                    return sum(have) / len(have) if have else None
+                st["flush"] = {"flushes": avg("flushes"), "drains": avg("drains"), "mean_loss_delta": avg("mean_loss_delta"),
+                               "max_loss_delta": max((f["max_loss_delta"] for f in flushes
+                                                      if "max_loss_delta" in f), default=None),
                                "fraction_loss_up": avg("fraction_loss_up"),
                                "mean_flush_norm": avg("mean_flush_norm"),
                                "drain_loss_delta": avg("drain_loss_delta"),
