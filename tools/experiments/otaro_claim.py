@@ -195,6 +195,17 @@ def mode_tables(mode, entry, strategies):
             st = entry["strategies"].get(s)
             if st:
                 lines.append(f"| {s} | " + " | ".join(fmt(*st["ppl"][str(m)]) for m in ms) + " |")
+    if entry["strategies"]:
+        lines.append(f"\nTraining loss ({mode}; mean over seeds) over the last two 100-step "
+                     "windows (a plateau: the two agree), and the bit-widths used per run:\n")
+        lines.append("| strategy | loss, steps -200..-101 | loss, last 100 steps | bit-widths per run |")
+        lines.append("|---|---|---|---|")
+        for s in strategies:
+            st = entry["strategies"].get(s)
+            if st:
+                bits = ", ".join(f"{k} {v:.0f}" for k, v in sorted(st["bit_selections"].items()))
+                lines.append(f"| {s} | {st['train_loss_prev100']:.3f} | "
+                             f"{st['train_loss_last100']:.3f} | {bits} |")
     laa = [(s, st) for s, st in entry["strategies"].items() if st.get("flush")]
     if laa:
         lines.append(f"\nLAA flushes ({mode}; per run, then mean over seeds): loss change on the "
@@ -253,6 +264,13 @@ def collect(args, strategies, seeds, modes, sweep, lr):
             if not rows:
                 continue
             st = {"n": len(rows), "ppl": {str(c): mean_sd([r[c] for r in rows]) for c in COLS}}
+            these = [results["runs"][f"{mode}/{s}/seed-{seed}"] for seed in seeds
+                     if f"{mode}/{s}/seed-{seed}" in results["runs"]]
+            st["train_loss_prev100"] = mean_sd([r["train_loss_prev100"] for r in these])[0]
+            st["train_loss_last100"] = mean_sd([r["train_loss_last100"] for r in these])[0]
+            keys = sorted({k for r in these for k in r["bit_selections"]})
+            st["bit_selections"] = {k: mean_sd([r["bit_selections"].get(k, 0) for r in these])[0]
+                                    for k in keys}
             if flushes:
                 def avg(key):  # over the runs that have it (a drain only when something is pending)
                     have = [f[key] for f in flushes if key in f]
