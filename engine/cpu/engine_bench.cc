@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <map>
@@ -24,11 +23,14 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/process_memory.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/model/loader.h"
 
 namespace {
 
+using otaro::PeakResidentBytes;
+using otaro::ResidentBytes;
 using otaro::engine::BatchStep;
 using otaro::engine::Logits;
 using otaro::engine::SequenceStep;
@@ -51,18 +53,6 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 // A line "Key:   123 kB" of /proc/self/status, in bytes; -1 if absent.
-long long ProcStatusBytes(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(in, line)) {
-    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':') {
-      return std::atoll(line.c_str() + n + 1) * 1024;
-    }
-  }
-  return -1;
-}
-
 // Sums 64-bit words with independent accumulators (the compiler vectorizes it):
 // a pure streaming read, as the decode kernels do with the weight planes.
 uint64_t SumWords(const uint64_t* p, size_t n) {
@@ -254,7 +244,7 @@ int main(int argc, char** argv) {
               "loaded in %.1f s; resident after load %.0f MiB\n",
               argv[1], static_cast<long long>(cfg.num_layers),
               static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.vocab_size),
-              cfg.LinearParameterCount() / 1e6, Seconds(t_load), ProcStatusBytes("VmRSS") / 1048576.0);
+              cfg.LinearParameterCount() / 1e6, Seconds(t_load), ResidentBytes() / 1048576.0);
   std::printf("prompt %d tokens per sequence, %d decode steps; weights read per decode step: "
               "linear (SEFP planes at m) + %.1f MB float32 lm_head/norms\n\n",
               prompt, decode, dense_read / 1e6);
@@ -322,7 +312,7 @@ int main(int argc, char** argv) {
         std::printf("| E5M%d | %d | %d | %.1f | %.1f | %.2f | %.1f | %.2f | %.2f | %.0f%% | %.0f |\n",
                     m, t, batch, batch * prompt / prefill_s, batch * steps_per_s, steps_per_s,
                     linear / 1e6, steps_per_s * linear / 1e9, all_bw / 1e9,
-                    100 * all_bw / read_bw[t], ProcStatusBytes("VmHWM") / 1048576.0);
+                    100 * all_bw / read_bw[t], PeakResidentBytes() / 1048576.0);
         std::fflush(stdout);
         for (auto s : seqs) (void)kv.Free(s);
       }
@@ -336,6 +326,6 @@ int main(int argc, char** argv) {
                   m3->second / m8->second);
     }
   }
-  std::printf("peak resident memory (VmHWM): %.0f MiB\n", ProcStatusBytes("VmHWM") / 1048576.0);
+  std::printf("peak resident memory (VmHWM): %.0f MiB\n", PeakResidentBytes() / 1048576.0);
   return 0;
 }

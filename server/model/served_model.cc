@@ -2,7 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/background_priority.h"
 #include "common/logging.h"
+#include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/model/loader.h"
@@ -66,13 +68,17 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   absl::Time start = absl::Now();
   OTARO_LOG_INFO("loading model version {} from {} (SEFP planes resident down to E5M{})",
                  version, path, options.resident_max_bits);
-  auto model = engine::LoadModel(path, options);
+  // Reading, dequantizing and packing run at background priority so a publish
+  // under load does not slow the streams of the version being served; the
+  // backend and scheduler (threads that must run at normal priority) are
+  // created below, on the caller's thread (common/background_priority.h).
+  auto model = RunAtBackgroundPriority([&] { return engine::LoadModel(path, options); });
   if (!model.ok()) {
     return absl::Status(model.status().code(),
                         absl::StrCat("cannot load model version ", version, " from ", path, ": ",
                                      model.status().message()));
   }
-  auto served = std::make_shared<ServedModel>();
+  auto served = std::make_unique<ServedModel>();
   served->model = std::move(*model);
   served->version = version;
   served->default_mantissa_bits = config.DefaultMantissaBits();
@@ -121,7 +127,24 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
       m.config.architecture, version, m.source_format, m.source, m.config.ParameterCount(),
       m.config.num_layers, m.LinearWeightBytes() / 1048576.0, m.DenseBytes() / 1048576.0,
       sefp::ReconstructionName(m.reconstruction), absl::ToDoubleSeconds(absl::Now() - start));
-  return std::shared_ptr<const ServedModel>(std::move(served));
+  // The loader's transients (a GGUF's dequantized tensors, float rows before
+  // packing) are freed by now, and a replaced version's memory is freed when
+  // its last request lets go: both times the pages go back to the system
+  // rather than staying with the allocator (common/process_memory.h).
+  absl::Time trim_start = absl::Now();
+  const int64_t transients = ReleaseFreeHeapMemory();
+  OTARO_LOG_INFO("model version {}: {:.0f} MiB of the loader's transients returned to the system "
+                 "in {:.1f} ms",
+                 version, transients / 1048576.0,
+                 absl::ToDoubleMilliseconds(absl::Now() - trim_start));
+  return std::shared_ptr<const ServedModel>(served.release(), [](const ServedModel* model) {
+    const uint64_t version = model->version;
+    delete model;
+    const absl::Time start = absl::Now();
+    const int64_t released = ReleaseFreeHeapMemory();
+    OTARO_LOG_INFO("model version {} unloaded; {:.0f} MiB returned to the system in {:.1f} ms",
+                   version, released / 1048576.0, absl::ToDoubleMilliseconds(absl::Now() - start));
+  });
 }
 
 }  // namespace otaro::server

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/atomic_file.h"
 #include "common/logging.h"
+#include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "engine/model/loader.h"
 #include "nlohmann/json.hpp"
@@ -371,6 +372,11 @@ void TuningJobManager::WorkerLoop() {
       cancel_running_.store(false);
     }
     RunJob(id);
+    // The job's masters, gradients and optimizer state are freed by now; hand
+    // their pages back, or the allocator keeps them (common/process_memory.h).
+    const int64_t released = ReleaseFreeHeapMemory();
+    OTARO_LOG_INFO("tuning job {} ended; {:.0f} MiB of its memory returned to the system", id,
+                   released / 1048576.0);
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_.clear();
