@@ -28,7 +28,7 @@
 #include "engine/cpu/cpu_backend.h"
 #include "engine/model/loader.h"
 #include "nlohmann/json.hpp"
-#include "tools/eval/zero_shot.h"
+#include "eval/zero_shot.h"
 #include "trainer/batch.h"
 #include "trainer/cuda/training_device.h"
 #include "trainer/data/batcher.h"

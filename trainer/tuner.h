@@ -109,7 +109,7 @@ struct TuneOptions {
   // Evaluate the untouched model before the first step too (reported as step
   // 0): the baseline a tuned model must beat to be auto-published.
   bool evaluate_at_start = false;
-  // Zero-shot multiple-choice sets by name (tools/eval/zero_shot.h,
+  // Zero-shot multiple-choice sets by name (eval/zero_shot.h,
   // KnownTaskNames), read from zero_shot_dir (the shared data's eval/ folder)
   // before training starts. Their acc / acc_norm are measured at every
   // evaluated precision on the engine's CPU backend running the model built
@@ -132,7 +132,7 @@ struct TuneOptions {
   int64_t max_memory_bytes = 0;
 };
 
-// Zero-shot accuracy on one set at one precision (tools/eval/zero_shot.h).
+// Zero-shot accuracy on one set at one precision (eval/zero_shot.h).
 struct ZeroShotScore {
   double acc = 0;
   double acc_norm = 0;
@@ -208,7 +208,7 @@ struct TuneResult {
   std::map<int, int64_t> bit_selections;  // how often each width was picked (0 = fp)
 };
 
-// OK iff every name is a known zero-shot set (tools/eval/zero_shot.h) and none
+// OK iff every name is a known zero-shot set (eval/zero_shot.h) and none
 // repeats; else InvalidArgument naming the task and the known ones.
 absl::Status CheckZeroShotTasks(const std::vector<std::string>& names);
 

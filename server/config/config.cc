@@ -181,7 +181,8 @@ const std::vector<Key>& Schema() {
                 OneOf({"E5M8", "E5M7", "E5M6", "E5M5", "E5M4", "E5M3", "E5M2", "request",
                        "float32"})),
       StringKey("engine.device", "auto|cpu|cuda",
-                "Where the model runs; auto picks CUDA when a GPU is present.",
+                "Where the model runs. The server has only the CPU backend so far: auto and cpu "
+                "run on the CPU; cuda is refused at start-up.",
                 [](Config& c) -> std::string& { return c.engine.device; },
                 OneOf({"auto", "cpu", "cuda"})),
       IntKey("engine.threads", "CPU threads for inference (0 = all cores).",

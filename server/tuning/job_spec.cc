@@ -135,7 +135,7 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
     if (absl::Status known = trainer::CheckZeroShotTasks(options.zero_shot_tasks); !known.ok()) {
       return Invalid("evaluation.zero_shot_tasks", known.message());
     }
-    // The sets' files have fixed names inside this folder (tools/eval/zero_shot.cc);
+    // The sets' files have fixed names inside this folder (eval/zero_shot.cc);
     // requests name sets, never paths.
     const std::string dir = !environment.zero_shot_dir.empty() ? environment.zero_shot_dir
                             : !environment.data_dir.empty()   ? environment.data_dir + "/eval"

@@ -28,7 +28,7 @@
 #include "otaro/v1/tuning.grpc.pb.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/subprocess.h"
-#include "tools/eval/zero_shot.h"
+#include "eval/zero_shot.h"
 
 namespace otaro {
 namespace {
@@ -379,7 +379,7 @@ TEST(TuningJobsTest, CancelBrokenDataAndPathTraversal) {
 }
 
 // acc / acc_norm of `model_path` on the first `limit` questions of `task`,
-// straight from tools/eval at `precision` (8 for a float32 model).
+// straight from eval/ at `precision` (8 for a float32 model).
 std::pair<double, double> ZeroShotOf(const std::string& model_path, bool quantize,
                                      const std::string& task, int limit, int precision) {
   engine::LoadOptions load;

@@ -4,7 +4,7 @@
 //   otaro eval ppl MODEL TEXT_FILE [--bits 8,7,6,5,4,3,2] [--fp] [--window 512]
 //       [--stride 512] [--max_tokens N] [--threads 0] [--json] [--quantize_lm_head]
 //
-// Sliding-window perplexity (tools/eval/perplexity.h) of MODEL over a UTF-8
+// Sliding-window perplexity (eval/perplexity.h) of MODEL over a UTF-8
 // text file at each SEFP precision, and in float32 with --fp. The whole file is
 // tokenized once (BOS prepended once if the tokenizer adds BOS; CRLF normalised
 // to LF), optionally capped to its first --max_tokens tokens.
@@ -13,7 +13,7 @@
 //       [--fp] [--limit N] [--data-dir ../shared/data/eval] [--threads 0] [--json]
 //
 // Zero-shot multiple-choice accuracy (acc / acc_norm, lm-eval style; see
-// tools/eval/zero_shot.h) of MODEL on each task at each precision.
+// eval/zero_shot.h) of MODEL on each task at each precision.
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,8 +42,8 @@
 #include "engine/model/loader.h"
 #include "nlohmann/json.hpp"
 #include "sefp/format.h"
-#include "tools/eval/perplexity.h"
-#include "tools/eval/zero_shot.h"
+#include "eval/perplexity.h"
+#include "eval/zero_shot.h"
 
 namespace {
 

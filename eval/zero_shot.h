@@ -30,8 +30,8 @@
 // sequence to the end of the context (SequenceStep::start_position) and runs
 // only its own tokens. Several tasks share each Forward (one KV sequence each),
 // so the linear layers see many rows at once.
-#ifndef OTARO_TOOLS_EVAL_ZERO_SHOT_H_
-#define OTARO_TOOLS_EVAL_ZERO_SHOT_H_
+#ifndef OTARO_EVAL_ZERO_SHOT_H_
+#define OTARO_EVAL_ZERO_SHOT_H_
 
 #include <cmath>
 #include <cstdint>
@@ -133,4 +133,4 @@ absl::StatusOr<std::vector<MultipleChoiceTask>> LoadNamedTask(const std::string&
 
 }  // namespace otaro::eval
 
-#endif  // OTARO_TOOLS_EVAL_ZERO_SHOT_H_
+#endif  // OTARO_EVAL_ZERO_SHOT_H_

@@ -15,8 +15,8 @@
 // first token of every window is not scored (as in Hugging Face); with
 // stride < window every token but tokens[0] is scored exactly once.
 // Sums are float64; log-softmax is LogSoftmaxAt (engine/runtime/sampler.h).
-#ifndef OTARO_TOOLS_EVAL_PERPLEXITY_H_
-#define OTARO_TOOLS_EVAL_PERPLEXITY_H_
+#ifndef OTARO_EVAL_PERPLEXITY_H_
+#define OTARO_EVAL_PERPLEXITY_H_
 
 #include <cmath>
 #include <cstdint>
@@ -59,4 +59,4 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(engine::Backend& backend,
 
 }  // namespace otaro::eval
 
-#endif  // OTARO_TOOLS_EVAL_PERPLEXITY_H_
+#endif  // OTARO_EVAL_PERPLEXITY_H_

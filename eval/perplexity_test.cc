@@ -1,7 +1,7 @@
 // EvaluatePerplexity on the real stories260K model (GGUF) against sums the test
 // computes itself: one full-window Forward per window and its own float64
 // log-softmax, windows enumerated independently of the library's loop.
-#include "tools/eval/perplexity.h"
+#include "eval/perplexity.h"
 
 #include <cmath>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "tools/eval/zero_shot.h"
+#include "eval/zero_shot.h"
 
 #include <algorithm>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "tools/eval/perplexity.h"
+#include "eval/perplexity.h"
 
 #include <algorithm>
 #include <limits>

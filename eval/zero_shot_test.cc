@@ -3,7 +3,7 @@
 // with file:line errors, and the scores of the real stories260K model against
 // log-likelihoods the test computes itself with the float64 reference forward
 // (engine/cpu/reference_forward.h), tokenised by the test.
-#include "tools/eval/zero_shot.h"
+#include "eval/zero_shot.h"
 
 #include <cmath>
 #include <fstream>
