@@ -351,7 +351,12 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text, absl::string_vie
     }
     const std::set<std::string> sections = Sections();
     for (const auto& section : root) {
-      const std::string name = section.first.as<std::string>();
+      // A complex key ("? [a, b]: ...") is not a string: as<std::string>()
+      // would throw, so refuse it here.
+      if (!section.first.IsScalar()) {
+        return absl::InvalidArgumentError(absl::StrCat(source, ": a section name must be a string"));
+      }
+      const std::string name = section.first.Scalar();
       if (!sections.count(name)) return UnknownKey(source, name);
       if (section.second.IsNull()) continue;
       if (!section.second.IsMap()) {
@@ -359,7 +364,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text, absl::string_vie
             absl::StrCat(source, ": config key '", name, "' must be a map"));
       }
       for (const auto& entry : section.second) {
-        const std::string path = absl::StrCat(name, ".", entry.first.as<std::string>());
+        if (!entry.first.IsScalar()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(source, ": a key in section '", name, "' must be a string"));
+        }
+        const std::string path = absl::StrCat(name, ".", entry.first.Scalar());
         const Key* key = FindKey(path);
         if (key == nullptr) return UnknownKey(source, path);
         if (!entry.second.IsScalar()) {

@@ -81,6 +81,9 @@ TEST(ConfigTest, StructuralErrors) {
   ExpectErrorMentions("- a\n- b\n", {}, "top level");
   ExpectErrorMentions("server: 3\n", {}, "'server' must be a map");
   ExpectErrorMentions("server: {grpc_address: \"a:1\"\n", {}, "not valid YAML");
+  // Complex keys (found by tools/fuzz/run_all.sh: they used to throw).
+  ExpectErrorMentions("? [a, b]\n: 1\n", {}, "section name must be a string");
+  ExpectErrorMentions("server:\n  ? {a: 1}\n  : 2\n", {}, "key in section 'server' must be a string");
 }
 
 TEST(ConfigTest, CrossKeyRules) {

@@ -20,9 +20,10 @@ CXX="${CXX:-clang++}"
 FLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -ffp-contract=off -I.
        -fsanitize=fuzzer-no-link,address,undefined
        -DSPDLOG_SHARED_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL)
-SOURCES=(common/safetensors/safetensors.cc common/mapped_file.cc common/atomic_file.cc
+SOURCES=(common/safetensors/safetensors.cc common/utf8.cc common/mapped_file.cc common/atomic_file.cc
          common/logging.cc sefp/format.cc sefp/layout.cc sefp/checkpoint.cc
          sefp/kernels/gemm.cc sefp/kernels/gemm_scalar.cc sefp/kernels/thread_pool.cc
+         sefp/kernels/activations.cc
          sefp/fuzz/checkpoint_fuzz_target.cc)
 
 objects=()
@@ -34,6 +35,11 @@ done
 # The AVX2 kernels alone get -mavx2 -mfma (as in sefp/kernels/BUILD).
 "$CXX" "${FLAGS[@]}" -mavx2 -mfma -c sefp/kernels/gemm_avx2.cc -o "$WORK/obj/gemm_avx2.o"
 objects+=("$WORK/obj/gemm_avx2.o")
+"$CXX" "${FLAGS[@]}" -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mfma -c sefp/kernels/gemm_avx512.cc \
+  -o "$WORK/obj/gemm_avx512.o"
+"$CXX" "${FLAGS[@]}" -mavx512f -mavx512bw -mavx512vl -mavx512dq -c sefp/kernels/activations_avx512.cc \
+  -o "$WORK/obj/activations_avx512.o"
+objects+=("$WORK/obj/gemm_avx512.o" "$WORK/obj/activations_avx512.o")
 
 ABSL_LIBS=$(sed -n 's/.*"\(-labsl_[a-z_]*\)".*/\1/p' third_party/system.BUILD | tr '\n' ' ')
 # shellcheck disable=SC2086
@@ -43,8 +49,8 @@ ABSL_LIBS=$(sed -n 's/.*"\(-labsl_[a-z_]*\)".*/\1/p' third_party/system.BUILD | 
 # Seed corpus: valid checkpoints written by the same code the tests use.
 "$CXX" -std=c++20 -O1 -I. -DSPDLOG_SHARED_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL \
   sefp/fuzz/write_seeds.cc sefp/fuzz/fuzz_seeds.cc common/safetensors/safetensors.cc \
-  common/mapped_file.cc common/atomic_file.cc common/logging.cc sefp/format.cc sefp/checkpoint.cc \
-  -o "$WORK/write_seeds" $ABSL_LIBS -lspdlog -lfmt -lpthread
+  common/utf8.cc common/mapped_file.cc common/atomic_file.cc common/logging.cc sefp/format.cc \
+  sefp/checkpoint.cc -o "$WORK/write_seeds" $ABSL_LIBS -lspdlog -lfmt -lpthread
 "$WORK/write_seeds" "$WORK/corpus"
 
 cd "$WORK"
