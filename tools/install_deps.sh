@@ -16,6 +16,9 @@ PACKAGES=(
   libsqlite3-dev
   # Tests and benchmarks; promtool checks our metrics output
   libgtest-dev libgmock-dev libbenchmark-dev prometheus
+  # libFuzzer + sanitizer runtimes for clang (tools/fuzz/run_all.sh); only a
+  # Recommends of clang, which --no-install-recommends leaves out
+  libclang-rt-14-dev
 )
 
 missing=()
