@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -25,9 +26,9 @@
 #include "common/logging.h"
 #include "common/safetensors/safetensors.h"
 #include "common/status_macros.h"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/model/loader.h"
 #include "nlohmann/json.hpp"
+#include "eval/precision_sweep.h"
 #include "eval/zero_shot.h"
 #include "trainer/batch.h"
 #include "trainer/cuda/training_device.h"
@@ -329,44 +330,40 @@ absl::StatusOr<Evaluation> TuningRun::Evaluate(bool zero_shot) {
 absl::Status TuningRun::ScoreZeroShot(Evaluation& evaluation) {
   if (zero_shot_sets_.empty()) return absl::OkStatus();
   const std::unique_ptr<engine::TensorSource> masters = AsTensorSource(*params_);
-  // One engine model at a time: SEFP planes (what model.sefp holds) for the
-  // quantized widths, then float32 for the unquantized row.
-  for (const bool quantized : {true, false}) {
-    std::vector<EvalPoint*> points;
-    for (EvalPoint& point : evaluation.points) {
-      if ((point.bits != 0) == quantized) points.push_back(&point);
-    }
-    if (points.empty()) continue;
+  std::vector<int> bits;
+  std::map<int, EvalPoint*> points;
+  for (EvalPoint& point : evaluation.points) {
+    bits.push_back(point.bits);
+    points[point.bits] = &point;
+  }
+  eval::PrecisionSweep sweep;
+  sweep.build_model = [&](bool quantized) {
     Status(absl::StrCat("zero-shot evaluation (", quantized ? "SEFP" : "float32", ")"));
     engine::LoadOptions load;
     load.quantize = quantized;
     load.reconstruction = options_.reconstruction;
-    OTARO_ASSIGN_OR_RETURN(std::unique_ptr<engine::LlamaModel> model,
-                           engine::BuildModel(*masters, config_, /*tokenizer=*/nullptr,
-                                              "the run's masters", load));
-    engine::cpu::CpuBackendOptions backend_options;
-    backend_options.num_threads = threads_;
-    OTARO_ASSIGN_OR_RETURN(std::unique_ptr<engine::cpu::CpuBackend> backend,
-                           engine::cpu::CpuBackend::Create(model.get(), backend_options));
-    for (EvalPoint* point : points) {
-      const int precision = quantized ? point->bits : sefp::kMasterBits;
-      for (const auto& [name, questions] : zero_shot_sets_) {
-        eval::ZeroShotOptions zero_shot_options;
-        zero_shot_options.limit = options_.zero_shot_max_items;
-        auto result = eval::EvaluateZeroShot(*backend, *tokenizer_, questions, precision,
-                                             zero_shot_options);
-        if (!result.ok()) {
-          return absl::Status(result.status().code(),
-                              absl::StrCat("zero-shot set '", name, "' at ",
-                                           quantized ? absl::StrCat("E5M", point->bits)
-                                                     : std::string("fp32"),
-                                           ": ", result.status().message()));
-        }
-        point->zero_shot[name] = ZeroShotScore{result->acc, result->acc_norm, result->count};
+    return engine::BuildModel(*masters, config_, /*tokenizer=*/nullptr, "the run's masters",
+                              load);
+  };
+  sweep.backend.num_threads = threads_;
+  return eval::SweepPrecisions(sweep, bits, [&](const eval::SweepPoint& at) -> absl::Status {
+    for (const auto& [name, questions] : zero_shot_sets_) {
+      eval::ZeroShotOptions zero_shot_options;
+      zero_shot_options.limit = options_.zero_shot_max_items;
+      auto result = eval::EvaluateZeroShot(at.backend, *tokenizer_, questions, at.precision,
+                                           zero_shot_options);
+      if (!result.ok()) {
+        return absl::Status(result.status().code(),
+                            absl::StrCat("zero-shot set '", name, "' at ",
+                                         at.bits == 0 ? std::string("fp32")
+                                                      : absl::StrCat("E5M", at.bits),
+                                         ": ", result.status().message()));
       }
+      points[at.bits]->zero_shot[name] =
+          ZeroShotScore{result->acc, result->acc_norm, result->count};
     }
-  }
-  return absl::OkStatus();
+    return absl::OkStatus();
+  });
 }
 
 std::string TuningRun::Provenance(const std::optional<Evaluation>& evaluation) const {

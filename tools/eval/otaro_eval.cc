@@ -43,6 +43,7 @@
 #include "nlohmann/json.hpp"
 #include "sefp/format.h"
 #include "eval/perplexity.h"
+#include "eval/precision_sweep.h"
 #include "eval/zero_shot.h"
 
 namespace {
@@ -200,17 +201,16 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const std::string& path, bool q
   return LoadModel(path, options);
 }
 
-absl::StatusOr<Row> Evaluate(const LlamaModel& model, const Args& args,
-                             const std::vector<Token>& tokens, int m, const std::string& label) {
-  otaro::engine::cpu::CpuBackendOptions options;
-  options.num_threads = args.threads;
-  // Room for one window; at least the default budget.
+// The KV budget perplexity needs: room for one window, at least the default.
+int64_t PerplexityKvBudget(const LlamaModel& model, const Args& args) {
   const auto& c = model.config;
   const int64_t per_token = 2 * c.num_layers * c.num_kv_heads * c.head_dim * 4;
-  options.kv_cache.budget_bytes =
-      std::max<int64_t>(options.kv_cache.budget_bytes, per_token * (args.window + 64));
-  auto backend = otaro::engine::cpu::CpuBackend::Create(&model, options);
-  if (!backend.ok()) return backend.status();
+  return std::max<int64_t>(otaro::engine::KvCacheOptions().budget_bytes,
+                           per_token * (args.window + 64));
+}
+
+absl::StatusOr<Row> Evaluate(otaro::engine::Backend& backend, const Args& args,
+                             const std::vector<Token>& tokens, int m, const std::string& label) {
   Row row;
   row.precision = label;
   otaro::eval::PerplexityOptions popts;
@@ -223,7 +223,7 @@ absl::StatusOr<Row> Evaluate(const LlamaModel& model, const Args& args,
                              r.forward_tokens / std::max(s, 1e-9)),
              done == total);
   };
-  auto result = otaro::eval::EvaluatePerplexity(**backend, tokens, m, args.window, args.stride,
+  auto result = otaro::eval::EvaluatePerplexity(backend, tokens, m, args.window, args.stride,
                                                 popts);
   if (!result.ok()) return result.status();
   row.result = *result;
@@ -321,43 +321,46 @@ int RunPpl(const Args& args) {
                            static_cast<long long>(file_tokens), tokens.size()),
            true);
 
+  // The model loaded above (for its tokenizer) is the sweep's first; the
+  // other representation, if asked for, is loaded when its turn comes.
+  const std::string model_format = model->source_format;
+  const bool loaded_quantized = !args.bits.empty();
+  std::vector<int> bits = args.bits;
+  if (args.fp) bits.push_back(0);
+  otaro::eval::PrecisionSweep sweep;
+  sweep.backend.num_threads = args.threads;
+  sweep.backend.kv_cache.budget_bytes = PerplexityKvBudget(*model, args);
+  sweep.build_model = [&](bool quantized) -> absl::StatusOr<std::unique_ptr<LlamaModel>> {
+    if (model != nullptr && quantized == loaded_quantized) return std::move(model);
+    model.reset();
+    return Load(args.model, quantized, quantized ? args.lm_head : "float32");
+  };
   std::vector<Row> rows;
+  absl::Status swept = otaro::eval::SweepPrecisions(
+      sweep, bits, [&](const otaro::eval::SweepPoint& at) -> absl::Status {
+        const std::string label = at.bits == 0 ? "fp32" : absl::StrCat("E5M", at.bits);
+        auto row = Evaluate(at.backend, args, tokens, at.precision, label);
+        if (!row.ok()) {
+          return absl::Status(row.status().code(), absl::StrCat(label, ": ", row.status().message()));
+        }
+        rows.push_back(*row);
+        return absl::OkStatus();
+      });
+  if (!swept.ok()) {
+    std::fprintf(stderr, "otaro eval: %s\n", swept.ToString().c_str());
+    return 1;
+  }
   int threads = 0;
-  for (int m : args.bits) {
-    auto row = Evaluate(*model, args, tokens, m, absl::StrCat("E5M", m));
-    if (!row.ok()) {
-      std::fprintf(stderr, "otaro eval: E5M%d: %s\n", m, row.status().ToString().c_str());
-      return 1;
-    }
-    rows.push_back(*row);
-  }
-  if (args.fp) {
-    if (!args.bits.empty()) {
-      model.reset();
-      auto loaded = Load(args.model, /*quantize=*/false, "float32");
-      if (!loaded.ok()) {
-        std::fprintf(stderr, "otaro eval: %s\n", loaded.status().ToString().c_str());
-        return 1;
-      }
-      model = std::move(*loaded);
-    }
-    auto row = Evaluate(*model, args, tokens, otaro::sefp::kMasterBits, "fp32");
-    if (!row.ok()) {
-      std::fprintf(stderr, "otaro eval: fp32: %s\n", row.status().ToString().c_str());
-      return 1;
-    }
-    rows.push_back(*row);
-  }
   threads = args.threads > 0 ? args.threads : static_cast<int>(std::thread::hardware_concurrency());
   const std::string fp_note =
-      args.fp && model->source_format == "sefp"
+      args.fp && model_format == "sefp"
           ? "fp32 = the SEFP checkpoint's E5M8 weights decoded to float32 (it holds no other)"
           : "";
 
   if (args.json) {
     nlohmann::json j;
     j["model"] = args.model;
-    j["model_format"] = model->source_format;
+    j["model_format"] = model_format;
     j["text"] = args.text;
     j["text_bytes"] = file_bytes;
     j["crlf_normalised"] = crlf;
@@ -519,13 +522,9 @@ struct ZeroShotCell {
 };
 
 absl::StatusOr<ZeroShotCell> EvaluateZeroShotCell(
-    const LlamaModel& model, const ZeroShotArgs& args, const std::string& task,
-    const std::vector<otaro::eval::MultipleChoiceTask>& questions, int m,
+    const LlamaModel& model, otaro::engine::Backend& backend, const ZeroShotArgs& args,
+    const std::string& task, const std::vector<otaro::eval::MultipleChoiceTask>& questions, int m,
     const std::string& label) {
-  otaro::engine::cpu::CpuBackendOptions options;
-  options.num_threads = args.threads;
-  auto backend = otaro::engine::cpu::CpuBackend::Create(&model, options);
-  if (!backend.ok()) return backend.status();
   ZeroShotCell cell{task, label, {}, 0};
   otaro::eval::ZeroShotOptions zopts;
   zopts.limit = args.limit;
@@ -539,7 +538,7 @@ absl::StatusOr<ZeroShotCell> EvaluateZeroShotCell(
                              r.forward_tokens / std::max(s, 1e-9)),
              done == total);
   };
-  auto result = otaro::eval::EvaluateZeroShot(**backend, *model.tokenizer, questions, m, zopts);
+  auto result = otaro::eval::EvaluateZeroShot(backend, *model.tokenizer, questions, m, zopts);
   if (!result.ok()) return result.status();
   cell.result = *result;
   cell.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -558,44 +557,41 @@ int RunZeroShot(const ZeroShotArgs& args) {
     questions.push_back(std::move(*loaded));
   }
   std::vector<ZeroShotCell> cells;
-  std::unique_ptr<LlamaModel> model;
   std::string model_desc;
-  // The SEFP model for --bits, then the float32 one for --fp (one at a time).
-  for (bool quantize : {true, false}) {
-    if (quantize ? args.bits.empty() : !args.fp) continue;
-    model.reset();
-    auto loaded = Load(args.model, quantize, args.lm_head);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "otaro eval: %s\n", loaded.status().ToString().c_str());
-      return 1;
+  std::vector<int> bits = args.bits;
+  if (args.fp) bits.push_back(0);
+  otaro::eval::PrecisionSweep sweep;
+  sweep.backend.num_threads = args.threads;
+  sweep.build_model = [&](bool quantize) -> absl::StatusOr<std::unique_ptr<LlamaModel>> {
+    auto model = Load(args.model, quantize, args.lm_head);
+    if (!model.ok()) return model.status();
+    if ((*model)->tokenizer == nullptr) {
+      return absl::FailedPreconditionError(args.model + " has no tokenizer");
     }
-    model = std::move(*loaded);
-    if (model->tokenizer == nullptr) {
-      std::fprintf(stderr, "otaro eval: %s has no tokenizer\n", args.model.c_str());
-      return 1;
-    }
+    const LlamaModel& m = **model;
     model_desc = absl::StrFormat("%s (%s, %lld layers, hidden %lld, BOS %s)", args.model,
-                                 model->source_format,
-                                 static_cast<long long>(model->config.num_layers),
-                                 static_cast<long long>(model->config.hidden_size),
-                                 model->tokenizer->add_bos() ? "added" : "not added");
-    std::vector<std::pair<int, std::string>> precisions;
-    if (quantize) {
-      for (int m : args.bits) precisions.push_back({m, absl::StrCat("E5M", m)});
-    } else {
-      precisions.push_back({otaro::sefp::kMasterBits, "fp32"});
-    }
-    for (const auto& [m, label] : precisions) {
-      for (size_t t = 0; t < args.tasks.size(); ++t) {
-        auto cell = EvaluateZeroShotCell(*model, args, args.tasks[t], questions[t], m, label);
-        if (!cell.ok()) {
-          std::fprintf(stderr, "otaro eval: %s %s: %s\n", args.tasks[t].c_str(), label.c_str(),
-                       cell.status().ToString().c_str());
-          return 1;
+                                 m.source_format, static_cast<long long>(m.config.num_layers),
+                                 static_cast<long long>(m.config.hidden_size),
+                                 m.tokenizer->add_bos() ? "added" : "not added");
+    return model;
+  };
+  absl::Status swept = otaro::eval::SweepPrecisions(
+      sweep, bits, [&](const otaro::eval::SweepPoint& at) -> absl::Status {
+        const std::string label = at.bits == 0 ? "fp32" : absl::StrCat("E5M", at.bits);
+        for (size_t t = 0; t < args.tasks.size(); ++t) {
+          auto cell = EvaluateZeroShotCell(at.model, at.backend, args, args.tasks[t], questions[t],
+                                           at.precision, label);
+          if (!cell.ok()) {
+            return absl::Status(cell.status().code(), absl::StrCat(args.tasks[t], " ", label, ": ",
+                                                                   cell.status().message()));
+          }
+          cells.push_back(*cell);
         }
-        cells.push_back(*cell);
-      }
-    }
+        return absl::OkStatus();
+      });
+  if (!swept.ok()) {
+    std::fprintf(stderr, "otaro eval: %s\n", swept.ToString().c_str());
+    return 1;
   }
   const int threads =
       args.threads > 0 ? args.threads : static_cast<int>(std::thread::hardware_concurrency());
