@@ -98,3 +98,22 @@ put("dataset", "chat-jsonl", b"\x02" + chat_l.encode())
 put("dataset", "chat-json", b"\x06" + chat_j.encode())
 put("dataset", "auto-chat", b"\x03" + chat_l.encode())
 put("dataset", "auto-alpaca", b"\x07" + alpaca_l.encode())
+
+# Tokenizer files: first byte 0 = llama2.c tokenizer.bin, 1 = tiktoken, 2 =
+# tokenizer.json NUL tokenizer_config.json.
+import struct
+pieces = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0)] + [("<0x%02X>" % b, 0.0) for b in range(256)] + \
+    [("\u2581", -1.0), ("a", -2.0), ("b", -3.0), ("ab", -1.5), ("\u2581ab", -1.2)]
+blob = struct.pack("<i", 8)
+for p, sc in pieces:
+    bp = p.encode()
+    blob += struct.pack("<fi", sc, len(bp)) + bp
+put("tokenizer_files", "llama2c-small.bin", b"\x00" + blob)
+with open(os.path.join(shared, "data/tokenizers/llama3-tiktoken/tokenizer.model"), "rb") as fh:
+    put("tokenizer_files", "tiktoken-llama3-head", b"\x01" + b"".join(fh.readlines()[:300]))
+put("tokenizer_files", "tokenizer-json-with-config", b"\x02" + open(os.path.join(out, "tokenizer_json", "seed-spm.json"), "rb").read()
+    + b"\0" + json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>"}, "add_bos_token": True,
+                           "added_tokens_decoder": {"9": {"content": "<|im_end|>", "special": True}},
+                           "chat_template": qcfg["chat_template"]}).encode())
+with open(os.path.join(shared, "data/models/stories260K-llama2c/tok512.bin"), "rb") as fh:
+    put("tokenizer_files", "llama2c-tok512.bin", b"\x00" + fh.read())

@@ -39,6 +39,7 @@ TARGETS=(
   "sefp_checkpoint|sefp/fuzz/checkpoint_fuzz_target.cc $SEFP_SRCS|-lspdlog -lfmt|8192"
   "tokenizer_json|engine/tokenizer/tokenizer_json_fuzz.cc $TOKENIZER_SRCS|-lpcre2-8|16384"
   "vocab_merges|tools/fuzz/targets/vocab_merges_fuzz.cc $TOKENIZER_SRCS|-lpcre2-8|16384"
+  "tokenizer_files|tools/fuzz/targets/tokenizer_files_fuzz.cc $TOKENIZER_SRCS|-lpcre2-8|16384"
   "config_yaml|tools/fuzz/targets/config_yaml_fuzz.cc server/config/config.cc common/atomic_file.cc|-lyaml-cpp|8192"
   "dataset|tools/fuzz/targets/dataset_fuzz.cc trainer/data/dataset.cc trainer/data/data_source.cc trainer/data/examples.cc trainer/data/data_report.cc engine/tokenizer/chat_template.cc $TOKENIZER_SRCS|-lpcre2-8|16384"
   "chat_template|tools/fuzz/targets/chat_template_fuzz.cc engine/tokenizer/chat_template.cc $TOKENIZER_SRCS|-lpcre2-8|8192"
