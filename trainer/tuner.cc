@@ -31,7 +31,7 @@
 #include "eval/precision_sweep.h"
 #include "eval/zero_shot.h"
 #include "trainer/batch.h"
-#include "trainer/cuda/training_device.h"
+#include "trainer/training_device.h"
 #include "trainer/data/batcher.h"
 #include "trainer/data/dataset.h"
 #include "trainer/model/parameters.h"

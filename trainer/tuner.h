@@ -124,7 +124,7 @@ struct TuneOptions {
   int threads = 0;  // 0: all cores
   // Where forward and backward run: "cpu" or "cuda" (GPU 0; needs a build with
   // CUDA and a GPU, else ValidateTuneOptions says FAILED_PRECONDITION; see
-  // trainer/cuda/training_device.h).
+  // trainer/training_device.h).
   std::string device = "cpu";
   int keep_checkpoints = 2;  // older checkpoint folders are deleted
   // Bytes of training memory the run may take (0: no limit). Checked before

@@ -43,7 +43,7 @@
 #include "trainer/batch.h"
 #include "trainer/cuda/device_context.h"
 #include "trainer/cuda/matmul.h"
-#include "trainer/cuda/training_backend.h"
+#include "trainer/model/training_backend.h"
 #include "trainer/model/model_tensors.h"
 #include "trainer/model/parameters.h"
 #include "trainer/model/training_model.h"

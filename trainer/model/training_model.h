@@ -33,63 +33,39 @@
 #include "trainer/batch.h"
 #include "trainer/model/model_tensors.h"
 #include "trainer/model/parameters.h"
+#include "trainer/model/training_backend.h"
 
 namespace otaro::trainer {
 
-struct Precision {
-  // false: plain float32 linears (the "fp" strategy, unquantized evaluation).
-  bool quantized = false;
-  int m = sefp::kMasterBits;  // mantissa bits, 2..8, when quantized
-  sefp::Reconstruction mode = sefp::Reconstruction::kMidpoint;
-};
-
-// Bytes held by a TrainingModel (the parameters and gradients are the caller's).
-struct TrainingMemory {
-  int64_t activation_bytes = 0;       // saved per-layer activations + logits
-  int64_t scratch_bytes = 0;          // working buffers shared by all layers
-  int64_t quantized_weight_bytes = 0; // the Q(W, m) cache of the linear layers
-  int64_t parameter_bytes = 0;        // the float32 masters (not owned, for the total)
-  int64_t Total() const {
-    return activation_bytes + scratch_bytes + quantized_weight_bytes + parameter_bytes;
-  }
-};
-
-// OK iff `batch` fits a model taking up to max_batch rows of max_seq positions
-// over a vocabulary of `vocab` ids: its shape, its sizes, every input id and
-// every target (an id or kIgnoreTarget). Errors name the offending position.
-// The CPU and the CUDA training models (trainer/cuda) both check with this.
-absl::Status CheckTrainingBatch(const Batch& batch, int64_t max_batch, int64_t max_seq,
-                                int64_t vocab);
-
-class TrainingModel {
+class TrainingModel final : public TrainingBackend {
  public:
   // Buffers sized for batches up to max_batch rows of max_seq positions.
   // `params` must outlive the model; its values may change between calls (the
   // optimizer updates them in place), its layout may not.
   TrainingModel(const Parameters* params, int64_t max_batch, int64_t max_seq, int threads);
-  ~TrainingModel();
+  ~TrainingModel() override;
   TrainingModel(const TrainingModel&) = delete;
   TrainingModel& operator=(const TrainingModel&) = delete;
 
   // Forward with every quantized linear at Q(W, m) (recomputed from the current
   // masters each call); returns the mean next-token cross-entropy over scored
   // targets (0 when none is scored). Keeps what Backward needs.
-  absl::StatusOr<double> Forward(const Batch& batch, const Precision& precision);
+  absl::StatusOr<double> Forward(const Batch& batch, const Precision& precision) override;
 
   // Backward of the last Forward: ADDS scale * dLoss/dparams into `grads` (the
   // layout of Parameters), so k micro-batches accumulate with scale = 1/k. May
   // be called more than once per Forward.
-  absl::Status Backward(float scale, absl::Span<float> grads);
+  absl::Status Backward(float scale, absl::Span<float> grads) override;
 
   // Evaluation: the summed NLL over scored targets and their count. Overwrites
   // the state of the last Forward (a Backward after it is refused).
   absl::StatusOr<std::pair<double, int64_t>> EvalNll(const Batch& batch,
-                                                     const Precision& precision);
+                                                     const Precision& precision) override;
 
   // Logits [batch * seq_len, vocab] of the last Forward / EvalNll.
-  absl::Span<const float> logits() const;
+  absl::Span<const float> logits() const override;
 
-  TrainingMemory Memory() const;
+  TrainingMemory Memory() const override;
   int64_t max_batch() const { return max_batch_; }
   int64_t max_seq() const { return max_seq_; }
 

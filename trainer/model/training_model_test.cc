@@ -1,8 +1,8 @@
-// The training model on the real stories260K: loss and gradients against
-// PyTorch autograd (tests/fixtures/trainer_gradients, float64, independent SEFP
-// fake quantization) at fp, m = 8, 4, 3 and m = 4 truncate; the STE identity;
-// logits against the engine's float64 reference forward with Q(W, m) weights;
-// gradient accumulation; refusals of bad input.
+// The CPU training model on the real stories260K, what is its own: the
+// parameter layout, the STE identity, logits against the engine's float64
+// reference forward with Q(W, m) weights, thread-count invariance. The
+// TrainingBackend contract (PyTorch gradients, accumulation, refusals) is
+// trainer/training_backend_contract_test, run over every device.
 #include "trainer/model/random_model_source.h"
 #include "trainer/model/training_model.h"
 
@@ -125,57 +125,6 @@ TEST_F(TrainingModelTest, AsTensorSourceServesTheParameters) {
                          params_->values().begin(), params_->values().end()));
 }
 
-TEST_F(TrainingModelTest, LossAndGradientsMatchPyTorchAutograd) {
-  const std::vector<std::string> names = (*fixture_)["tensor_names"];
-  ASSERT_EQ(names, engine::ExpectedTensorNames(params_->config()));
-  for (const nlohmann::json& c : (*fixture_)["cases"]) {
-    const std::string label = c["label"];
-    SCOPED_TRACE("case " + label);
-    Precision precision;
-    precision.quantized = c["quantized"];
-    precision.m = c["m"];
-    precision.mode = c["mode"] == "truncate" ? sefp::Reconstruction::kTruncate
-                                             : sefp::Reconstruction::kMidpoint;
-    double loss = 0;
-    const std::vector<float> grads = Gradients(*params_, precision, &loss);
-    const double want_loss = c["loss"];
-    EXPECT_NEAR(loss, want_loss, 2e-6 * std::fabs(want_loss)) << label;
-
-    double worst_norm = 0, worst_dot = 0, worst_entry = 0;
-    for (size_t k = 0; k < names.size(); ++k) {
-      const Parameters::Tensor& t = *params_->Find(names[k]);
-      absl::Span<const float> g = TensorIn(absl::MakeConstSpan(grads), t);
-      const nlohmann::json& want = c["grads"][names[k]];
-      double norm = 0, dot = 0;
-      for (int64_t i = 0; i < t.size; ++i) {
-        norm += static_cast<double>(g[i]) * g[i];
-        dot += g[i] * std::sin(0.37 * static_cast<double>(i) + static_cast<double>(k));
-      }
-      norm = std::sqrt(norm);
-      const double want_norm = want["norm"], want_dot = want["dot"];
-      const double norm_err = std::fabs(norm - want_norm) / want_norm;
-      // The dot can be near 0 by cancellation: measure it against the norm.
-      const double dot_err = std::fabs(dot - want_dot) / (std::fabs(want_dot) + want_norm);
-      EXPECT_LT(norm_err, 2e-5) << names[k];
-      EXPECT_LT(dot_err, 2e-5) << names[k];
-      worst_norm = std::max(worst_norm, norm_err);
-      worst_dot = std::max(worst_dot, dot_err);
-      // Entries: relative, with an absolute floor at the tensor's RMS.
-      const double rms = want_norm / std::sqrt(static_cast<double>(t.size));
-      const std::vector<int64_t> idx = (*fixture_)["sample_indices"][names[k]];
-      for (size_t s = 0; s < idx.size(); ++s) {
-        const double w = want["samples"][s];
-        const double err = std::fabs(g[idx[s]] - w) / (std::fabs(w) + rms);
-        EXPECT_LT(err, 2e-4) << names[k] << "[" << idx[s] << "] " << g[idx[s]] << " vs " << w;
-        worst_entry = std::max(worst_entry, err);
-      }
-    }
-    std::printf("case %s: loss %.7f (torch %.7f), worst relative error: norm %.2e, dot %.2e, "
-                "entry %.2e\n",
-                label.c_str(), loss, want_loss, worst_norm, worst_dot, worst_entry);
-  }
-}
-
 // Q(W, m) of every quantized linear of `params`, in place.
 Parameters QuantizedCopy(const Parameters& params, int m, sefp::Reconstruction mode) {
   Parameters q = params;
@@ -250,112 +199,9 @@ TEST_F(TrainingModelTest, LogitsMatchEngineReferenceForward) {
   }
 }
 
-TEST_F(TrainingModelTest, BackwardAccumulatesAndEvalAgreesWithForward) {
-  TrainingModel model(params_, 2, 32, 2);
-  const Batch batch = FixtureBatch();
-  auto loss = model.Forward(batch, AtBits(4));
-  ASSERT_TRUE(loss.ok()) << loss.status();
-  std::vector<float> once(params_->values().size(), 0.0f), twice(once.size(), 0.0f);
-  ASSERT_TRUE(model.Backward(1.0f, absl::MakeSpan(once)).ok());
-  ASSERT_TRUE(model.Backward(0.5f, absl::MakeSpan(twice)).ok());
-  ASSERT_TRUE(model.Backward(0.5f, absl::MakeSpan(twice)).ok());
-  double max_abs = 0, max_diff = 0;
-  for (size_t i = 0; i < once.size(); ++i) {
-    max_abs = std::max(max_abs, static_cast<double>(std::fabs(once[i])));
-    max_diff = std::max(max_diff, static_cast<double>(std::fabs(once[i] - twice[i])));
-  }
-  EXPECT_GT(max_abs, 0);
-  EXPECT_LE(max_diff, 1e-6 * max_abs);
-
-  auto nll = model.EvalNll(batch, AtBits(4));
-  ASSERT_TRUE(nll.ok()) << nll.status();
-  EXPECT_EQ(nll->second, batch.ScoredTokens());
-  EXPECT_NEAR(nll->first / nll->second, *loss, 1e-12 * *loss);
-  // EvalNll does not leave a forward to differentiate.
-  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(once)).code(),
-            absl::StatusCode::kFailedPrecondition);
-  // A smaller batch than the buffers, with nothing scored: loss 0, no gradient.
-  Batch empty;
-  empty.batch_size = 1;
-  empty.seq_len = 5;
-  empty.inputs = {1, 2, 3, 4, 5};
-  empty.targets.assign(5, kIgnoreTarget);
-  auto zero = model.Forward(empty, Precision{});
-  ASSERT_TRUE(zero.ok()) << zero.status();
-  EXPECT_EQ(*zero, 0.0);
-  std::vector<float> none(once.size(), 0.0f);
-  ASSERT_TRUE(model.Backward(1.0f, absl::MakeSpan(none)).ok());
-  for (float v : none) ASSERT_EQ(v, 0.0f);
-  const TrainingMemory mem = model.Memory();
-  EXPECT_GT(mem.activation_bytes, 0);
-  EXPECT_EQ(mem.quantized_weight_bytes, params_->config().LinearParameterCount() * 4);
-}
-
-TEST_F(TrainingModelTest, ForwardSeesUpdatedMasters) {
-  Parameters changed = *params_;
-  TrainingModel model(&changed, 2, 32, 1);
-  auto before = model.Forward(FixtureBatch(), AtBits(3));
-  ASSERT_TRUE(before.ok());
-  for (float& v : changed.Get("model.layers.0.mlp.up_proj.weight")) v *= 1.5f;
-  auto after = model.Forward(FixtureBatch(), AtBits(3));
-  ASSERT_TRUE(after.ok());
-  EXPECT_NE(*before, *after);
-  TrainingModel fresh(&changed, 2, 32, 1);
-  auto again = fresh.Forward(FixtureBatch(), AtBits(3));
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(*after, *again);
-}
-
-TEST_F(TrainingModelTest, RefusesBadInput) {
-  TrainingModel model(params_, 2, 32, 2);
-  std::vector<float> grads(params_->values().size());
-  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(grads)).code(),
-            absl::StatusCode::kFailedPrecondition);
-
-  auto expect_error = [&](const Batch& b, const Precision& p, absl::string_view needle) {
-    auto r = model.Forward(b, p);
-    ASSERT_FALSE(r.ok()) << needle;
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
-    EXPECT_TRUE(absl::StrContains(r.status().message(), needle)) << r.status();
-  };
-  Batch b = FixtureBatch();
-  b.inputs[5] = 512;
-  expect_error(b, Precision{}, "input token 512 at row 0, position 5");
-  b = FixtureBatch();
-  b.targets[40] = -2;
-  expect_error(b, Precision{}, "target -2 at row 1, position 8");
-  b = FixtureBatch();
-  b.batch_size = 3;
-  expect_error(b, Precision{}, "batch has 3 rows");
-  b = FixtureBatch();
-  b.seq_len = 64;
-  b.batch_size = 1;
-  expect_error(b, Precision{}, "64 positions");
-  b = FixtureBatch();
-  b.targets.pop_back();
-  expect_error(b, Precision{}, "63 targets");
-  for (int m : {1, 9}) {
-    auto r = model.Forward(FixtureBatch(), AtBits(m));
-    ASSERT_FALSE(r.ok());
-    EXPECT_TRUE(absl::StrContains(r.status().ToString(), std::to_string(m))) << r.status();
-  }
-  // A failed forward leaves nothing to differentiate.
-  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(grads)).code(),
-            absl::StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(model.Forward(FixtureBatch(), Precision{}).ok());
-  std::vector<float> wrong(10);
-  EXPECT_EQ(model.Backward(1.0f, absl::MakeSpan(wrong)).code(),
-            absl::StatusCode::kInvalidArgument);
-
-  // A non-finite master is refused by the fake quantization, naming the tensor.
-  Parameters broken = *params_;
-  broken.Get("model.layers.1.self_attn.v_proj.weight")[7] = NAN;
-  TrainingModel on_broken(&broken, 2, 32, 2);
-  auto nan = on_broken.Forward(FixtureBatch(), AtBits(8));
-  ASSERT_FALSE(nan.ok());
-  EXPECT_TRUE(absl::StrContains(nan.status().message(), "model.layers.1.self_attn.v_proj.weight"))
-      << nan.status();
-
+// The contract's refusals are in trainer/training_backend_contract_test; these
+// are the CPU model's own constructor arguments.
+TEST_F(TrainingModelTest, RefusesBadConstructorArgumentsAtTheFirstForward) {
   TrainingModel bad(params_, 0, 32, 2);
   EXPECT_TRUE(absl::StrContains(bad.Forward(FixtureBatch(), Precision{}).status().message(),
                                 "max_batch"));

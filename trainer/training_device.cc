@@ -1,4 +1,4 @@
-#include "trainer/cuda/training_device.h"
+#include "trainer/training_device.h"
 
 #include <utility>
 
@@ -6,7 +6,7 @@
 #include "common/status_macros.h"
 #include "trainer/model/training_model.h"
 
-// trainer/cuda/BUILD sets OTARO_TRAINER_WITH_CUDA=1 with --define=otaro_cuda_trainer=on.
+// trainer/BUILD sets OTARO_TRAINER_WITH_CUDA=1 with --define=otaro_cuda_trainer=on.
 #ifndef OTARO_TRAINER_WITH_CUDA
 #define OTARO_TRAINER_WITH_CUDA 0
 #endif
@@ -17,28 +17,6 @@
 
 namespace otaro::trainer {
 namespace {
-
-// The CPU TrainingModel behind the TrainingBackend interface.
-class CpuTrainingBackend : public TrainingBackend {
- public:
-  CpuTrainingBackend(const Parameters* params, int64_t max_batch, int64_t max_seq, int threads)
-      : model_(params, max_batch, max_seq, threads) {}
-  absl::StatusOr<double> Forward(const Batch& batch, const Precision& precision) override {
-    return model_.Forward(batch, precision);
-  }
-  absl::Status Backward(float scale, absl::Span<float> grads) override {
-    return model_.Backward(scale, grads);
-  }
-  absl::StatusOr<std::pair<double, int64_t>> EvalNll(const Batch& batch,
-                                                     const Precision& precision) override {
-    return model_.EvalNll(batch, precision);
-  }
-  absl::Span<const float> logits() const override { return model_.logits(); }
-  TrainingMemory Memory() const override { return model_.Memory(); }
-
- private:
-  TrainingModel model_;
-};
 
 // The kernels' oldest target (tools/bazel/cuda.bzl builds sm_80 and up).
 constexpr int kMinComputeCapabilityMajor = 8;
@@ -90,7 +68,7 @@ absl::StatusOr<std::unique_ptr<TrainingBackend>> CreateTrainingBackend(TrainingD
   OTARO_RETURN_IF_ERROR(CheckTrainingDevice(device));
   if (device == TrainingDevice::kCpu) {
     return std::unique_ptr<TrainingBackend>(
-        std::make_unique<CpuTrainingBackend>(params, max_batch, max_seq, threads));
+        std::make_unique<TrainingModel>(params, max_batch, max_seq, threads));
   }
 #if OTARO_TRAINER_WITH_CUDA
   OTARO_ASSIGN_OR_RETURN(std::unique_ptr<CudaTrainingModel> model,

@@ -3,8 +3,8 @@
 // CUDA toolkit and --define=otaro_cuda_trainer=on, on a machine with a GPU, and asking
 // for it otherwise is a FAILED_PRECONDITION that says which of the two is
 // missing, before any training starts.
-#ifndef OTARO_TRAINER_CUDA_TRAINING_DEVICE_H_
-#define OTARO_TRAINER_CUDA_TRAINING_DEVICE_H_
+#ifndef OTARO_TRAINER_TRAINING_DEVICE_H_
+#define OTARO_TRAINER_TRAINING_DEVICE_H_
 
 #include <cstdint>
 #include <memory>
@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "trainer/cuda/training_backend.h"
+#include "trainer/model/training_backend.h"
 #include "trainer/model/parameters.h"
 
 namespace otaro::trainer {
@@ -45,4 +45,4 @@ absl::StatusOr<std::unique_ptr<TrainingBackend>> CreateTrainingBackend(TrainingD
 
 }  // namespace otaro::trainer
 
-#endif  // OTARO_TRAINER_CUDA_TRAINING_DEVICE_H_
+#endif  // OTARO_TRAINER_TRAINING_DEVICE_H_

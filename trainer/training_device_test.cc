@@ -3,7 +3,7 @@
 // CheckTrainingDevice, ValidateTuneOptions and RunTuning, before anything is
 // loaded or written), and the CPU backend computing exactly what the CPU
 // TrainingModel computes.
-#include "trainer/cuda/training_device.h"
+#include "trainer/training_device.h"
 
 #include <sys/stat.h>
 
