@@ -1,10 +1,14 @@
 // Training-step benchmark (prints figures, not a test): tokens/s of forward +
-// backward of the CPU training model at a fixed batch x window, and its bytes
-// (activations, scratch, Q(W, m) cache, masters; plus the gradient buffer and
-// the process's peak RSS). For comparison with PyTorch eager on the same model,
+// backward of a training backend (the CPU model, or the CUDA one with
+// --device cuda: one driver for every device, through TrainingBackend) at a
+// fixed batch x window, and its bytes (activations, scratch, Q(W, m) cache,
+// masters -- the device's for CUDA; plus the host gradient buffer and the
+// process's peak RSS). For comparison with PyTorch eager on the same model,
 // batch and window (tests/fixtures/trainer_gradients/torch_train_bench.py).
-//   train_step_bench MODEL [--batch 4] [--seq 128] [--threads 2] [--bits fp|2..8]
-//                    [--steps 5] [--warmup 1]
+//   train_step_bench MODEL [--device cpu|cuda] [--batch 4] [--seq 128]
+//                    [--threads 2] [--bits fp|2..8] [--steps 5] [--warmup 1]
+// For CUDA the times include what a tuning step pays: the upload of the
+// masters in each forward and the download of the gradient in each backward.
 // MODEL: a Hugging Face folder, a GGUF file or a llama2.c checkpoint (the
 // masters come from the original weights, never from a SEFP checkpoint).
 // Tokens are the fixed pseudo-random ids (i * 7919 + 13) % vocab, every target
@@ -20,7 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "engine/model/loader.h"
 #include "trainer/model/parameters.h"
-#include "trainer/model/training_model.h"
+#include "trainer/training_device.h"
 
 namespace {
 
@@ -55,18 +59,26 @@ double CpuSeconds() {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: train_step_bench MODEL [--batch B] [--seq T] [--threads N] "
-                 "[--bits fp|2..8] [--steps S] [--warmup W]\n");
+                 "usage: train_step_bench MODEL [--device cpu|cuda] [--batch B] [--seq T] "
+                 "[--threads N] [--bits fp|2..8] [--steps S] [--warmup W]\n");
     return 2;
   }
   const std::string path = argv[1];
   int64_t batch_size = 4, seq = 128, threads = 2, steps = 5, warmup = 1;
   Precision precision;
   std::string bits = "fp";
+  otaro::trainer::TrainingDevice device = otaro::trainer::TrainingDevice::kCpu;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const char* value = argv[i + 1];
-    if (flag == "--batch") {
+    if (flag == "--device") {
+      auto parsed = otaro::trainer::ParseTrainingDevice(value);
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "--device: %s\n", parsed.status().ToString().c_str());
+        return 2;
+      }
+      device = *parsed;
+    } else if (flag == "--batch") {
       batch_size = PositiveFlag("--batch", value);
     } else if (flag == "--seq") {
       seq = PositiveFlag("--seq", value);
@@ -116,7 +128,13 @@ int main(int argc, char** argv) {
     batch.targets.push_back(batch.inputs[(i + 1) % n]);
   }
 
-  otaro::trainer::TrainingModel model(&*params, batch_size, seq, static_cast<int>(threads));
+  auto backend = otaro::trainer::CreateTrainingBackend(device, &*params, batch_size, seq,
+                                                      static_cast<int>(threads));
+  if (!backend.ok()) {
+    std::fprintf(stderr, "%s\n", backend.status().ToString().c_str());
+    return 1;
+  }
+  otaro::trainer::TrainingBackend& model = **backend;
   otaro::trainer::Parameters grads = otaro::trainer::Parameters::ZerosLike(*params);
   double forward_s = 0, backward_s = 0, loss = 0, cpu_s = 0;
   for (int64_t step = 0; step < warmup + steps; ++step) {
@@ -146,8 +164,9 @@ int main(int argc, char** argv) {
   struct rusage usage;
   getrusage(RUSAGE_SELF, &usage);
   const double tokens = static_cast<double>(n) * steps;
-  std::printf("model %s: %lld parameters, batch %lld x %lld, %lld threads, bits %s\n",
+  std::printf("model %s: %lld parameters, device %s, batch %lld x %lld, %lld threads, bits %s\n",
               path.c_str(), static_cast<long long>(config.ParameterCount()),
+              std::string(otaro::trainer::TrainingDeviceName(device)).c_str(),
               static_cast<long long>(batch_size), static_cast<long long>(seq),
               static_cast<long long>(threads), bits.c_str());
   std::printf("loss %.4f; forward %.1f ms, backward %.1f ms per step (mean of %lld)\n", loss,
