@@ -31,6 +31,7 @@
 #include "eval/precision_sweep.h"
 #include "eval/zero_shot.h"
 #include "trainer/batch.h"
+#include "trainer/checkpoint.h"
 #include "trainer/training_device.h"
 #include "trainer/data/batcher.h"
 #include "trainer/data/dataset.h"
@@ -46,29 +47,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-constexpr char kCheckpointsDir[] = "checkpoints";
-constexpr char kLatestFile[] = "LATEST";
-constexpr char kPartialSuffix[] = ".partial";
-constexpr char kLaaAccumulatorTensor[] = "laa.accumulator";
 
 bool Exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
 }
 
-// rm -r for our own checkpoint folders (flat: files only).
-void RemoveFolder(const std::string& path) {
-  if (DIR* dir = ::opendir(path.c_str())) {
-    while (dirent* entry = ::readdir(dir)) {
-      const std::string name = entry->d_name;
-      if (name != "." && name != "..") ::unlink((path + "/" + name).c_str());
-    }
-    ::closedir(dir);
-  }
-  ::rmdir(path.c_str());
-}
-
-std::string CheckpointName(int64_t step) { return absl::StrFormat("step-%08d", step); }
 
 // Everything one run carries from step to step (and across a resume).
 struct RunState {
@@ -131,7 +115,8 @@ class TuningRun {
  public:
   TuningRun(const TuneOptions& options, const TuneCallbacks& callbacks,
             const std::atomic<bool>* cancel)
-      : options_(options), callbacks_(callbacks), cancel_(cancel) {}
+      : options_(options), callbacks_(callbacks), cancel_(cancel),
+        checkpoints_(options.output_dir) {}
 
   absl::StatusOr<TuneResult> Run();
 
@@ -186,6 +171,7 @@ class TuningRun {
   std::vector<std::pair<std::string, std::vector<eval::MultipleChoiceTask>>> zero_shot_sets_;
   int64_t total_steps_ = 0;
   RunState state_;
+  const CheckpointFolder checkpoints_;
 };
 
 absl::Status TuningRun::Load() {
@@ -393,71 +379,34 @@ std::string TuningRun::Provenance(const std::optional<Evaluation>& evaluation) c
 }
 
 absl::StatusOr<CheckpointRecord> TuningRun::WriteCheckpoint(std::optional<Evaluation> evaluation) {
-  const std::string root = absl::StrCat(options_.output_dir, "/", kCheckpointsDir);
-  const std::string name = CheckpointName(state_.step);
-  const std::string final_dir = absl::StrCat(root, "/", name);
-  const std::string partial = final_dir + kPartialSuffix;
-  OTARO_RETURN_IF_ERROR(CreateDirectories(root));
-  RemoveFolder(partial);
-  if (Exists(final_dir)) RemoveFolder(final_dir);  // a re-run of the same step
-  OTARO_RETURN_IF_ERROR(CreateDirectories(partial));
-
-  engine::CheckpointProvenance provenance{source_description_, Provenance(evaluation)};
-  OTARO_RETURN_IF_ERROR(engine::WriteMasterCheckpoint(*AsTensorSource(*params_), config_,
-                                                      tokenizer_.get(), provenance,
-                                                      partial + "/master.safetensors"));
-
-  // Optimizer moments and the LAA accumulator: the rest of what a resumed run
-  // needs to continue exactly.
-  safetensors::Writer writer;
-  OTARO_RETURN_IF_ERROR(writer.SetMetadata("format", "otaro-trainer-state"));
   const OptimizerState optimizer_state = optimizer_->ExportState();
-  for (const OptimizerState::Buffer& buffer : optimizer_state.buffers) {
-    OTARO_RETURN_IF_ERROR(writer.AddTensor(
-        absl::StrCat("optimizer.", buffer.name), safetensors::DType::kF32,
-        {static_cast<int64_t>(buffer.values.size())},
-        absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(buffer.values.data()),
-                                  buffer.values.size() * sizeof(float))));
-  }
-  if (laa_->pending() > 0) {
-    absl::Span<const float> acc = laa_->accumulator();
-    OTARO_RETURN_IF_ERROR(writer.AddTensor(
-        kLaaAccumulatorTensor, safetensors::DType::kF32, {static_cast<int64_t>(acc.size())},
-        absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(acc.data()),
-                                  acc.size() * sizeof(float))));
-  }
-  OTARO_RETURN_IF_ERROR(writer.WriteAtomically(partial + "/optimizer.safetensors"));
-
   const data::BatchPosition position = batcher_->position();
   json selections = json::object();
   for (const auto& [bits, count] : state_.selections) selections[std::to_string(bits)] = count;
-  json state = {{"format", "otaro-trainer-state"},
-                {"version", 1},
-                {"step", state_.step},
-                {"total_steps", total_steps_},
-                {"tokens", state_.tokens},
-                {"last_loss", state_.last_loss},
-                {"strategy", StrategyName(strategy_)},
-                {"bits", options_.bits},
-                {"seed", options_.seed},
-                {"seq_len", options_.seq_len},
-                {"batch_size", options_.batch_size},
-                {"data_position", {{"epoch", position.epoch}, {"index", position.index}}},
-                {"policy", policy_->ToJson()},
-                {"laa_pending", laa_->pending()},
-                {"last_laa_flush_step", state_.last_laa_flush_step},
-                {"optimizer_counters", optimizer_state.counters},
-                {"selections", selections}};
-  if (evaluation) state["evaluation"] = EvaluationToJson(*evaluation);
-  OTARO_RETURN_IF_ERROR(WriteFileAtomically(partial + "/state.json", state.dump(2)));
-
-  // Publish: the folder appears complete or not at all, then LATEST names it.
-  if (::rename(partial.c_str(), final_dir.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", partial, " to ", final_dir, ": ", std::strerror(errno)));
-  }
-  OTARO_RETURN_IF_ERROR(SyncDirectory(root));
-  OTARO_RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(root, "/", kLatestFile), name + "\n"));
+  TrainerState trainer_state;
+  trainer_state.state = {{"version", 1},
+                         {"step", state_.step},
+                         {"total_steps", total_steps_},
+                         {"tokens", state_.tokens},
+                         {"last_loss", state_.last_loss},
+                         {"strategy", StrategyName(strategy_)},
+                         {"bits", options_.bits},
+                         {"seed", options_.seed},
+                         {"seq_len", options_.seq_len},
+                         {"batch_size", options_.batch_size},
+                         {"data_position", {{"epoch", position.epoch}, {"index", position.index}}},
+                         {"policy", policy_->ToJson()},
+                         {"laa_pending", laa_->pending()},
+                         {"last_laa_flush_step", state_.last_laa_flush_step},
+                         {"optimizer_counters", optimizer_state.counters},
+                         {"selections", selections}};
+  if (evaluation) trainer_state.state["evaluation"] = EvaluationToJson(*evaluation);
+  trainer_state.optimizer = optimizer_state;
+  if (laa_->pending() > 0) trainer_state.laa_accumulator = laa_->accumulator();
+  const engine::CheckpointProvenance provenance{source_description_, Provenance(evaluation)};
+  OTARO_ASSIGN_OR_RETURN(const std::string final_dir,
+                         checkpoints_.Write(state_.step, *AsTensorSource(*params_), config_,
+                                            tokenizer_.get(), provenance, trainer_state));
 
   CheckpointRecord record;
   record.step = state_.step;
@@ -468,7 +417,7 @@ absl::StatusOr<CheckpointRecord> TuningRun::WriteCheckpoint(std::optional<Evalua
   // Keep the newest few; the one LATEST names is always among them.
   while (options_.keep_checkpoints > 0 &&
          static_cast<int>(state_.checkpoints.size()) > options_.keep_checkpoints) {
-    RemoveFolder(state_.checkpoints.front().path);
+    CheckpointFolder::Remove(state_.checkpoints.front().path);
     state_.checkpoints.erase(state_.checkpoints.begin());
   }
   if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(record);
@@ -476,20 +425,10 @@ absl::StatusOr<CheckpointRecord> TuningRun::WriteCheckpoint(std::optional<Evalua
 }
 
 absl::Status TuningRun::Resume() {
-  const std::string root = absl::StrCat(options_.output_dir, "/", kCheckpointsDir);
-  std::string latest;
-  if (!ReadFileToString(absl::StrCat(root, "/", kLatestFile), &latest).ok()) {
-    return absl::NotFoundError(
-        absl::StrCat("nothing to resume: no ", root, "/", kLatestFile));
-  }
-  const std::string dir = absl::StrCat(root, "/", absl::StripAsciiWhitespace(latest));
-  Status(absl::StrCat("resuming from ", dir));
-  std::string state_text;
-  OTARO_RETURN_IF_ERROR(ReadFileToString(dir + "/state.json", &state_text));
-  const json state = json::parse(state_text, nullptr, false);
-  if (state.is_discarded() || state.value("format", "") != "otaro-trainer-state") {
-    return absl::DataLossError(absl::StrCat(dir, "/state.json is not a trainer state"));
-  }
+  Status(absl::StrCat("resuming from the latest checkpoint in ", checkpoints_.root()));
+  OTARO_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, checkpoints_.ReadLatest());
+  const std::string& dir = loaded.dir;
+  const json& state = loaded.state;
   // A resumed run must be the same run: same strategy, bits, seed and shapes.
   if (state.value("strategy", "") != StrategyName(strategy_) ||
       state.value("bits", std::vector<int>{}) != options_.bits ||
@@ -500,37 +439,22 @@ absl::Status TuningRun::Resume() {
         "checkpoint ", dir, " was made with other settings (strategy, bits, seed, seq_len or "
         "batch_size differ): resume with the same options"));
   }
+  if (loaded.masters.values().size() != params_->values().size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " holds a different model than ", options_.model_path));
+  }
   try {
-    engine::ModelConfig config;
-    OTARO_ASSIGN_OR_RETURN(auto master,
-                           engine::OpenModelSource(dir + "/master.safetensors", &config));
-    OTARO_ASSIGN_OR_RETURN(Parameters params, Parameters::FromSource(*master, config));
-    if (params.values().size() != params_->values().size()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(dir, " holds a different model than ", options_.model_path));
-    }
-    std::copy(params.values().begin(), params.values().end(), params_->values().begin());
-
-    OTARO_ASSIGN_OR_RETURN(auto file, safetensors::File::Open(dir + "/optimizer.safetensors"));
+    std::copy(loaded.masters.values().begin(), loaded.masters.values().end(),
+              params_->values().begin());
     OptimizerState optimizer_state;
     optimizer_state.counters =
         state.at("optimizer_counters").get<std::map<std::string, int64_t>>();
-    std::vector<float> accumulator;
-    std::vector<std::pair<std::string, std::vector<float>>> buffers;
-    for (const auto& tensor : file->tensors()) {
-      OTARO_ASSIGN_OR_RETURN(std::vector<float> values, tensor.ToFloat32());
-      if (tensor.name == kLaaAccumulatorTensor) {
-        accumulator = std::move(values);
-      } else if (absl::StartsWith(tensor.name, "optimizer.")) {
-        buffers.emplace_back(tensor.name.substr(std::strlen("optimizer.")), std::move(values));
-      }
-    }
-    for (const auto& [name, values] : buffers) {
+    for (const auto& [name, values] : loaded.optimizer_buffers) {
       optimizer_state.buffers.push_back({name, values});
     }
     OTARO_RETURN_IF_ERROR(optimizer_->ImportState(optimizer_state));
     const int pending = state.at("laa_pending").get<int>();
-    if (pending > 0) OTARO_RETURN_IF_ERROR(laa_->Restore(pending, accumulator));
+    if (pending > 0) OTARO_RETURN_IF_ERROR(laa_->Restore(pending, loaded.laa_accumulator));
     OTARO_RETURN_IF_ERROR(policy_->FromJson(state.at("policy")));
     data::BatchPosition position;
     position.epoch = state.at("data_position").at("epoch").get<int64_t>();
