@@ -554,8 +554,15 @@ absl::StatusOr<TuneResult> TuningRun::Run() {
                       total_steps_));
   while (state_.step < total_steps_) {
     if (Cancelled()) {
-      Status("cancelled: writing a checkpoint");
-      OTARO_RETURN_IF_ERROR(WriteCheckpoint(std::nullopt).status());
+      // A cancel right after a periodic checkpoint (or a resume) has nothing
+      // new to save: writing the same step again would only be refused by
+      // whoever records checkpoints (the job store keeps one per step).
+      if (state_.checkpoints.empty() || state_.checkpoints.back().step != state_.step) {
+        Status("cancelled: writing a checkpoint");
+        OTARO_RETURN_IF_ERROR(WriteCheckpoint(std::nullopt).status());
+      } else {
+        Status(absl::StrCat("cancelled at step ", state_.step, ", which is checkpointed"));
+      }
       result.cancelled = true;
       break;
     }

@@ -314,6 +314,29 @@ TEST(TunerTest, CancelledAndResumedRunEndsExactlyWhereAStraightRunDoes) {
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("other settings"));
 }
 
+// Found by the job manager's test: a cancel that lands right after a periodic
+// checkpoint wrote the same step again, which the job store refuses (one
+// checkpoint per step), so the job FAILED instead of INTERRUPTED.
+TEST(TunerTest, CancelRightAfterACheckpointDoesNotWriteItAgain) {
+  const std::string out = testing::ScratchDir("cancel_at_checkpoint");
+  TuneOptions options = SmallRun(out);
+  options.steps = 20;
+  options.checkpoint_every = 5;
+  options.max_eval_batches = 1;
+  std::atomic<bool> cancel{false};
+  std::vector<int64_t> checkpoints;
+  TuneCallbacks callbacks;
+  callbacks.on_checkpoint = [&](const CheckpointRecord& c) {
+    checkpoints.push_back(c.step);
+    if (c.step == 10) cancel.store(true);
+  };
+  auto run = RunTuning(options, callbacks, &cancel);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->cancelled);
+  EXPECT_EQ(run->steps, 10);
+  EXPECT_EQ(checkpoints, (std::vector<int64_t>{5, 10}));  // step 10 once
+}
+
 TEST(TunerTest, ZeroShotSetsAreScoredAtStartAndEndAtEveryPrecision) {
   const std::string out = testing::ScratchDir("zero_shot");
   TuneOptions options = SmallRun(out);

@@ -92,11 +92,11 @@ T& Family<T>::WithLabels(absl::Span<const absl::string_view> label_values) {
   CleanLabels labels(label_values);
   std::string key = labels.Key();
   {
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = children_.find(key);
     if (it != children_.end()) return *it->second.metric;
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   // Another thread may have created it between the two locks; try_emplace
   // returns that one, so every caller gets the same child.
   auto [it, inserted] = children_.try_emplace(std::move(key));
@@ -126,7 +126,7 @@ void Family<T>::Collect(std::vector<MetricFamilySnapshot>* out) const {
     family.bucket_bounds = *bucket_bounds_;
   }
   {
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     family.samples.reserve(children_.size());
     for (const auto& [key, child] : children_) {
       Sample sample;
@@ -160,7 +160,7 @@ void CallbackGaugeFamily::Set(absl::Span<const absl::string_view> label_values,
     DieLabelCount(name_, label_names_.size(), label_values.size());
   }
   CleanLabels labels(label_values);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   Child& child = children_[labels.Key()];
   child.label_values = labels.Copy();
   child.callback = std::move(callback);
@@ -171,7 +171,7 @@ void CallbackGaugeFamily::Remove(absl::Span<const absl::string_view> label_value
     DieLabelCount(name_, label_names_.size(), label_values.size());
   }
   CleanLabels labels(label_values);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   children_.erase(labels.Key());
 }
 
@@ -184,7 +184,7 @@ void CallbackGaugeFamily::Collect(std::vector<MetricFamilySnapshot>* out) const 
   {
     // Callbacks run under the lock on purpose: Remove() waits for them, which
     // is what makes it safe to destroy what a removed callback reads.
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [key, child] : children_) {
       Sample sample;
       sample.label_values = child.label_values;
@@ -234,7 +234,7 @@ void Registry::Reserve(absl::string_view name, MetricType type) {
 
 absl::StatusOr<CounterFamily*> Registry::AddCounter(absl::string_view name, absl::string_view help,
                                                     std::vector<std::string> label_names) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CheckFamily(name, help, MetricType::kCounter, label_names); !s.ok())
     return s;
   auto* family =
@@ -246,7 +246,7 @@ absl::StatusOr<CounterFamily*> Registry::AddCounter(absl::string_view name, absl
 
 absl::StatusOr<GaugeFamily*> Registry::AddGauge(absl::string_view name, absl::string_view help,
                                                 std::vector<std::string> label_names) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CheckFamily(name, help, MetricType::kGauge, label_names); !s.ok()) return s;
   auto* family =
       new GaugeFamily(std::string(name), std::string(help), std::move(label_names), nullptr);
@@ -263,7 +263,7 @@ absl::StatusOr<HistogramFamily*> Registry::AddHistogram(absl::string_view name,
     return absl::InvalidArgumentError(absl::StrCat("histogram \"", name, "\": ", s.message()));
   }
   if (!bucket_bounds.empty() && std::isinf(bucket_bounds.back())) bucket_bounds.pop_back();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CheckFamily(name, help, MetricType::kHistogram, label_names); !s.ok()) {
     return s;
   }
@@ -277,7 +277,7 @@ absl::StatusOr<HistogramFamily*> Registry::AddHistogram(absl::string_view name,
 
 absl::StatusOr<CallbackGaugeFamily*> Registry::AddCallbackGauge(
     absl::string_view name, absl::string_view help, std::vector<std::string> label_names) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (absl::Status s = CheckFamily(name, help, MetricType::kGauge, label_names); !s.ok()) return s;
   auto* family =
       new CallbackGaugeFamily(std::string(name), std::string(help), std::move(label_names));
@@ -289,7 +289,7 @@ absl::StatusOr<CallbackGaugeFamily*> Registry::AddCallbackGauge(
 absl::Status Registry::AddCollector(std::unique_ptr<Collector> collector) {
   if (collector == nullptr) return absl::InvalidArgumentError("AddCollector: null collector");
   std::vector<Collector::Descriptor> descriptors = collector->Describe();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   // Check every family first (including against each other) so a failure
   // reserves nothing.
   absl::flat_hash_set<std::string> own_series;
@@ -315,7 +315,7 @@ absl::Status Registry::AddCollector(std::unique_ptr<Collector> collector) {
 std::vector<MetricFamilySnapshot> Registry::Collect() const {
   std::vector<MetricFamilySnapshot> out;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     std::vector<MetricFamilySnapshot> batch;
     absl::flat_hash_set<std::string> emitted;
     for (const Entry& entry : entries_) {

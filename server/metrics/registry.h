@@ -31,8 +31,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "common/mutex.h"
 #include "server/metrics/exposition.h"
 #include "server/metrics/metric.h"
 
@@ -83,7 +83,7 @@ class Family final : public Collectable {
   const std::string help_;
   const std::vector<std::string> label_names_;
   const std::shared_ptr<const std::vector<double>> bucket_bounds_;  // Histogram only.
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::flat_hash_map<std::string, Child> children_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -122,7 +122,7 @@ class CallbackGaugeFamily final : public Collectable {
   const std::string name_;
   const std::string help_;
   const std::vector<std::string> label_names_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::flat_hash_map<std::string, Child> children_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -186,7 +186,7 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void Reserve(absl::string_view name, MetricType type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
   // Every series name written by a registered family.
   absl::flat_hash_set<std::string> series_names_ ABSL_GUARDED_BY(mu_);

@@ -130,7 +130,7 @@ absl::StatusOr<otaro::v1::ModelVersion> ModelVersions::Publish(uint64_t version)
     OTARO_RETURN_IF_ERROR(NeedStore("publishing a model version"));
     if (version == 0)
       return absl::InvalidArgumentError("version must be set (versions start at 1)");
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     OTARO_ASSIGN_OR_RETURN(ModelVersionRecord record, store_->GetModelVersion(version));
     if (auto served = host_->current(); served != nullptr && served->version == version) {
       return store_->RecordPublish(version);  // already served: nothing to load
@@ -146,7 +146,7 @@ absl::StatusOr<otaro::v1::ModelVersion> ModelVersions::Rollback() {
   uint64_t target = 0;
   absl::Status status = [&]() -> absl::Status {
     OTARO_RETURN_IF_ERROR(NeedStore("rolling back the model version"));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     std::optional<uint64_t> previous;
     OTARO_ASSIGN_OR_RETURN(previous, store_->RollbackTarget());
     if (!previous.has_value()) {

@@ -15,10 +15,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 #include "otaro/v1/models.pb.h"
 #include "server/config/config.h"
 #include "server/metrics/registry.h"
@@ -48,10 +49,10 @@ class ModelVersions {
   absl::StatusOr<std::vector<otaro::v1::ModelVersion>> List();
   // Serves `version` from now on. NOT_FOUND for an unknown version,
   // FAILED_PRECONDITION when it cannot be loaded (the served one stays).
-  absl::StatusOr<otaro::v1::ModelVersion> Publish(uint64_t version);
+  absl::StatusOr<otaro::v1::ModelVersion> Publish(uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
   // Serves the version served before the current one (FAILED_PRECONDITION when
   // there is none or it cannot be loaded).
-  absl::StatusOr<otaro::v1::ModelVersion> Rollback();
+  absl::StatusOr<otaro::v1::ModelVersion> Rollback() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   ModelVersions(const Config& config, Store* store, ModelHost* host, SwapListener on_swap)
@@ -61,7 +62,8 @@ class ModelVersions {
   absl::Status NeedStore(const char* what) const;
   // Loads `record` and swaps it in after `commit` (the store update) succeeds.
   absl::Status LoadAndSwap(const ModelVersionRecord& record,
-                           const std::function<absl::Status()>& commit);  // with mu_ held
+                           const std::function<absl::Status()>& commit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<otaro::v1::ModelVersion> Describe(uint64_t version);
   void Count(const char* action, const absl::Status& status);
 
@@ -72,8 +74,7 @@ class ModelVersions {
   metrics::CounterFamily* publishes_ = nullptr;
   // Serialises Publish and Rollback (loading happens under it: a second
   // publish waits rather than loading a third model at the same time).
-  // std::mutex: visible to ThreadSanitizer (see engine/serving/scheduler.cc).
-  std::mutex mu_;
+  Mutex mu_;  // common/mutex.h: visible to TSan, checked by clang
 };
 
 }  // namespace otaro::server

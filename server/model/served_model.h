@@ -7,10 +7,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 #include "engine/model/llama_model.h"
 #include "engine/runtime/backend.h"
 #include "engine/serving/scheduler.h"
@@ -49,23 +50,23 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
 // request; Set swaps atomically.
 class ModelHost {
  public:
-  std::shared_ptr<const ServedModel> current() const {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<const ServedModel> current() const ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
     return current_;
   }
   // Returns the model served until now. Requests in flight keep it alive and
   // finish on it; it (and its scheduler) is destroyed when the last of them
   // and the caller let go, never under this lock, so readers are not held up.
-  std::shared_ptr<const ServedModel> Set(std::shared_ptr<const ServedModel> model) {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<const ServedModel> Set(std::shared_ptr<const ServedModel> model)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
     current_.swap(model);
     return model;
   }
 
  private:
-  // std::mutex: visible to ThreadSanitizer (see engine/serving/scheduler.cc).
-  mutable std::mutex mu_;
-  std::shared_ptr<const ServedModel> current_;  // guarded by mu_
+  mutable Mutex mu_;  // common/mutex.h: visible to TSan, checked by clang
+  std::shared_ptr<const ServedModel> current_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace otaro::server

@@ -4,10 +4,10 @@
 #ifndef OTARO_SERVER_SERVICE_CALL_GATE_H_
 #define OTARO_SERVER_SERVICE_CALL_GATE_H_
 
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 
+#include "absl/base/thread_annotations.h"
+#include "common/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/status.h"
 
@@ -31,7 +31,7 @@ class CallGate {
   };
 
   // A pass, or nullopt once the gate is closed.
-  std::optional<Pass> TryEnter();
+  std::optional<Pass> TryEnter() ABSL_LOCKS_EXCLUDED(mu_);
 
   // The status a refused call returns.
   static grpc::Status ShuttingDown() {
@@ -39,24 +39,20 @@ class CallGate {
                         "the server is shutting down; retry on another replica");
   }
 
-  void Close();
-  bool closed() const;
-  int in_flight() const;
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+  bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
+  int in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Waits until no call is in flight; false if `timeout` passed first.
-  bool WaitIdle(absl::Duration timeout);
+  bool WaitIdle(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void Leave();
+  void Leave() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // std::mutex rather than absl::Mutex: Debian's Abseil is not built with
-  // ThreadSanitizer, so only pthread-based locks are visible to --config=tsan
-  // (the CI's TSan step runs this class's test).
-  mutable std::mutex mu_;
-  std::condition_variable idle_;  // in_flight_ reached 0
-  // Guarded by mu_.
-  bool closed_ = false;
-  int in_flight_ = 0;
+  mutable Mutex mu_;  // common/mutex.h: visible to TSan, checked by clang
+  CondVar idle_;      // in_flight_ reached 0
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace otaro::server

@@ -3,14 +3,16 @@
 #include <chrono>
 #include <memory>
 
-#include "absl/synchronization/mutex.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/time/clock.h"
+#include "common/mutex.h"
 
 namespace otaro::server {
 namespace {
 
 struct CallState {
-  absl::Mutex mu;
+  Mutex mu;
+  CondVar changed;  // a token or the end arrived
   GenerationDelta pending ABSL_GUARDED_BY(mu);
   absl::Time last_token ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   std::vector<absl::Duration> gaps ABSL_GUARDED_BY(mu);
@@ -33,7 +35,7 @@ GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::Generation
   callbacks.on_token = [state, want_deltas](engine::Token token, absl::string_view text,
                                             double logprob) {
     const absl::Time now = absl::Now();
-    absl::MutexLock lock(&state->mu);
+    MutexLock lock(&state->mu);
     if (state->last_token != absl::InfinitePast()) state->gaps.push_back(now - state->last_token);
     state->last_token = now;
     state->delivered_bytes += text.size();
@@ -41,15 +43,17 @@ GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::Generation
     state->pending.tokens.push_back(token);
     state->pending.text.append(text.data(), text.size());
     state->pending.logprobs.push_back(static_cast<float>(logprob));
+    state->changed.SignalAll();
   };
   callbacks.on_finish = [state](const absl::Status& status,
                                 const engine::GenerationResult& result,
                                 const engine::RequestTimings& timings) {
-    absl::MutexLock lock(&state->mu);
+    MutexLock lock(&state->mu);
     state->outcome.status = status;
     state->outcome.result = result;
     state->outcome.timings = timings;
     state->finished = true;
+    state->changed.SignalAll();
   };
   auto handle = scheduler.Submit(std::move(request), std::move(callbacks));
   if (!handle.ok()) {
@@ -63,11 +67,11 @@ GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::Generation
     GenerationDelta delta;
     bool finished;
     {
-      absl::MutexLock lock(&state->mu);
+      MutexLock lock(&state->mu);
       auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) {
         return state->finished || !state->pending.tokens.empty();
       };
-      state->mu.AwaitWithTimeout(absl::Condition(&ready), kClientPoll);
+      state->changed.WaitFor(&state->mu, kClientPoll, ready);
       std::swap(delta, state->pending);
       finished = state->finished;
     }
@@ -81,7 +85,7 @@ GenerationOutcome RunGeneration(engine::Scheduler& scheduler, engine::Generation
       cancelled = true;
     }
   }
-  absl::MutexLock lock(&state->mu);
+  MutexLock lock(&state->mu);
   GenerationOutcome outcome = state->outcome;
   outcome.inter_token_gaps = std::move(state->gaps);
   if (state->delivered_bytes < outcome.result.text.size()) {

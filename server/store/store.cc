@@ -276,7 +276,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   OTARO_ASSIGN_OR_RETURN(auto db, sqlite::Database::Open((fs::path(dir) / kDatabaseFile).string()));
   std::unique_ptr<Store> store(new Store(dir, std::move(db)));
   {
-    absl::MutexLock lock(&store->mu_);
+    MutexLock lock(&store->mu_);
     OTARO_RETURN_IF_ERROR(store->Migrate());
   }
   RemoveDeadStagingDirs(fs::path(dir) / kModelsDir);
@@ -366,7 +366,7 @@ absl::StatusOr<uint64_t> Store::RegisterModelVersion(const std::string& sefp_pat
   } cleanup{staging};
   OTARO_RETURN_IF_ERROR(BringFileIn(sefp_path, staging / kCheckpointFile, mode));
 
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   OTARO_ASSIGN_OR_RETURN(auto max,
                          db_->Prepare("SELECT COALESCE(MAX(version), 0) FROM model_versions"));
@@ -399,7 +399,7 @@ absl::StatusOr<uint64_t> Store::RegisterModelVersion(const std::string& sefp_pat
 }
 
 absl::StatusOr<ModelVersionRecord> Store::InitializeServing(const std::string& model_path) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   OTARO_ASSIGN_OR_RETURN(std::optional<uint64_t> current, CurrentVersionLocked());
   if (!current.has_value()) {
@@ -438,12 +438,12 @@ absl::StatusOr<ModelVersionRecord> Store::GetModelVersionLocked(uint64_t version
 }
 
 absl::StatusOr<ModelVersionRecord> Store::GetModelVersion(uint64_t version) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return GetModelVersionLocked(version);
 }
 
 absl::StatusOr<std::vector<ModelVersionRecord>> Store::ListModelVersions() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(auto query,
                          db_->Prepare(absl::StrCat("SELECT ", kVersionColumns,
                                                    " FROM model_versions ORDER BY version")));
@@ -480,17 +480,17 @@ absl::StatusOr<std::optional<uint64_t>> Store::RollbackTargetLocked() {
 }
 
 absl::StatusOr<std::optional<uint64_t>> Store::CurrentVersion() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return CurrentVersionLocked();
 }
 
 absl::StatusOr<std::optional<uint64_t>> Store::RollbackTarget() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return RollbackTargetLocked();
 }
 
 absl::Status Store::RecordPublish(uint64_t version) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   OTARO_RETURN_IF_ERROR(GetModelVersionLocked(version).status());
   OTARO_ASSIGN_OR_RETURN(std::optional<uint64_t> current, CurrentVersionLocked());
@@ -502,7 +502,7 @@ absl::Status Store::RecordPublish(uint64_t version) {
 }
 
 absl::StatusOr<uint64_t> Store::RecordRollback(uint64_t expected_target) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   OTARO_ASSIGN_OR_RETURN(std::optional<uint64_t> target, RollbackTargetLocked());
   if (!target.has_value()) {
@@ -524,7 +524,7 @@ absl::StatusOr<uint64_t> Store::RecordRollback(uint64_t expected_target) {
 }
 
 absl::StatusOr<std::vector<ServingEntry>> Store::ServingHistory() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(auto query,
                          db_->Prepare("SELECT seq, version, started_at, action, rolled_back_at "
                                       "FROM serving ORDER BY seq"));
@@ -547,7 +547,7 @@ absl::StatusOr<std::vector<ServingEntry>> Store::ServingHistory() {
 
 absl::Status Store::CreateJob(const JobRecord& job) {
   if (job.id.empty()) return absl::InvalidArgumentError("a tuning job needs an id");
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   absl::Status status = db_->Run(
       "INSERT INTO tuning_jobs (id, display_name, spec, state, created_at, started_at, "
       "finished_at, step, total_steps, trained_tokens, error, resume_checkpoint, base_version, "
@@ -568,7 +568,7 @@ absl::Status Store::CreateJob(const JobRecord& job) {
 }
 
 absl::StatusOr<JobRecord> Store::GetJob(const std::string& id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(auto query, db_->Prepare(absl::StrCat("SELECT ", kJobColumns,
                                                                " FROM tuning_jobs WHERE id = ?")));
   OTARO_RETURN_IF_ERROR(query.BindAll(id));
@@ -593,7 +593,7 @@ absl::StatusOr<JobPage> Store::ListJobs(const JobFilter& filter, int page_size,
       states.push_back(absl::StrCat(static_cast<int>(state)));
     absl::StrAppend(&where, " AND state IN (", absl::StrJoin(states, ", "), ")");
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(
       auto query, db_->Prepare(absl::StrCat("SELECT ", kJobColumns, " FROM tuning_jobs WHERE ",
                                             where, " ORDER BY rowid DESC LIMIT ?")));
@@ -615,7 +615,7 @@ absl::StatusOr<JobPage> Store::ListJobs(const JobFilter& filter, int page_size,
 }
 
 absl::StatusOr<std::map<otaro::v1::JobState, int64_t>> Store::CountJobsByState() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(auto query,
                          db_->Prepare("SELECT state, COUNT(*) FROM tuning_jobs GROUP BY state"));
   std::map<otaro::v1::JobState, int64_t> counts;
@@ -641,7 +641,7 @@ constexpr char kInterruptedStepSql[] =
 
 absl::Status Store::UpdateJobState(const std::string& id, otaro::v1::JobState state,
                                    const std::string& error) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   const int64_t now = NowSeconds();
   OTARO_RETURN_IF_ERROR(
@@ -663,7 +663,7 @@ absl::Status Store::UpdateJobState(const std::string& id, otaro::v1::JobState st
 
 absl::Status Store::UpdateJobProgress(const std::string& id, uint64_t step, uint64_t total_steps,
                                       uint64_t trained_tokens) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_RETURN_IF_ERROR(
       db_->Run("UPDATE tuning_jobs SET step = ?, total_steps = ?, trained_tokens = ? WHERE id = ?",
                step, total_steps, trained_tokens, id));
@@ -671,14 +671,14 @@ absl::Status Store::UpdateJobProgress(const std::string& id, uint64_t step, uint
 }
 
 absl::Status Store::SetJobResult(const std::string& id, uint64_t result_version) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_RETURN_IF_ERROR(
       db_->Run("UPDATE tuning_jobs SET result_version = ? WHERE id = ?", result_version, id));
   return CheckJobChanged(id);
 }
 
 absl::StatusOr<std::vector<std::string>> Store::MarkRunningJobsInterrupted() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   std::vector<std::string> ids;
   {
@@ -726,7 +726,7 @@ absl::StatusOr<otaro::v1::TuningJobEvent> Store::AppendEventLocked(
 
 absl::StatusOr<otaro::v1::TuningJobEvent> Store::AppendEvent(const std::string& job_id,
                                                              otaro::v1::TuningJobEvent event) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   OTARO_ASSIGN_OR_RETURN(otaro::v1::TuningJobEvent stored,
                          AppendEventLocked(job_id, std::move(event)));
@@ -737,7 +737,7 @@ absl::StatusOr<otaro::v1::TuningJobEvent> Store::AppendEvent(const std::string& 
 absl::StatusOr<std::vector<otaro::v1::TuningJobEvent>> Store::ListEvents(const std::string& job_id,
                                                                          uint64_t after_sequence,
                                                                          int limit) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(auto query,
                          db_->Prepare("SELECT seq, event FROM tuning_job_events WHERE job_id = ? "
                                       "AND seq > ? ORDER BY seq LIMIT ?"));
@@ -758,7 +758,7 @@ absl::StatusOr<std::vector<otaro::v1::TuningJobEvent>> Store::ListEvents(const s
 }
 
 absl::Status Store::AddCheckpoint(const std::string& job_id, const CheckpointRecord& checkpoint) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(db_.get()));
   OTARO_RETURN_IF_ERROR(db_->Run("UPDATE tuning_jobs SET resume_checkpoint = ? WHERE id = ?",
                                  checkpoint.path, job_id));
@@ -778,7 +778,7 @@ absl::Status Store::AddCheckpoint(const std::string& job_id, const CheckpointRec
 }
 
 absl::StatusOr<std::vector<CheckpointRecord>> Store::ListCheckpoints(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   OTARO_ASSIGN_OR_RETURN(
       auto query, db_->Prepare("SELECT step, path, created_at, train_loss, metrics_json FROM "
                                "tuning_job_checkpoints WHERE job_id = ? ORDER BY step"));

@@ -27,7 +27,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "otaro/v1/models.pb.h"
 #include "otaro/v1/tuning.pb.h"
 #include "server/store/sqlite.h"
@@ -208,7 +208,7 @@ class Store {
   absl::Status CheckJobChanged(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string dir_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::unique_ptr<sqlite::Database> db_ ABSL_GUARDED_BY(mu_);
 };
 
