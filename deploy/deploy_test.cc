@@ -249,7 +249,7 @@ TEST_F(StagedImageTest, EntrypointServesAndHealthcheckFollowsReadiness) {
     std::vector<std::string> argv = to_tree(entrypoint);
     const std::string ready = absl::StrCat(*root_, "/", name, ".json");
     for (std::string arg : {"--ready_file", ready.c_str(), "--set", "server.grpc_address=127.0.0.1:0",
-                            "--set", "server.metrics_address=127.0.0.1:0", "--set",
+                            "--set", "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0", "--set",
                             "engine.threads=1", "--set", "server.drain_delay_seconds=0",
                             // Loopback needs no token file; the store on the staged volume.
                             "--set", "auth.token_file=", "--set", store_dir_set.c_str()}) {

@@ -27,7 +27,8 @@ ABSL_FLAG(std::string, config, "", "YAML config file (see README: Configuration)
 ABSL_FLAG(std::string, model, "", "Model to serve; the same as --set model.path=PATH.");
 ABSL_FLAG(std::string, ready_file, "",
           "Once serving, write the bound ports here as JSON "
-          "{\"grpc_port\":N,\"metrics_port\":M,\"pid\":P} (for supervisors and tests).");
+          "{\"grpc_port\":N,\"metrics_port\":M,\"http_port\":H,\"pid\":P} (0 for a "
+          "disabled listener; for supervisors and tests).");
 ABSL_FLAG(bool, print_config, false, "Print the effective config as YAML and exit.");
 ABSL_FLAG(bool, print_config_reference, false,
           "Print every config key as a Markdown table and exit.");
@@ -126,14 +127,18 @@ int main(int argc, char** argv) {
     OTARO_LOG_ERROR("cannot start: {}", server.status().ToString());
     return 1;
   }
-  OTARO_LOG_INFO("serving gRPC on port {}{}", (*server)->grpc_port(),
+  OTARO_LOG_INFO("serving gRPC on port {}{}{}", (*server)->grpc_port(),
                  (*server)->metrics_port() ? absl::StrCat(", metrics on port ",
                                                           (*server)->metrics_port())
-                                           : std::string(", metrics disabled"));
+                                           : std::string(", metrics disabled"),
+                 (*server)->http_port() ? absl::StrCat(", OpenAI API on port ",
+                                                       (*server)->http_port())
+                                        : std::string(", OpenAI API disabled"));
   if (const std::string ready_file = absl::GetFlag(FLAGS_ready_file); !ready_file.empty()) {
     auto status = otaro::WriteFileAtomically(
         ready_file, absl::StrCat("{\"grpc_port\":", (*server)->grpc_port(),
                                  ",\"metrics_port\":", (*server)->metrics_port(),
+                                 ",\"http_port\":", (*server)->http_port(),
                                  ",\"pid\":", ::getpid(), "}\n"));
     if (!status.ok()) OTARO_LOG_ERROR("cannot write --ready_file: {}", status.ToString());
   }

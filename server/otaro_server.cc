@@ -1,5 +1,9 @@
 #include "server/otaro_server.h"
 
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -38,6 +42,24 @@ GenerateLimits LimitsFrom(const Config& config) {
   return limits;
 }
 
+// server.http_model_name, else model.path's last component without its
+// extension (a folder's name as it is): stable across tuning publishes, which
+// change the served file but not what clients call the model.
+std::string OpenAiModelName(const Config& config) {
+  if (!config.server.http_model_name.empty()) return config.server.http_model_name;
+  std::filesystem::path path(config.model.path);
+  if (path.has_filename() == false) path = path.parent_path();
+  if (path.empty()) return "otaro";
+  std::string name = path.filename().string();
+  for (const char* ext : {".gguf", ".sefp", ".bin", ".safetensors"}) {
+    if (absl::EndsWith(name, ext) && name.size() > std::strlen(ext)) {
+      name.resize(name.size() - std::strlen(ext));
+      break;
+    }
+  }
+  return name;
+}
+
 }  // namespace
 
 OtaroServer::OtaroServer(const Config& config) : config_(config) {}
@@ -45,10 +67,13 @@ OtaroServer::OtaroServer(const Config& config) : config_(config) {}
 OtaroServer::~OtaroServer() {
   if (tuning_jobs_) tuning_jobs_->Shutdown();
   if (grpc_server_) grpc_server_->Shutdown(std::chrono::system_clock::now());
+  if (openai_http_) openai_http_->Stop();
   if (metrics_http_) metrics_http_->Stop();
 }
 
 int OtaroServer::metrics_port() const { return metrics_http_ ? metrics_http_->port() : 0; }
+
+int OtaroServer::http_port() const { return openai_http_ ? openai_http_->port() : 0; }
 
 absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& config) {
   std::unique_ptr<OtaroServer> server(new OtaroServer(config));
@@ -65,8 +90,8 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
 
   // Access control and TLS are checked before the (slow) model load, so a bad
   // token file or certificate fails the start at once.
-  auto credentials = auth::MakeServerCredentials(config, &server->registry_);
-  if (!credentials.ok()) return credentials.status();
+  auto security = auth::MakeServerSecurity(config, &server->registry_);
+  if (!security.ok()) return security.status();
 
   // The model loads before any listener opens: a bad model.path is a start-up
   // error with a clear message, never a server that answers without a model.
@@ -107,7 +132,7 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.server.grpc_address, *credentials,
+  builder.AddListeningPort(config.server.grpc_address, security->credentials,
                            &server->grpc_port_);
   // gRPC sets SO_REUSEPORT by default, which would let a second server bind the
   // same port and silently split the traffic. A taken port must be an error.
@@ -124,6 +149,23 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
     return absl::UnavailableError(absl::StrCat(
         "cannot listen for gRPC on ", config.server.grpc_address,
         " (server.grpc_address): the port is in use or the address is not local"));
+  }
+
+  if (!config.server.http_address.empty()) {
+    openai::OpenAiHttpServerOptions options;
+    options.listen_address = config.server.http_address;
+    options.num_threads = config.server.http_threads;
+    options.max_body_bytes = config.server.max_receive_message_bytes;
+    options.model_name = OpenAiModelName(config);
+    options.access_control = security->access_control;
+    auto http = openai::OpenAiHttpServer::Start(
+        server->grpc_server_->InProcessChannel(grpc::ChannelArguments()), std::move(options));
+    if (!http.ok()) {
+      return absl::Status(http.status().code(),
+                          absl::StrCat("OpenAI API (server.http_address ",
+                                       config.server.http_address, "): ", http.status().message()));
+    }
+    server->openai_http_ = *std::move(http);
   }
 
   auto* health = server->grpc_server_->GetHealthCheckService();
@@ -267,6 +309,8 @@ bool OtaroServer::Drain() {
   // Cancels whatever is left (incl. health Watch streams) and closes listeners.
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   grpc_server_->Wait();
+  // Its requests ended with their gRPC calls; this joins the workers.
+  if (openai_http_) openai_http_->Stop();
   if (metrics_http_) metrics_http_->Stop();
   return finished;
 }

@@ -1,5 +1,6 @@
 // The running service: the gRPC server (API v1 + health + reflection), the
-// metrics endpoint, and the shutdown sequence. main.cc owns process concerns
+// OpenAI-compatible HTTP API over it, the metrics endpoint, and the shutdown
+// sequence. main.cc owns process concerns
 // (flags, signals); this class owns the serving lifecycle so tests can drive it.
 #ifndef OTARO_SERVER_OTARO_SERVER_H_
 #define OTARO_SERVER_OTARO_SERVER_H_
@@ -13,6 +14,7 @@
 #include "server/metrics/registry.h"
 #include "server/model/model_versions.h"
 #include "server/model/served_model.h"
+#include "server/openai/openai_http_server.h"
 #include "server/service/call_gate.h"
 #include "server/service/services.h"
 #include "server/store/store.h"
@@ -33,6 +35,8 @@ class OtaroServer {
   int grpc_port() const { return grpc_port_; }
   // 0 when the metrics endpoint is disabled.
   int metrics_port() const;
+  // The OpenAI API's port; 0 when server.http_address is empty.
+  int http_port() const;
 
   // The graceful stop, run once on SIGTERM/SIGINT:
   //  1. health turns NOT_SERVING and new calls get UNAVAILABLE;
@@ -70,6 +74,8 @@ class OtaroServer {
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;
+  // After grpc_server_, so it is destroyed first: it holds a channel into it.
+  std::unique_ptr<openai::OpenAiHttpServer> openai_http_;
 };
 
 }  // namespace otaro::server

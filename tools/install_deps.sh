@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # Build
   bazel-bootstrap bazel-platforms bazel-rules-java g++ clang git python3 python3-pip
+  # The test tooling's venv (the official openai client, tools/install_test_python.sh)
+  python3-venv
   # gRPC, Protobuf (compiler + runtime), Abseil
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
   # Config, logging, metrics HTTP, JSON, Unicode regexes, BLAS

@@ -19,6 +19,8 @@ fi
 
 # The quick start's default model (SmolLM2-135M-Instruct); some tests load it.
 default_model=$(bash tools/fetch_default_model.sh) || { echo "0 passed, 1 failed"; exit 1; }
+# Python with the test tooling's PyPI packages (the official openai client).
+test_python=$(bash tools/install_test_python.sh) || { echo "0 passed, 1 failed"; exit 1; }
 
 config=()
 if [ ! -x /usr/local/cuda/bin/nvcc ]; then
@@ -30,7 +32,7 @@ fi
 bazel build "${config[@]}" //...
 build_rc=$?
 bazel test "${config[@]}" //... --test_env=OTARO_SHARED_DIR="$shared" \
-  --test_env=OTARO_DEFAULT_MODEL="$default_model" "$@"
+  --test_env=OTARO_DEFAULT_MODEL="$default_model" --test_env=OTARO_PYTHON="$test_python" "$@"
 test_rc=$?
 
 tests=$(bazel query 'tests(//...)' 2>/dev/null)

@@ -209,8 +209,8 @@ grpc_server_credentials* CoreTlsCredentials(const TlsMaterial& material) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const Config& config, metrics::Registry* registry) {
+absl::StatusOr<ServerSecurity> MakeServerSecurity(const Config& config,
+                                                  metrics::Registry* registry) {
   const std::string& address = config.server.grpc_address;
   std::shared_ptr<const AccessControl> control;
   if (config.auth.token_file.empty()) {
@@ -249,8 +249,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
                        : absl::StrCat("required, signed by ", config.tls.client_ca_file));
   }
   auto credentials = std::make_shared<CoreServerCredentials>(core);
-  if (control != nullptr) credentials->InstallAccessControl(std::move(control));
-  return credentials;
+  if (control != nullptr) credentials->InstallAccessControl(control);
+  return ServerSecurity{std::move(credentials), std::move(control)};
 }
 
 }  // namespace otaro::server::auth

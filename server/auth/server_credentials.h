@@ -17,17 +17,26 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/security/server_credentials.h"
+#include "server/auth/access_control.h"
 #include "server/config/config.h"
 #include "server/metrics/registry.h"
 
 namespace otaro::server::auth {
 
-// Checks the config (a token file, or else a loopback server.grpc_address;
-// readable, matching TLS files), loads the tokens, registers the auth metrics
-// in `registry` and logs what the listener will enforce. Errors name the config
+struct ServerSecurity {
+  // The gRPC listener's credentials, with `access_control` attached.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // The token check; null without auth.token_file. The OpenAI HTTP API asks
+  // the same object, so both protocols enforce one set of tokens and roles.
+  std::shared_ptr<const AccessControl> access_control;
+};
+
+// Checks the config (a token file, or else loopback listeners; readable,
+// matching TLS files), loads the tokens, registers the auth metrics in
+// `registry` and logs what the listener will enforce. Errors name the config
 // key and the file.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const Config& config, metrics::Registry* registry);
+absl::StatusOr<ServerSecurity> MakeServerSecurity(const Config& config,
+                                                  metrics::Registry* registry);
 
 }  // namespace otaro::server::auth
 

@@ -55,11 +55,13 @@ class ServerCredentialsTest : public ::testing::Test {
 
   absl::Status Make(const Config& config) {
     metrics::Registry registry;
-    auto credentials = MakeServerCredentials(config, &registry);
-    if (credentials.ok()) {
-      EXPECT_NE(*credentials, nullptr);
+    auto security = MakeServerSecurity(config, &registry);
+    if (security.ok()) {
+      EXPECT_NE(security->credentials, nullptr);
+      // One token check for gRPC and the OpenAI API, present iff tokens are.
+      EXPECT_EQ(security->access_control != nullptr, !config.auth.token_file.empty());
     }
-    return credentials.status();
+    return security.status();
   }
 
   std::string dir_;
@@ -77,6 +79,20 @@ TEST_F(ServerCredentialsTest, WithoutTokensOnlyLoopbackAddresses) {
   EXPECT_THAT(status.message(), HasSubstr("server.grpc_address 0.0.0.0:50051 is not a loopback"));
   EXPECT_THAT(status.message(), HasSubstr("auth.token_file"));
 
+  config.auth.token_file = token_file_;
+  EXPECT_TRUE(Make(config).ok());
+}
+
+TEST_F(ServerCredentialsTest, TheOpenAiListenerFollowsTheSameRule) {
+  Config config;
+  config.server.grpc_address = "127.0.0.1:0";
+  config.server.http_address = "0.0.0.0:8000";
+  absl::Status status = Make(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("server.http_address 0.0.0.0:8000 is not a loopback"));
+  config.server.http_address = "";  // off
+  EXPECT_TRUE(Make(config).ok());
+  config.server.http_address = "0.0.0.0:8000";
   config.auth.token_file = token_file_;
   EXPECT_TRUE(Make(config).ok());
 }

@@ -138,6 +138,20 @@ const std::vector<Key>& Schema() {
                 [](absl::string_view p, absl::string_view t) { return CheckAddress(p, t, true); }),
       IntKey("server.metrics_threads", "HTTP worker threads of the metrics endpoint.",
              [](Config& c) -> int& { return c.server.metrics_threads; }, 1, 64),
+      StringKey("server.http_address", "host:port or empty",
+                "The OpenAI-compatible HTTP API (/v1/models, /v1/completions, "
+                "/v1/chat/completions). Empty disables it. Plaintext: with TLS configured it "
+                "must be a loopback address.",
+                [](Config& c) -> std::string& { return c.server.http_address; },
+                [](absl::string_view p, absl::string_view t) { return CheckAddress(p, t, true); }),
+      IntKey("server.http_threads",
+             "Worker threads of the OpenAI API; each request in progress (a stream included) "
+             "holds one.",
+             [](Config& c) -> int& { return c.server.http_threads; }, 1, 1024),
+      StringKey("server.http_model_name", "string",
+                "The model's id in the OpenAI API. Empty: model.path's file name without its "
+                "extension.",
+                [](Config& c) -> std::string& { return c.server.http_model_name; }),
       NumberKey("server.drain_delay_seconds",
                 "After SIGTERM: health turns NOT_SERVING and new calls get UNAVAILABLE for "
                 "this long before the server waits for in-flight calls (lets load balancers "
@@ -293,10 +307,28 @@ absl::Status CheckConsistency(const Config& config) {
         "config key 'tls.client_ca_file' needs 'tls.cert_file' and 'tls.key_file'");
   }
   // Port 0 means "any free port", so two of them never collide.
-  if (config.server.metrics_address == config.server.grpc_address &&
-      !absl::EndsWith(config.server.grpc_address, ":0")) {
-    return absl::InvalidArgumentError(
-        "config keys 'server.grpc_address' and 'server.metrics_address' are the same address");
+  const std::pair<const char*, const std::string*> listeners[] = {
+      {"server.grpc_address", &config.server.grpc_address},
+      {"server.metrics_address", &config.server.metrics_address},
+      {"server.http_address", &config.server.http_address}};
+  for (size_t i = 0; i < std::size(listeners); ++i) {
+    for (size_t j = i + 1; j < std::size(listeners); ++j) {
+      const std::string& a = *listeners[i].second;
+      if (!a.empty() && a == *listeners[j].second && !absl::EndsWith(a, ":0")) {
+        return absl::InvalidArgumentError(absl::StrCat("config keys '", listeners[i].first,
+                                                       "' and '", listeners[j].first,
+                                                       "' are the same address"));
+      }
+    }
+  }
+  // The OpenAI API speaks plaintext HTTP: with TLS on the gRPC listener it may
+  // only face this machine (a local proxy that ends TLS in front of it).
+  if (!config.tls.cert_file.empty() && !config.server.http_address.empty() &&
+      !IsLoopbackAddress(config.server.http_address)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server.http_address ", config.server.http_address,
+        " is not a loopback address, but the OpenAI API has no TLS of its own while tls.cert_file "
+        "is set: listen on 127.0.0.1 behind a TLS-terminating proxy, or set it empty"));
   }
   return absl::OkStatus();
 }
@@ -325,13 +357,19 @@ bool IsLoopbackAddress(absl::string_view host_port) {
 }
 
 absl::Status CheckOpenListener(const Config& config) {
-  const std::string& address = config.server.grpc_address;
-  if (!config.auth.token_file.empty() || IsLoopbackAddress(address)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "server.grpc_address ", address,
-      " is not a loopback address, and without auth.token_file anyone who can reach it "
-      "could call every RPC: set auth.token_file (README: Access control), or listen on "
-      "127.0.0.1"));
+  if (!config.auth.token_file.empty()) return absl::OkStatus();
+  for (const auto& [key, address] :
+       {std::pair<const char*, const std::string*>{"server.grpc_address",
+                                                   &config.server.grpc_address},
+        {"server.http_address", &config.server.http_address}}) {
+    if (address->empty() || IsLoopbackAddress(*address)) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        key, " ", *address,
+        " is not a loopback address, and without auth.token_file anyone who can reach it "
+        "could call every RPC: set auth.token_file (README: Access control), or listen on "
+        "127.0.0.1"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Config> ParseConfig(absl::string_view yaml_text, absl::string_view source,

@@ -22,6 +22,12 @@ struct ServerSection {
   // Empty disables the metrics endpoint.
   std::string metrics_address = "127.0.0.1:9464";
   int metrics_threads = 2;
+  // The OpenAI-compatible HTTP API (server/openai). Empty disables it.
+  std::string http_address = "127.0.0.1:8000";
+  int http_threads = 32;
+  // The model's id in the OpenAI API; empty: model.path's file name without
+  // its extension ("otaro" without a model.path).
+  std::string http_model_name;
   // After SIGTERM: time between turning health NOT_SERVING (new calls get
   // UNAVAILABLE) and waiting for in-flight calls, so load balancers notice.
   double drain_delay_seconds = 0;
@@ -125,9 +131,9 @@ absl::StatusOr<Config> LoadConfig(const std::string& path,
 // True for 127.0.0.0/8, [::1] and localhost, as "host:port".
 bool IsLoopbackAddress(absl::string_view host_port);
 
-// Without auth.token_file anyone who reaches the listener may call every RPC,
-// so server.grpc_address must then be a loopback address: InvalidArgument
-// naming both keys otherwise. ParseConfig applies it (a bad configuration, exit
+// Without auth.token_file anyone who reaches a listener may call every RPC,
+// so server.grpc_address and server.http_address must then be loopback
+// addresses: InvalidArgument naming the keys otherwise. ParseConfig applies it (a bad configuration, exit
 // code 2); server credentials check it again for configs built in code.
 absl::Status CheckOpenListener(const Config& config);
 

@@ -19,8 +19,9 @@ absl::StatusOr<std::unique_ptr<GenerationMetrics>> GenerationMetrics::Register(
   OTARO_ASSIGN_OR_RETURN(
       m->requests_,
       registry->AddCounter("otaro_requests_total",
-                           "Generation calls by method, precision (decode) and gRPC status code.",
-                           {"method", "precision", "code"}));
+                           "Generation calls by method, protocol (grpc, or http for the OpenAI "
+                           "API), precision (decode) and gRPC status code.",
+                           {"method", "protocol", "precision", "code"}));
   OTARO_ASSIGN_OR_RETURN(m->prompt_tokens_,
                          registry->AddCounter("otaro_prompt_tokens_total",
                                               "Prompt tokens processed, by prefill precision.",
@@ -72,10 +73,11 @@ absl::StatusOr<std::unique_ptr<GenerationMetrics>> GenerationMetrics::Register(
   return m;
 }
 
-void GenerationMetrics::RecordRequest(absl::string_view method, int prefill_bits, int decode_bits,
+void GenerationMetrics::RecordRequest(absl::string_view method, absl::string_view protocol,
+                                      int prefill_bits, int decode_bits,
                                       const absl::Status& status) {
   requests_
-      ->WithLabels({method, PrecisionLabel(decode_bits),
+      ->WithLabels({method, protocol, PrecisionLabel(decode_bits),
                     absl::StatusCodeToString(status.code())})
       .Increment();
 }

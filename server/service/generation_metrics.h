@@ -22,10 +22,11 @@ class GenerationMetrics {
   static absl::StatusOr<std::unique_ptr<GenerationMetrics>> Register(metrics::Registry* registry,
                                                                      const ModelHost* models);
 
-  // One finished call (any status). `precision` is the decode precision
-  // ("E5M4"); 0 when the request was refused before one was known.
-  void RecordRequest(absl::string_view method, int prefill_bits, int decode_bits,
-                     const absl::Status& status);
+  // One finished call (any status). `protocol` is "grpc" or "http" (the
+  // OpenAI API's calls). `decode_bits` labels the precision ("E5M4"); 0 when
+  // the request was refused before one was known.
+  void RecordRequest(absl::string_view method, absl::string_view protocol, int prefill_bits,
+                     int decode_bits, const absl::Status& status);
   // A call that generated: tokens and latencies.
   void RecordGeneration(int prefill_bits, int decode_bits, int64_t prompt_tokens,
                         int64_t generated_tokens, const engine::RequestTimings& timings,

@@ -30,6 +30,14 @@ uint64_t RandomSeed() {
   return (static_cast<uint64_t>(device()) << 32) ^ device();
 }
 
+// "http" for the OpenAI API's calls (server/openai marks them), else "grpc".
+// Only a metrics label: a gRPC client that sets the header mislabels itself.
+absl::string_view ProtocolOf(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("otaro-protocol");
+  return it != metadata.end() && it->second == "http" ? "http" : "grpc";
+}
+
 otaro::v1::FinishReason ToApi(engine::FinishReason reason) {
   switch (reason) {
     case engine::FinishReason::kEos: return otaro::v1::FINISH_REASON_EOS;
@@ -75,12 +83,13 @@ grpc::Status InferenceService::Prepare(const otaro::v1::GenerateRequest& request
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::Finish(absl::string_view method, const PreparedRequest& prepared,
+grpc::Status InferenceService::Finish(const grpc::ServerContext* context,
+                                      absl::string_view method, const PreparedRequest& prepared,
                                       const GenerationOutcome* outcome,
                                       const grpc::Status& status) {
   if (metrics_ == nullptr) return status;
-  metrics_->RecordRequest(method, prepared.prefill_bits, prepared.decode_bits,
-                          FromGrpcStatus(status));
+  metrics_->RecordRequest(method, ProtocolOf(*context), prepared.prefill_bits,
+                          prepared.decode_bits, FromGrpcStatus(status));
   if (outcome != nullptr) {
     metrics_->RecordGeneration(prepared.prefill_bits, prepared.decode_bits,
                                outcome->result.prompt_tokens,
@@ -97,12 +106,12 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* context,
   std::shared_ptr<const ServedModel> served;
   PreparedRequest prepared;
   if (grpc::Status status = Prepare(*request, &served, &prepared); !status.ok()) {
-    return Finish("Generate", prepared, nullptr, status);
+    return Finish(context, "Generate", prepared, nullptr, status);
   }
   GenerationOutcome outcome =
       RunGeneration(*served->scheduler, prepared.request, context, /*emit=*/{});
   if (!outcome.status.ok()) {
-    return Finish("Generate", prepared, &outcome, ToGrpcStatus(outcome.status));
+    return Finish(context, "Generate", prepared, &outcome, ToGrpcStatus(outcome.status));
   }
   response->set_text(ToValidUtf8(outcome.result.text));
   for (engine::Token id : outcome.result.tokens) response->add_token_ids(static_cast<uint32_t>(id));
@@ -113,7 +122,7 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* context,
                                    ? otaro::v1::RECONSTRUCTION_MIDPOINT
                                    : otaro::v1::RECONSTRUCTION_TRUNCATE);
   FillSummary(*served, prepared, outcome, response);
-  return Finish("Generate", prepared, &outcome, grpc::Status::OK);
+  return Finish(context, "Generate", prepared, &outcome, grpc::Status::OK);
 }
 
 grpc::Status InferenceService::GenerateStream(grpc::ServerContext* context,
@@ -123,7 +132,7 @@ grpc::Status InferenceService::GenerateStream(grpc::ServerContext* context,
   std::shared_ptr<const ServedModel> served;
   PreparedRequest prepared;
   if (grpc::Status status = Prepare(*request, &served, &prepared); !status.ok()) {
-    return Finish("GenerateStream", prepared, nullptr, status);
+    return Finish(context, "GenerateStream", prepared, nullptr, status);
   }
   const bool logprobs = request->logprobs();
   GenerationOutcome outcome = RunGeneration(
@@ -137,14 +146,14 @@ grpc::Status InferenceService::GenerateStream(grpc::ServerContext* context,
         return writer->Write(chunk);
       });
   if (!outcome.status.ok()) {
-    return Finish("GenerateStream", prepared, &outcome, ToGrpcStatus(outcome.status));
+    return Finish(context, "GenerateStream", prepared, &outcome, ToGrpcStatus(outcome.status));
   }
   otaro::v1::GenerateChunk last;
   // Held-back text (a cut-off character: U+FFFD per byte, as Generate answers).
   last.set_text(ToValidUtf8(outcome.final_text));
   FillSummary(*served, prepared, outcome, &last);
   writer->Write(last);
-  return Finish("GenerateStream", prepared, &outcome, grpc::Status::OK);
+  return Finish(context, "GenerateStream", prepared, &outcome, grpc::Status::OK);
 }
 
 grpc::Status InferenceService::Served(std::shared_ptr<const ServedModel>* served) const {

@@ -46,7 +46,8 @@ class InferenceService final : public otaro::v1::Inference::Service {
                        std::shared_ptr<const ServedModel>* served,
                        PreparedRequest* prepared) const;
   // Records a finished call in the metrics and returns its status.
-  grpc::Status Finish(absl::string_view method, const PreparedRequest& prepared,
+  grpc::Status Finish(const grpc::ServerContext* context, absl::string_view method,
+                      const PreparedRequest& prepared,
                       const GenerationOutcome* outcome, const grpc::Status& status);
 
   CallGate* gate_;

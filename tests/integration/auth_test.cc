@@ -68,7 +68,7 @@ class AuthTest : public ::testing::Test {
     const std::string dir = testing::ScratchDir("auth");
     server_ = new testing::ServerProcess(
         dir, {"--model", StoriesGguf(), "--set", "server.grpc_address=127.0.0.1:0", "--set",
-              "server.metrics_address=127.0.0.1:0", "--set",
+              "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0", "--set",
               "auth.token_file=" + WriteTokenFile(dir)});
   }
   static void TearDownTestSuite() { delete server_; }
@@ -193,7 +193,7 @@ TEST_F(AuthTest, CliSendsItsToken) {
 TEST(AuthStartupTest, WithoutTokensANonLoopbackAddressIsAStartupError) {
   const std::string dir = testing::ScratchDir("auth_no_tokens");
   auto result = testing::Run({testing::RunfilePath("server/otaro_server"), "--set",
-                              "server.grpc_address=0.0.0.0:0", "--set", "server.metrics_address="},
+                              "server.grpc_address=0.0.0.0:0", "--set", "server.metrics_address=", "--set", "server.http_address="},
                              dir, absl::Seconds(60));
   EXPECT_EQ(result.exit_code, 2) << result.err;  // a bad configuration (README)
   EXPECT_TRUE(absl::StrContains(result.err, "server.grpc_address 0.0.0.0:0 is not a loopback"))
@@ -204,7 +204,7 @@ TEST(AuthStartupTest, WithoutTokensANonLoopbackAddressIsAStartupError) {
 TEST(AuthStartupTest, WithTokensAnyAddressServes) {
   const std::string dir = testing::ScratchDir("auth_any_address");
   testing::ServerProcess server(dir, {"--set", "server.grpc_address=0.0.0.0:0", "--set",
-                                      "server.metrics_address=", "--set",
+                                      "server.metrics_address=", "--set", "server.http_address=", "--set",
                                       "auth.token_file=" + WriteTokenFile(dir)});
   ASSERT_GT(server.grpc_port(), 0);
   EXPECT_EQ(HealthCheck(server.channel()), grpc::StatusCode::OK);
@@ -217,7 +217,7 @@ TEST(AuthStartupTest, TokenFileReadableByEveryoneIsAStartupError) {
   ::chmod(tokens.c_str(), 0644);
   auto result = testing::Run({testing::RunfilePath("server/otaro_server"), "--set",
                               "server.grpc_address=127.0.0.1:0", "--set",
-                              "server.metrics_address=", "--set", "auth.token_file=" + tokens},
+                              "server.metrics_address=", "--set", "server.http_address=", "--set", "auth.token_file=" + tokens},
                              dir, absl::Seconds(60));
   EXPECT_EQ(result.exit_code, 1) << result.err;
   EXPECT_TRUE(absl::StrContains(result.err, "mode 0644")) << result.err;
@@ -244,7 +244,7 @@ class TlsTest : public ::testing::Test {
   }
 
   std::vector<std::string> TlsArgs() {
-    return {"--set", "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=",
+    return {"--set", "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=", "--set", "server.http_address=",
             "--set", "tls.cert_file=" + certs_.server_cert, "--set",
             "tls.key_file=" + certs_.server_key};
   }
@@ -300,7 +300,7 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificate) {
 
 TEST_F(TlsTest, MismatchedKeyIsAStartupError) {
   auto result = testing::Run({testing::RunfilePath("server/otaro_server"), "--set",
-                              "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=",
+                              "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=", "--set", "server.http_address=",
                               "--set", "tls.cert_file=" + certs_.server_cert, "--set",
                               "tls.key_file=" + certs_.unrelated_key},
                              dir_, absl::Seconds(60));

@@ -27,7 +27,7 @@ class ContractTest : public ::testing::Test {
     server_ = new testing::ServerProcess(
         testing::ScratchDir("contract"),
         {"--model", testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"), "--set",
-         "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=", "--set",
+         "server.grpc_address=127.0.0.1:0", "--set", "server.metrics_address=", "--set", "server.http_address=", "--set",
          "engine.threads=1"});
   }
   static void TearDownTestSuite() {

@@ -32,7 +32,7 @@ class Server {
                   const std::string& model = Stories()) {
     std::vector<std::string> args = {
         "--model", model, "--set", "server.grpc_address=127.0.0.1:0", "--set",
-        "server.metrics_address=127.0.0.1:0", "--set", "engine.threads=2"};
+        "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0", "--set", "engine.threads=2"};
     for (const std::string& set : sets) {
       args.push_back("--set");
       args.push_back(set);
@@ -225,7 +225,7 @@ TEST(GenerateTest, CancellingAStreamFreesItsCache) {
   EXPECT_EQ(running, 0);
   EXPECT_TRUE(absl::StrContains(
       server.Metrics(),
-      "otaro_requests_total{method=\"GenerateStream\",precision=\"E5M8\",code=\"CANCELLED\"} 1"));
+      "otaro_requests_total{method=\"GenerateStream\",protocol=\"grpc\",precision=\"E5M8\",code=\"CANCELLED\"} 1"));
 }
 
 TEST(GenerateTest, DeadlineExpiryIsDeadlineExceeded) {

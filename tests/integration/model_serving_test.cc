@@ -36,7 +36,7 @@ class ModelServingTest : public ::testing::Test {
     server_ = new testing::ServerProcess(
         testing::ScratchDir("model_serving"),
         {"--model", StoriesGguf(), "--set", "server.grpc_address=127.0.0.1:0", "--set",
-         "server.metrics_address=127.0.0.1:0", "--set", "model.resident_max_bits=6"});
+         "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0", "--set", "model.resident_max_bits=6"});
     ASSERT_GT(server_->grpc_port(), 0);
     dir_ = &server_->dir();
     grpc_port_ = server_->grpc_port();
@@ -193,7 +193,7 @@ TEST(ModelStartupTest, BadModelPathsAreClearStartupErrors) {
        }) {
     std::vector<std::string> argv = {testing::RunfilePath("server/otaro_server"), "--set",
                                      "server.grpc_address=127.0.0.1:0", "--set",
-                                     "server.metrics_address="};
+                                     "server.metrics_address=", "--set", "server.http_address="};
     argv.insert(argv.end(), c.args.begin(), c.args.end());
     auto result = testing::Run(argv, dir, absl::Seconds(60));
     EXPECT_EQ(result.exit_code, 1) << result.err;

@@ -73,7 +73,7 @@ class ModelVersionsServer {
         std::vector<std::string>{
             "--model", server::testing::Stories260KGguf(), "--set", "store.dir=" + store_dir,
             "--set", "server.grpc_address=127.0.0.1:0", "--set",
-            "server.metrics_address=127.0.0.1:0", "--set", "engine.threads=2"});
+            "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0", "--set", "engine.threads=2"});
     inference_ = otaro::v1::Inference::NewStub(server_->channel());
     versions_ = otaro::v1::ModelVersions::NewStub(server_->channel());
   }

@@ -100,7 +100,7 @@ class PrometheusTest : public ::testing::Test {
         testing::ScratchDir("otaro_server"), std::vector<std::string>{
                           "--model", testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"),
                           "--set", "server.grpc_address=127.0.0.1:0", "--set",
-                          "server.metrics_address=127.0.0.1:0", "--set", "engine.threads=2",
+                          "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0", "--set", "engine.threads=2",
                           "--set", "store.dir=" + testing::ScratchDir("prometheus_store")});
     ASSERT_NE(server_->grpc_port(), 0);
     // Generations at two precisions, so the labelled series have samples.

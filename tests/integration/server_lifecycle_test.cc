@@ -45,6 +45,7 @@ class RunningServer {
     const std::string config_path = dir + "/otaro.yaml";
     std::ofstream(config_path) << "server:\n  grpc_address: \"127.0.0.1:0\"\n"
                                   "  metrics_address: \"127.0.0.1:0\"\n"
+                                  "  http_address: \"127.0.0.1:0\"\n"
                                << extra_yaml;
     std::vector<std::string> args = {"--config", config_path};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
@@ -229,7 +230,7 @@ TEST(ServerLifecycleTest, PortInUseIsAClearStartupError) {
   std::string dir = testing::ScratchDir("port_second");
   auto result = testing::Run({testing::RunfilePath("server/otaro_server"), "--set",
                               absl::StrCat("server.grpc_address=127.0.0.1:", first.grpc_port()),
-                              "--set", "server.metrics_address=127.0.0.1:0"},
+                              "--set", "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0"},
                              dir, absl::Seconds(30));
   EXPECT_EQ(result.exit_code, 1) << result.err;
   EXPECT_TRUE(absl::StrContains(result.err, absl::StrCat(first.grpc_port()))) << result.err;

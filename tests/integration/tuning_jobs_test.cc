@@ -60,7 +60,7 @@ std::vector<std::string> ServerArgs(const std::string& dir) {
   return {"--model",
           testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf"),
           "--set", "server.grpc_address=127.0.0.1:0",
-          "--set", "server.metrics_address=127.0.0.1:0",
+          "--set", "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0",
           "--set", absl::StrCat("store.dir=", dir, "/store"),
           "--set", absl::StrCat("tuning.data_dir=", dir, "/data"),
           "--set", "tuning.threads=1",

@@ -50,7 +50,7 @@ TEST(FaultsTest, KilledClientMidStreamFreesItsRequest) {
   EXPECT_TRUE(server.WaitIdle()) << "the dead client's request still holds the KV cache";
   EXPECT_TRUE(absl::StrContains(
       server.Metrics(),
-      "otaro_requests_total{method=\"GenerateStream\",precision=\"E5M6\",code=\"CANCELLED\"} 1"))
+      "otaro_requests_total{method=\"GenerateStream\",protocol=\"grpc\",precision=\"E5M6\",code=\"CANCELLED\"} 1"))
       << server.Metrics();
   ExpectServes(server);
 }

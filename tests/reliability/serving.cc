@@ -20,7 +20,7 @@ StoriesServer::StoriesServer(const std::string& name, const std::vector<std::str
                              const std::string& model) {
   std::vector<std::string> args = {"--model", model, "--set",
                                    "server.grpc_address=127.0.0.1:0", "--set",
-                                   "server.metrics_address=127.0.0.1:0", "--set",
+                                   "server.metrics_address=127.0.0.1:0", "--set", "server.http_address=127.0.0.1:0", "--set",
                                    "engine.threads=2"};
   for (const std::string& set : sets) {
     args.push_back("--set");

@@ -3,6 +3,7 @@
 with each strategy from one recipe, every result scored by one protocol.
 
   python3 tools/experiments/smollm2_otaro.py run   --out DIR [--strategies otaro,uniform,fp] [--seed 1] [--threads N]
+                                                   [--lr X] [--steps N] [--tag T]
   python3 tools/experiments/smollm2_otaro.py score --out DIR [--peer-dir /tmp/llamacpp-peer]
   python3 tools/experiments/smollm2_otaro.py table --out DIR [--json docs/results/smollm2.json]
 
@@ -12,7 +13,9 @@ run    tunes one model per strategy with `otaro tune --recipe
        strategy and the reconstruction. An interrupted run is resumed from its
        last checkpoint (--resume), never restarted. Results as they come:
        DIR/<strategy>-s<seed>/ (steps.jsonl, evaluation.json, model.sefp,
-       checkpoints/).
+       checkpoints/). --lr / --steps override the recipe's; --tag T names
+       the folder <strategy>-T-s<seed> so a variant never resumes another's
+       checkpoints.
 score  scores every result with `otaro eval ppl` on the held-out text
        (wikitext-2-tokens/test.txt, first --tokens tokens, windows of 512): the
        untuned model and each tuned model at fp32 and E5M8..E5M2; the fp-tuned
@@ -52,15 +55,16 @@ def shared_dir():
     return os.environ.get("OTARO_SHARED_DIR", os.path.join(os.path.dirname(ROOT), "shared"))
 
 
-def run_dir(out, strategy, seed):
-    return os.path.join(out, "%s-s%d" % (strategy.replace(":", "_").replace("+", "_"), seed))
+def run_dir(out, strategy, seed, tag=""):
+    name = strategy.replace(":", "_").replace("+", "_") + ("-" + tag if tag else "")
+    return os.path.join(out, "%s-s%d" % (name, seed))
 
 
 def cmd_run(args):
     sh(["bazel", "build", "-c", "opt", "//tools/tune:otaro-tune"], stderr=subprocess.DEVNULL)
     model = default_model()
     for strategy in args.strategies.split(","):
-        out = run_dir(args.out, strategy, args.seed)
+        out = run_dir(args.out, strategy, args.seed, args.tag)
         if os.path.exists(os.path.join(out, "model.sefp")):
             print("done already: " + out, file=sys.stderr)
             continue
@@ -70,6 +74,8 @@ def cmd_run(args):
                "--eval-bits", ",".join(map(str, BITS)), "--quiet"]
         if args.steps:
             cmd += ["--steps", str(args.steps)]
+        if args.lr:
+            cmd += ["--lr", repr(args.lr)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         if os.path.exists(os.path.join(out, "checkpoints", "LATEST")):
@@ -195,6 +201,8 @@ def main():
     ap.add_argument("--strategies", default="otaro,uniform,fp")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=0, help="override the recipe's steps")
+    ap.add_argument("--lr", type=float, default=0.0, help="override the recipe's learning rate")
+    ap.add_argument("--tag", default="", help="variant name in the run folder (<strategy>-TAG-s<seed>)")
     ap.add_argument("--reconstruction", default="midpoint")
     ap.add_argument("--threads", type=int, default=0, help="trainer threads (0 = all cores)")
     ap.add_argument("--tokens", type=int, default=8192, help="held-out tokens scored")

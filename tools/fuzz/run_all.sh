@@ -27,7 +27,20 @@ cd "$repo" || exit 1
 # (nlohmann / Abseil templates under ASan); FUZZ_OPT=-O0 to build faster.
 opt="${FUZZ_OPT:--O1}"
 
-CFLAGS=(-std=c++20 "$opt" -gline-tables-only -fno-omit-frame-pointer -ffp-contract=off -I.
+# The otaro.v1 messages, generated here by protoc (Bazel's copies may be absent
+# or in another output tree).
+# Files are replaced only when they change, so their objects are reused.
+GEN="$work/gen"
+rm -rf "$GEN.new" && mkdir -p "$GEN.new" "$GEN/otaro/v1"
+if ! protoc -Iproto --cpp_out="$GEN.new" proto/otaro/v1/common.proto proto/otaro/v1/inference.proto; then
+  echo "fuzz: protoc failed"
+  echo "fuzz: 0 targets, 1 crashes"
+  exit 1
+fi
+for f in "$GEN.new"/otaro/v1/*; do
+  cmp -s "$f" "$GEN/otaro/v1/$(basename "$f")" || cp "$f" "$GEN/otaro/v1/"
+done
+CFLAGS=(-std=c++20 "$opt" -gline-tables-only -fno-omit-frame-pointer -ffp-contract=off -I. -I"$GEN"
         -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
         -DPCRE2_CODE_UNIT_WIDTH=8
         -DSPDLOG_SHARED_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL)
@@ -49,6 +62,7 @@ TARGETS=(
   "dataset|tools/fuzz/targets/dataset_fuzz.cc trainer/data/dataset.cc trainer/data/data_source.cc trainer/data/examples.cc trainer/data/data_report.cc engine/tokenizer/chat_template.cc $TOKENIZER_SRCS|-lpcre2-8|16384"
   "chat_template|tools/fuzz/targets/chat_template_fuzz.cc engine/tokenizer/chat_template.cc $TOKENIZER_SRCS|-lpcre2-8|8192"
   "token_file|tools/fuzz/targets/token_file_fuzz.cc server/auth/token_file.cc common/atomic_file.cc|-lcrypto|8192"
+  "openai_request|tools/fuzz/targets/openai_request_fuzz.cc server/openai/openai_api.cc $GEN/otaro/v1/inference.pb.cc $GEN/otaro/v1/common.pb.cc|-lprotobuf|16384"
 )
 if [ -n "${FUZZ_TARGETS:-}" ]; then
   selected=()
