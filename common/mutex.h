@@ -71,6 +71,12 @@ class CondVar {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return WaitUntil(mu, absl::Now() + timeout, done);
   }
+  // One wait, woken by a Signal, the timeout or spuriously: for callers that
+  // re-check in a loop what no predicate under `mu` can express (e.g. state
+  // kept elsewhere). False when the timeout passed.
+  bool WaitOnceFor(Mutex* mu, absl::Duration timeout) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return cv_.wait_for(*mu, absl::ToChronoNanoseconds(timeout)) == std::cv_status::no_timeout;
+  }
   void Signal() { cv_.notify_one(); }
   void SignalAll() { cv_.notify_all(); }
 

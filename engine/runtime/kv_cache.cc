@@ -61,7 +61,7 @@ absl::Status KVCache::CheckFits(int64_t max_total_tokens) const {
 }
 
 bool KVCache::CanAdmit(int64_t tokens) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return BlocksFor(tokens) <= static_cast<int64_t>(free_.size());
 }
 
@@ -72,7 +72,7 @@ absl::StatusOr<SequenceHandle> KVCache::Allocate(int64_t initial_tokens,
     return absl::InvalidArgumentError(absl::StrCat("KV cache: initial tokens ", initial_tokens,
                                                    " outside [0, ", max_total_tokens, "]"));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Sequence s;
   s.max_total = max_total_tokens;
   if (absl::Status grown = GrowLocked(&s, initial_tokens); !grown.ok()) return grown;
@@ -116,14 +116,14 @@ absl::StatusOr<const KVCache::Sequence*> KVCache::Find(SequenceHandle seq) const
 }
 
 absl::Status KVCache::Extend(SequenceHandle seq, int64_t total_tokens) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<Sequence*> s = Find(seq);
   if (!s.ok()) return s.status();
   return GrowLocked(*s, total_tokens);
 }
 
 absl::Status KVCache::Free(SequenceHandle seq) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = sequences_.find(seq);
   if (it == sequences_.end()) {
     return absl::NotFoundError(absl::StrCat("KV cache: no sequence ", seq));
@@ -137,21 +137,21 @@ absl::Status KVCache::Free(SequenceHandle seq) {
 }
 
 absl::StatusOr<int64_t> KVCache::Length(SequenceHandle seq) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<const Sequence*> s = Find(seq);
   if (!s.ok()) return s.status();
   return (*s)->length;
 }
 
 absl::StatusOr<int64_t> KVCache::Capacity(SequenceHandle seq) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<const Sequence*> s = Find(seq);
   if (!s.ok()) return s.status();
   return static_cast<int64_t>((*s)->blocks.size()) * block_size_;
 }
 
 absl::Status KVCache::SetLength(SequenceHandle seq, int64_t length) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<Sequence*> s = Find(seq);
   if (!s.ok()) return s.status();
   const int64_t cap = static_cast<int64_t>((*s)->blocks.size()) * block_size_;
@@ -164,19 +164,19 @@ absl::Status KVCache::SetLength(SequenceHandle seq, int64_t length) {
 }
 
 absl::StatusOr<std::vector<int32_t>> KVCache::BlockTable(SequenceHandle seq) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   absl::StatusOr<const Sequence*> s = Find(seq);
   if (!s.ok()) return s.status();
   return (*s)->blocks;
 }
 
 int64_t KVCache::free_blocks() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return static_cast<int64_t>(free_.size());
 }
 
 int64_t KVCache::num_sequences() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return static_cast<int64_t>(sequences_.size());
 }
 

@@ -15,12 +15,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 
 namespace otaro::engine {
 
@@ -102,17 +102,18 @@ class KVCache {
     int64_t max_total = 0;
   };
   KVCache(const KvCacheShape& shape, int64_t block_size, int64_t num_blocks);
-  absl::StatusOr<Sequence*> Find(SequenceHandle seq);
-  absl::StatusOr<const Sequence*> Find(SequenceHandle seq) const;
-  absl::Status GrowLocked(Sequence* s, int64_t total_tokens);
+  absl::StatusOr<Sequence*> Find(SequenceHandle seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<const Sequence*> Find(SequenceHandle seq) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status GrowLocked(Sequence* s, int64_t total_tokens) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const KvCacheShape shape_;
   const int64_t block_size_;
   const int64_t num_blocks_;
-  mutable std::mutex mu_;
-  std::vector<int32_t> free_;  // stack of free block ids
-  std::unordered_map<SequenceHandle, Sequence> sequences_;
-  SequenceHandle next_handle_ = 1;
+  mutable Mutex mu_;  // common/mutex.h: visible to TSan, checked by clang
+  std::vector<int32_t> free_ ABSL_GUARDED_BY(mu_);  // stack of free block ids
+  std::unordered_map<SequenceHandle, Sequence> sequences_ ABSL_GUARDED_BY(mu_);
+  SequenceHandle next_handle_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace otaro::engine

@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -16,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "engine/runtime/sampler.h"
 
 namespace otaro::engine {
@@ -75,16 +74,12 @@ struct Scheduler::Core {
   const SchedulerOptions options;
   const Generator generator;  // validation and end-of-generation ids, shared with tools
 
-  // std::mutex rather than absl::Mutex: Debian's Abseil is not built with
-  // ThreadSanitizer annotations, so only pthread-based locks are visible to
-  // --config=tsan.
-  mutable std::mutex mu;
-  std::condition_variable cv;  // new work, a cancel or shutdown
-  // Guarded by mu.
-  std::deque<std::shared_ptr<Request>> waiting;
-  bool shutting_down = false;
-  Clock::time_point shutdown_deadline;
-  uint64_t next_id = 1;
+  mutable Mutex mu;  // common/mutex.h: visible to TSan, checked by clang
+  CondVar cv;        // new work, a cancel or shutdown
+  std::deque<std::shared_ptr<Request>> waiting ABSL_GUARDED_BY(mu);
+  bool shutting_down ABSL_GUARDED_BY(mu) = false;
+  Clock::time_point shutdown_deadline ABSL_GUARDED_BY(mu);
+  uint64_t next_id ABSL_GUARDED_BY(mu) = 1;
 
   // Published for stats(); running is changed only by the engine thread.
   std::atomic<int> running_count{0};
@@ -93,7 +88,7 @@ struct Scheduler::Core {
 
   std::thread thread;
   std::thread::id engine_id;  // set before Create returns, read-only afterwards
-  std::mutex join_mu;         // one joiner at a time
+  Mutex join_mu;              // one joiner at a time
 
   // Engine thread only.
   std::vector<std::shared_ptr<Request>> running;  // in admission order
@@ -110,8 +105,8 @@ class Scheduler::Handle : public RequestHandle {
     // The engine looks at the flag at every step boundary; this only wakes it
     // in case it sleeps. A handle may outlive the scheduler.
     if (std::shared_ptr<Core> core = core_.lock()) {
-      std::lock_guard<std::mutex> lock(core->mu);
-      core->cv.notify_all();
+      MutexLock lock(&core->mu);
+      core->cv.SignalAll();
     }
   }
   uint64_t id() const override { return request_->id; }
@@ -164,7 +159,7 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
                                                                  RequestCallbacks callbacks) {
   Core& core = *core_;
   {
-    std::lock_guard<std::mutex> lock(core.mu);
+    MutexLock lock(&core.mu);
     if (core.shutting_down) return absl::UnavailableError("scheduler: shutting down");
   }
   if (absl::Status s = core.generator.Validate(request); !s.ok()) {
@@ -191,7 +186,7 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
                  [generator](Token id) { return generator->IsEndOfGeneration(id); }, r->max_total);
   r->callbacks = std::move(callbacks);
   {
-    std::lock_guard<std::mutex> lock(core.mu);
+    MutexLock lock(&core.mu);
     if (core.shutting_down) return absl::UnavailableError("scheduler: shutting down");
     if (static_cast<int64_t>(core.waiting.size()) >= core.options.max_waiting) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -201,7 +196,7 @@ absl::StatusOr<std::shared_ptr<RequestHandle>> Scheduler::Submit(GenerationReque
     r->id = core.next_id++;
     r->submitted = Clock::now();
     core.waiting.push_back(r);
-    core.cv.notify_all();
+    core.cv.SignalAll();
   }
   return std::shared_ptr<RequestHandle>(std::make_shared<Handle>(r, core_));
 }
@@ -210,7 +205,7 @@ SchedulerStats Scheduler::stats() const {
   const Core& core = *core_;
   SchedulerStats s;
   {
-    std::lock_guard<std::mutex> lock(core.mu);
+    MutexLock lock(&core.mu);
     s.waiting = static_cast<int>(core.waiting.size());
     s.running = core.running_count.load();
   }
@@ -232,16 +227,16 @@ void Scheduler::Core::RequestShutdown(absl::Duration grace) {
   // Clamped so that now + grace cannot overflow the clock.
   grace = std::clamp(grace, absl::ZeroDuration(), absl::Hours(24 * 365));
   const Clock::time_point deadline = Clock::now() + absl::ToChronoNanoseconds(grace);
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(&mu);
   shutdown_deadline = shutting_down ? std::min(shutdown_deadline, deadline) : deadline;
   shutting_down = true;
-  cv.notify_all();
+  cv.SignalAll();
 }
 
 void Scheduler::Core::Join() {
   // From a callback (the engine thread itself) the loop stops on its own.
   if (std::this_thread::get_id() == engine_id) return;
-  std::lock_guard<std::mutex> lock(join_mu);
+  MutexLock lock(&join_mu);
   if (thread.joinable()) thread.join();
 }
 
@@ -252,8 +247,10 @@ void Scheduler::Core::Run() {
     bool stop = false;
     bool blocked = false;  // requests wait but none can be admitted with nothing running
     {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return !running.empty() || !waiting.empty() || shutting_down; });
+      MutexLock lock(&mu);
+      cv.Wait(&mu, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        return !running.empty() || !waiting.empty() || shutting_down;
+      });
       const Clock::time_point now = Clock::now();
       if (shutting_down &&
           (now >= shutdown_deadline || (running.empty() && waiting.empty()))) {
@@ -314,8 +311,8 @@ void Scheduler::Core::Run() {
       // Only when something outside the scheduler holds KV blocks: retry
       // shortly instead of spinning (queue expiry still applies).
       if (blocked) {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait_for(lock, std::chrono::milliseconds(5));
+        MutexLock lock(&mu);
+        cv.WaitOnceFor(&mu, absl::Milliseconds(5));
       }
       continue;
     }

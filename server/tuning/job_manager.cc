@@ -102,7 +102,7 @@ absl::Status TuningJobManager::Start() {
   queued.states = {otaro::v1::JOB_STATE_QUEUED};
   OTARO_ASSIGN_OR_RETURN(JobPage page, store_->ListJobs(queued, 1000, ""));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     // ListJobs is newest first; the queue runs oldest first.
     for (auto it = page.jobs.rbegin(); it != page.jobs.rend(); ++it) queue_.push_back(it->id);
     started_ = true;
@@ -113,19 +113,19 @@ absl::Status TuningJobManager::Start() {
 
 void TuningJobManager::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
     cancel_running_.store(true);
   }
-  work_cv_.notify_all();
-  events_cv_.notify_all();
+  work_cv_.SignalAll();
+  events_cv_.SignalAll();
   if (worker_.joinable()) worker_.join();
 }
 
 absl::Status TuningJobManager::Emit(const std::string& id, TuningJobEvent event) {
   OTARO_RETURN_IF_ERROR(store_->AppendEvent(id, std::move(event)).status());
-  events_cv_.notify_all();
+  events_cv_.SignalAll();
   return absl::OkStatus();
 }
 
@@ -134,7 +134,7 @@ absl::Status TuningJobManager::SetState(const std::string& id, JobState state,
   if (!error.empty()) OTARO_RETURN_IF_ERROR(Emit(id, MessageEvent(error)));
   // The store appends the state_change event in the same transaction.
   OTARO_RETURN_IF_ERROR(store_->UpdateJobState(id, state, error));
-  events_cv_.notify_all();
+  events_cv_.SignalAll();
   if (IsFinalJobState(state) && metrics_ != nullptr) metrics_->JobFinished(state);
   return absl::OkStatus();
 }
@@ -198,7 +198,7 @@ absl::StatusOr<std::string> TuningJobManager::FloatSourceOf(uint64_t version) {
 absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
     const otaro::v1::CreateTuningJobRequest& request) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_ || !started_) {
       return absl::UnavailableError("the tuning worker is not running (server shutting down?)");
     }
@@ -228,10 +228,10 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
     OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(job.id));
     OTARO_ASSIGN_OR_RETURN(otaro::v1::TuningJob queued, ToProto(job));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       queue_.push_back(job.id);
     }
-    work_cv_.notify_all();
+    work_cv_.SignalAll();
     return queued;
   }
 
@@ -276,10 +276,10 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Create(
   OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(job.id));
   OTARO_ASSIGN_OR_RETURN(otaro::v1::TuningJob queued, ToProto(job));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     queue_.push_back(job.id);
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   OTARO_LOG_INFO("tuning job {} queued (base version {})", job.id, base);
   return queued;
 }
@@ -310,23 +310,26 @@ absl::StatusOr<otaro::v1::TuningJob> TuningJobManager::Cancel(const std::string&
   absl::StatusOr<JobRecord> found = store_->GetJob(id);
   if (!found.ok()) return FieldError("id", found.status());
   JobRecord job = *std::move(found);
+  bool was_running = false;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (running_ == id) {
       // The worker sees it at the next step boundary, checkpoints and marks
       // the job CANCELLED; wait for that so the answer shows the final state.
       cancel_running_.store(true);
-      events_cv_.wait_for(lock, std::chrono::seconds(60), [&] { return running_ != id; });
-      lock.unlock();
-      OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(id));
-      return ToProto(job);
-    }
-    if (job.state == otaro::v1::JOB_STATE_QUEUED) {
+      events_cv_.WaitFor(&mu_, absl::Seconds(60),
+                         [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ != id; });
+      was_running = true;
+    } else if (job.state == otaro::v1::JOB_STATE_QUEUED) {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
     } else {
       return absl::FailedPreconditionError(absl::StrCat(
           "id: job ", id, " is ", otaro::v1::JobState_Name(job.state), ": nothing to cancel"));
     }
+  }
+  if (was_running) {
+    OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(id));
+    return ToProto(job);
   }
   OTARO_RETURN_IF_ERROR(SetState(id, otaro::v1::JOB_STATE_CANCELLED));
   OTARO_ASSIGN_OR_RETURN(job, store_->GetJob(id));
@@ -350,12 +353,13 @@ absl::StatusOr<std::vector<TuningJobEvent>> TuningJobManager::WaitEvents(const s
       *ended = final_state && events.size() < 500;
       return events;
     }
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return events;
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return events;
-    events_cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(
-                                  absl::ToInt64Milliseconds(left), 500)));
+    // The events live in the store: wake on a signal (or at least every 0.5 s)
+    // and read them again.
+    events_cv_.WaitOnceFor(&mu_, std::min(left, absl::Milliseconds(500)));
   }
 }
 
@@ -363,8 +367,10 @@ void TuningJobManager::WorkerLoop() {
   while (true) {
     std::string id;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(&mu_);
+      work_cv_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty();
+      });
       if (stopping_) return;
       id = queue_.front();
       queue_.pop_front();
@@ -378,10 +384,10 @@ void TuningJobManager::WorkerLoop() {
     OTARO_LOG_INFO("tuning job {} ended; {:.0f} MiB of its memory returned to the system", id,
                    released / 1048576.0);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       running_.clear();
     }
-    events_cv_.notify_all();
+    events_cv_.SignalAll();
     if (metrics_ != nullptr) metrics_->Idle();
   }
 }
@@ -500,7 +506,7 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
   if (result->cancelled) {
     bool shutting_down;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       shutting_down = stopping_;
     }
     // A server stop interrupts (resumable); a user's cancel is final.

@@ -14,11 +14,9 @@
 #define OTARO_SERVER_TUNING_JOB_MANAGER_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -26,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "otaro/v1/tuning.pb.h"
 #include "server/store/store.h"
 #include "server/tuning/job_spec.h"
@@ -95,14 +94,14 @@ class TuningJobManager {
   const ModelVersionHooks hooks_;
   TuningMetrics* const metrics_;
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;    // queue changes, shutdown
-  std::condition_variable events_cv_;  // new events, job ends
-  std::deque<std::string> queue_;
-  std::string running_;  // id of the job the worker runs, "" = none
+  Mutex mu_;           // common/mutex.h: visible to TSan, checked by clang
+  CondVar work_cv_;    // queue changes, shutdown
+  CondVar events_cv_;  // new events, job ends
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  std::string running_ ABSL_GUARDED_BY(mu_);  // id of the job the worker runs, "" = none
   std::atomic<bool> cancel_running_{false};
-  bool stopping_ = false;
-  bool started_ = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_;
 };
 
