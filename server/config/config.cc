@@ -321,8 +321,10 @@ absl::Status CheckConsistency(const Config& config) {
       }
     }
   }
-  // The OpenAI API speaks plaintext HTTP: with TLS on the gRPC listener it may
-  // only face this machine (a local proxy that ends TLS in front of it).
+  // The OpenAI API speaks plaintext HTTP (Debian 12's civetweb 1.15 cannot
+  // start TLS: it looks for SSL_get_peer_certificate, which OpenSSL 3 renamed):
+  // with TLS on the gRPC listener it may only face this machine, behind a
+  // local proxy that ends TLS in front of it.
   if (!config.tls.cert_file.empty() && !config.server.http_address.empty() &&
       !IsLoopbackAddress(config.server.http_address)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -135,6 +135,26 @@ TEST(ConfigTest, SameAddressTwiceIsAnErrorUnlessPortZero) {
                   .ok());
 }
 
+TEST(ConfigTest, TheOpenAiListener) {
+  // Same rules as the gRPC listener: loopback without tokens, no shared port.
+  ExpectErrorMentions("server:\n  http_address: \"0.0.0.0:8000\"\n", {},
+                      "server.http_address 0.0.0.0:8000 is not a loopback address");
+  ExpectErrorMentions("server:\n  grpc_address: \"127.0.0.1:7000\"\n  http_address: "
+                      "\"127.0.0.1:7000\"\n",
+                      {}, "'server.grpc_address' and 'server.http_address' are the same address");
+  ExpectErrorMentions("", {"server.http_address=127.0.0.1:9464"},
+                      "'server.metrics_address' and 'server.http_address'");
+  // Plaintext only (Debian 12's civetweb cannot start TLS against OpenSSL 3):
+  // with tls.* set it must stay on loopback, behind a TLS-terminating proxy.
+  const std::string tls = "auth:\n  token_file: t\ntls:\n  cert_file: a.pem\n  key_file: a.key\n";
+  ExpectErrorMentions(tls + "server:\n  http_address: \"0.0.0.0:8000\"\n", {},
+                      "the OpenAI API has no TLS of its own");
+  EXPECT_TRUE(ParseConfig(tls, "t").ok());  // the default, 127.0.0.1:8000
+  auto off = ParseConfig(tls + "server:\n  http_address: \"\"\n", "t");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->server.http_address, "");
+}
+
 TEST(ConfigTest, OverridesApplyAfterFileInOrder) {
   auto config = ParseConfig("model:\n  resident_max_bits: 5\n", "t",
                             {"model.resident_max_bits=6", "model.resident_max_bits=7",
