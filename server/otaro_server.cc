@@ -15,6 +15,7 @@
 #include "grpcpp/server_builder.h"
 #include "server/auth/server_credentials.h"
 #include "server/build_info.h"
+#include "server/model/device_choice.h"
 #include "server/metrics/process_metrics.h"
 #include "server/service/unparsable_request.h"
 
@@ -87,6 +88,21 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
   server->generation_metrics_ = std::move(*generation_metrics);
   server->inference_ = std::make_unique<InferenceService>(
       &server->gate_, &server->models_, LimitsFrom(config), server->generation_metrics_.get());
+
+  // The device is decided once, before anything loads: `cuda` that cannot run
+  // fails the start here, `auto` says where it runs and why.
+  auto device = ChooseDevice(config.engine.device);
+  if (!device.ok()) return device.status();
+  OTARO_LOG_INFO("engine.device {}: running on {} ({})", device->requested, device->device,
+                 device->reason);
+  {
+    auto info = server->registry_.AddGauge(
+        "otaro_engine_device_info",
+        "The backend the model runs on (device), what engine.device asked (requested) and why.",
+        {"device", "requested", "reason"});
+    if (!info.ok()) return info.status();
+    (*info)->WithLabels({device->device, device->requested, device->reason}).Set(1);
+  }
 
   // Access control and TLS are checked before the (slow) model load, so a bad
   // token file or certificate fails the start at once.

@@ -195,8 +195,11 @@ const std::vector<Key>& Schema() {
                 OneOf({"E5M8", "E5M7", "E5M6", "E5M5", "E5M4", "E5M3", "E5M2", "request",
                        "float32"})),
       StringKey("engine.device", "auto|cpu|cuda",
-                "Where the model runs. The server has only the CPU backend so far: auto and cpu "
-                "run on the CPU; cuda is refused at start-up.",
+                "Where the model runs. auto: CUDA when a CUDA inference backend is linked, a GPU "
+                "is present and its self-test passes, else the CPU (the start-up log and "
+                "otaro_engine_device_info say which and why); cuda: the same, but a start-up "
+                "error when CUDA cannot run. No CUDA inference backend exists yet, so auto runs "
+                "on the CPU and cuda is refused.",
                 [](Config& c) -> std::string& { return c.engine.device; },
                 OneOf({"auto", "cpu", "cuda"})),
       IntKey("engine.threads", "CPU threads for inference (0 = all cores).",

@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
+#include "server/model/device_choice.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/model/loader.h"
 
@@ -57,10 +58,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
 absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config,
                                                                    const std::string& path,
                                                                    uint64_t version) {
-  if (config.engine.device == "cuda") {
-    return absl::UnimplementedError(
-        "engine.device is 'cuda' but this server has no CUDA backend yet; use 'cpu' or 'auto'");
-  }
+  OTARO_ASSIGN_OR_RETURN(const DeviceChoice device, ChooseDevice(config.engine.device));
   engine::LoadOptions options;
   options.resident_max_bits = config.model.resident_max_bits;
   OTARO_ASSIGN_OR_RETURN(options.lm_head,
@@ -81,6 +79,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   auto served = std::make_unique<ServedModel>();
   served->model = std::move(*model);
   served->version = version;
+  served->device = device.device;
   served->default_mantissa_bits = config.DefaultMantissaBits();
   if (served->default_mantissa_bits > served->model->resident_max_bits) {
     return absl::InvalidArgumentError(absl::StrCat(
