@@ -143,6 +143,9 @@ void PrintModelInfo(const otaro::v1::ModelInfo& info) {
               info.default_mantissa_bits());
   std::printf("device           %s (SEFP kernels %s, lm_head %s)\n", info.device().c_str(),
               info.kernel_isa().c_str(), info.lm_head_precision().c_str());
+  if (!info.device_reason().empty()) {
+    std::printf("device choice    %s\n", info.device_reason().c_str());
+  }
   const auto& memory = info.memory();
   std::printf("memory           weights %.1f MiB, dense %.1f MiB, KV cache %.1f MiB\n",
               memory.weight_bytes() / 1048576.0, memory.dense_bytes() / 1048576.0,

@@ -35,6 +35,7 @@ otaro::v1::ModelInfo ServedModel::Info() const {
                               : otaro::v1::RECONSTRUCTION_TRUNCATE);
   info.set_model_version(version);
   info.set_device(device);
+  info.set_device_reason(device_reason);
   info.set_kernel_isa(kernel_isa);
   info.set_lm_head_precision(m.lm_head_precision.Name());
   info.mutable_memory()->set_weight_bytes(m.LinearWeightBytes());
@@ -80,6 +81,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   served->model = std::move(*model);
   served->version = version;
   served->device = device.device;
+  served->device_reason = device.reason;
   served->default_mantissa_bits = config.DefaultMantissaBits();
   if (served->default_mantissa_bits > served->model->resident_max_bits) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -28,6 +28,7 @@ struct ServedModel {
   std::unique_ptr<engine::Scheduler> scheduler;
   uint64_t version = 1;
   std::string device = "cpu";
+  std::string device_reason;  // why (server/model/device_choice.h)
   // The SEFP kernels' instruction set (sefp::IsaName), chosen at load.
   std::string kernel_isa;
   int default_mantissa_bits = 8;

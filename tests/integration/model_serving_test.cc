@@ -80,6 +80,9 @@ TEST_F(ModelServingTest, ModelInfoDescribesTheLoadedModel) {
   EXPECT_EQ(info.reconstruction(), otaro::v1::RECONSTRUCTION_MIDPOINT);
   EXPECT_EQ(info.model_version(), 1u);
   EXPECT_EQ(info.device(), "cpu");
+  // engine.device auto says why it is the CPU.
+  EXPECT_TRUE(absl::StrContains(info.device_reason(), "no CUDA inference backend"))
+      << info.device_reason();
   EXPECT_GT(info.memory().weight_bytes(), 0u);
   EXPECT_GT(info.memory().dense_bytes(), 0u);
   ASSERT_EQ(info.weight_bytes_per_token().count(3), 1u);
@@ -189,7 +192,7 @@ TEST(ModelStartupTest, BadModelPathsAreClearStartupErrors) {
   for (const Case& c : std::vector<Case>{
            {{"--model", dir + "/missing.gguf"}, "does not exist"},
            {{"--model", dir + "/junk.bin"}, "is not a model"},
-           {{"--model", StoriesGguf(), "--set", "engine.device=cuda"}, "no CUDA backend"},
+           {{"--model", StoriesGguf(), "--set", "engine.device=cuda"}, "no CUDA inference backend"},
        }) {
     std::vector<std::string> argv = {testing::RunfilePath("server/otaro_server"), "--set",
                                      "server.grpc_address=127.0.0.1:0", "--set",
