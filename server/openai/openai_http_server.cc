@@ -200,15 +200,18 @@ int OpenAiHttpServer::ListModels(mg_connection* conn, const std::string& authori
                   {"architecture", info.architecture()}}}};
   if (!model_id.empty()) {
     if (model_id != options_.model_name) {
-      return SendError(conn, Error(404,
-                                   absl::StrCat("the model '", model_id,
-                                                "' does not exist; this server serves '",
-                                                options_.model_name, "'"),
-                                   "invalid_request_error", "model", "model_not_found"));
+      return SendError(conn, ModelNotFound(model_id));
     }
     return SendJson(conn, 200, model);
   }
   return SendJson(conn, 200, {{"object", "list"}, {"data", json::array({model})}});
+}
+
+ApiError OpenAiHttpServer::ModelNotFound(absl::string_view name) const {
+  return Error(404,
+               absl::StrCat("the model '", name, "' does not exist; this server serves '",
+                            options_.model_name, "'"),
+               "invalid_request_error", "model", "model_not_found");
 }
 
 TokenTexts OpenAiHttpServer::TokenTextsOf(const google::protobuf::RepeatedField<uint32_t>& ids,
@@ -234,22 +237,23 @@ TokenTexts OpenAiHttpServer::TokenTextsOf(const google::protobuf::RepeatedField<
 
 int OpenAiHttpServer::Complete(mg_connection* conn, const std::string& authorization,
                                Endpoint endpoint) {
+  // Who asks comes before what they ask: an unknown caller learns nothing
+  // about the request (Generate and GenerateStream need the same role).
+  if (absl::Status s = Authorize(kGenerateRpc, authorization); !s.ok()) {
+    return SendError(conn, ErrorFromStatus(s, endpoint));
+  }
   ApiError body_error;
   absl::StatusOr<std::string> body = ReadBody(conn, options_.max_body_bytes, &body_error);
   if (!body.ok()) return SendError(conn, body_error);
   absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(endpoint, *body);
   if (!request.ok()) return SendError(conn, ErrorFromStatus(request.status(), endpoint));
-  if (absl::Status s = Authorize(request->stream ? kGenerateStreamRpc : kGenerateRpc,
-                                 authorization);
-      !s.ok()) {
-    return SendError(conn, ErrorFromStatus(s, endpoint));
+  if (request->stream) {
+    if (absl::Status s = Authorize(kGenerateStreamRpc, authorization); !s.ok()) {
+      return SendError(conn, ErrorFromStatus(s, endpoint));
+    }
   }
   if (!request->model.empty() && request->model != options_.model_name) {
-    return SendError(conn, Error(404,
-                                 absl::StrCat("the model '", request->model,
-                                              "' does not exist; this server serves '",
-                                              options_.model_name, "'"),
-                                 "invalid_request_error", "model", "model_not_found"));
+    return SendError(conn, ModelNotFound(request->model));
   }
   ResponseHeader header;
   header.id = NewResponseId(endpoint);

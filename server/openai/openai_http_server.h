@@ -71,6 +71,8 @@ class OpenAiHttpServer {
   // OK, or the error to answer with when the caller may not call `rpc`.
   absl::Status Authorize(absl::string_view rpc, const std::string& authorization) const;
   void PrepareContext(grpc::ClientContext* context, const std::string& authorization) const;
+  // 404 model_not_found for a request naming another model than the served one.
+  ApiError ModelNotFound(absl::string_view name) const;
 
   const OpenAiHttpServerOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

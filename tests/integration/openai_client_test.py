@@ -384,6 +384,9 @@ class AuthTest(unittest.TestCase):
         conn = http.client.HTTPConnection("127.0.0.1", self.server.http_port, timeout=30)
         conn.request("POST", "/v1/completions", body=b'{"prompt": "x"}')
         self.assertEqual(conn.getresponse().status, 401)  # no Authorization header
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.http_port, timeout=30)
+        conn.request("POST", "/v1/completions", body=b'{not json')
+        self.assertEqual(conn.getresponse().status, 401)  # who asks before what
         self.assertIn('otaro_auth_denied_total{reason="unknown_token"}', self.server.metrics())
 
 
