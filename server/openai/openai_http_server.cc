@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
+#include "server/service/call_metadata.h"
 #include "server/service/grpc_status.h"
 
 namespace otaro::server::openai {
@@ -17,8 +18,6 @@ namespace {
 using nlohmann::json;
 
 constexpr char kJson[] = "application/json";
-// What the Inference service reads to label its request metrics.
-constexpr char kProtocolMetadata[] = "otaro-protocol";
 
 constexpr char kGenerateRpc[] = "/otaro.v1.Inference/Generate";
 constexpr char kGenerateStreamRpc[] = "/otaro.v1.Inference/GenerateStream";
@@ -141,7 +140,7 @@ absl::Status OpenAiHttpServer::Authorize(absl::string_view rpc,
 
 void OpenAiHttpServer::PrepareContext(grpc::ClientContext* context,
                                       const std::string& authorization) const {
-  context->AddMetadata(kProtocolMetadata, "http");
+  context->AddMetadata(kProtocolMetadataKey, "http");
   if (!authorization.empty()) context->AddMetadata("authorization", authorization);
 }
 

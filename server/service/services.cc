@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/service/call_metadata.h"
 #include "server/service/grpc_status.h"
 #include "server/service/generation_call.h"
 #include "common/utf8.h"
@@ -34,7 +35,7 @@ uint64_t RandomSeed() {
 // Only a metrics label: a gRPC client that sets the header mislabels itself.
 absl::string_view ProtocolOf(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
-  auto it = metadata.find("otaro-protocol");
+  auto it = metadata.find(kProtocolMetadataKey);
   return it != metadata.end() && it->second == "http" ? "http" : "grpc";
 }
 
