@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -77,6 +78,22 @@ bool BeatsEverywhere(const trainer::Evaluation& base, const trainer::Evaluation&
   return true;
 }
 
+// The runner, with an exception (std::bad_alloc from a model too large for
+// the pod, a library's throw) turned into the job's error: it fails that job,
+// never the worker thread and with it the server.
+absl::StatusOr<trainer::TuneResult> RunGuarded(const TuningRunner& runner,
+                                               const trainer::TuneOptions& options,
+                                               const trainer::TuneCallbacks& callbacks,
+                                               const std::atomic<bool>* cancel) {
+  try {
+    return runner(options, callbacks, cancel);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("the trainer stopped with an exception: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("the trainer stopped with an unknown exception");
+  }
+}
+
 }  // namespace
 
 bool IsFinalJobState(JobState state) {
@@ -85,8 +102,12 @@ bool IsFinalJobState(JobState state) {
 }
 
 TuningJobManager::TuningJobManager(Store* store, TuningSettings settings, ModelVersionHooks hooks,
-                                   TuningMetrics* metrics)
-    : store_(store), settings_(std::move(settings)), hooks_(std::move(hooks)), metrics_(metrics) {}
+                                   TuningMetrics* metrics, TuningRunner runner)
+    : store_(store),
+      settings_(std::move(settings)),
+      hooks_(std::move(hooks)),
+      metrics_(metrics),
+      runner_(std::move(runner)) {}
 
 TuningJobManager::~TuningJobManager() { Shutdown(); }
 
@@ -499,8 +520,8 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
   };
   options.evaluate_at_start = auto_publish && !resume;
 
-  absl::StatusOr<trainer::TuneResult> result =
-      trainer::RunTuning(options, callbacks, &cancel_running_);
+  absl::StatusOr<trainer::TuneResult> result = RunGuarded(runner_, options, callbacks,
+                                                         &cancel_running_);
   OTARO_RETURN_IF_ERROR(callback_error);
   OTARO_RETURN_IF_ERROR(result.status());
   if (result->cancelled) {

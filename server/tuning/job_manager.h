@@ -29,6 +29,7 @@
 #include "server/store/store.h"
 #include "server/tuning/job_spec.h"
 #include "server/tuning/tuning_metrics.h"
+#include "trainer/tuner.h"
 
 namespace otaro::server {
 
@@ -51,10 +52,19 @@ struct ModelVersionHooks {
   std::function<absl::Status(uint64_t version)> publish;
 };
 
+// Runs one tuning run to its end, with trainer::RunTuning's contract
+// (trainer/tuner.h): callbacks as it goes, `cancel` polled at step
+// boundaries, a cancelled result after a checkpoint. The server passes
+// trainer::RunTuning; tests pass a fake to drive queueing, cancel, resume and
+// failures without training a model.
+using TuningRunner = std::function<absl::StatusOr<trainer::TuneResult>(
+    const trainer::TuneOptions& options, const trainer::TuneCallbacks& callbacks,
+    const std::atomic<bool>* cancel)>;
+
 class TuningJobManager {
  public:
   TuningJobManager(Store* store, TuningSettings settings, ModelVersionHooks hooks,
-                   TuningMetrics* metrics);
+                   TuningMetrics* metrics, TuningRunner runner = trainer::RunTuning);
   ~TuningJobManager();
 
   // Marks jobs that were RUNNING as INTERRUPTED, queues QUEUED ones, starts the
@@ -93,6 +103,7 @@ class TuningJobManager {
   const TuningSettings settings_;
   const ModelVersionHooks hooks_;
   TuningMetrics* const metrics_;
+  const TuningRunner runner_;
 
   Mutex mu_;           // common/mutex.h: visible to TSan, checked by clang
   CondVar work_cv_;    // queue changes, shutdown

@@ -1,21 +1,32 @@
-// TuningJobManager on its own (no gRPC, no server): the real trainer on
-// stories260K with a real Store, so queueing, cancel, shutdown -> INTERRUPTED
-// and resume are tested where they live. The CI's ThreadSanitizer step runs
-// it: the worker thread, the API threads and the trainer's callbacks all
-// touch the same jobs.
+// TuningJobManager on its own (no gRPC, no server) with a real Store, in two
+// halves:
+//  - FakeRunner: a runner that trains nothing and does what each test scripts
+//    (hold a job at its start, fail, throw), so queue order, cancel while
+//    queued and while running, INTERRUPTED at start-up, resume and the
+//    worker's survival are tested exactly and fast;
+//  - the real trainer on stories260K, so the seam itself (callbacks, cancel,
+//    checkpoints, resume) is tested against what the server really runs.
+// The CI's ThreadSanitizer step runs it: the worker thread, the API threads
+// and the runner's callbacks all touch the same jobs.
 #include "server/tuning/job_manager.h"
 
+#include <algorithm>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "common/testing/shared_data.h"
 #include "gtest/gtest.h"
+#include "sefp/checkpoint.h"
 
 namespace otaro::server {
 namespace {
@@ -40,6 +51,115 @@ otaro::v1::CreateTuningJobRequest Job(int steps, int checkpoint_every = 0) {
   request.mutable_evaluation()->set_max_items(2);
   return request;
 }
+
+// A runner that trains nothing. Every run waits at its start until the test
+// lets its job go (Allow / AllowAll) or the manager cancels it; then it ends
+// as scripted for that job: 3 steps and a (tiny, real) SEFP model, a returned
+// error, or a thrown exception. A cancelled run writes checkpoints/LATEST as
+// the trainer does, so resume can be told from a fresh start.
+class FakeRunner {
+ public:
+  struct Call {
+    std::string job_id;
+    bool resume = false;
+  };
+
+  TuningRunner AsRunner() {
+    return [this](const trainer::TuneOptions& options, const trainer::TuneCallbacks& callbacks,
+                  const std::atomic<bool>* cancel) { return Run(options, callbacks, cancel); };
+  }
+
+  void Allow(const std::string& job_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    allowed_.insert(job_id);
+    cv_.notify_all();
+  }
+  void AllowAll() {
+    std::lock_guard<std::mutex> lock(mu_);
+    allow_all_ = true;
+    cv_.notify_all();
+  }
+  void FailWith(const std::string& job_id, absl::Status status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failures_[job_id] = std::move(status);
+  }
+  void ThrowIn(const std::string& job_id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    throws_.insert(job_id);
+  }
+  // True once a run of `job_id` has started (waits up to 30 s).
+  bool WaitStarted(const std::string& job_id) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] {
+      return std::any_of(calls_.begin(), calls_.end(),
+                         [&](const Call& c) { return c.job_id == job_id; });
+    });
+  }
+  std::vector<Call> calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  absl::StatusOr<trainer::TuneResult> Run(const trainer::TuneOptions& options,
+                                          const trainer::TuneCallbacks& callbacks,
+                                          const std::atomic<bool>* cancel) {
+    // The manager runs job J in <jobs_dir>/J/run.
+    const std::string job_id =
+        std::filesystem::path(options.output_dir).parent_path().filename().string();
+    std::filesystem::create_directories(options.output_dir + "/checkpoints");
+    std::unique_lock<std::mutex> lock(mu_);
+    calls_.push_back({job_id, options.resume});
+    cv_.notify_all();
+    // The manager sets `cancel` without notifying us: poll it.
+    while (!allow_all_ && allowed_.count(job_id) == 0 && !cancel->load()) {
+      cv_.wait_for(lock, std::chrono::milliseconds(5));
+    }
+    trainer::TuneResult result;
+    if (cancel->load()) {
+      std::ofstream(options.output_dir + "/checkpoints/LATEST") << "step-00000001\n";
+      result.cancelled = true;
+      result.steps = 1;
+      return result;
+    }
+    if (auto failure = failures_.find(job_id); failure != failures_.end()) return failure->second;
+    if (throws_.count(job_id) != 0) throw std::runtime_error("fake trainer ran out of memory");
+    lock.unlock();
+    for (int64_t step = 1; step <= 3; ++step) {
+      trainer::StepMetrics metrics;
+      metrics.step = step;
+      metrics.total_steps = 3;
+      metrics.bits = 4;
+      metrics.loss = 2.0;
+      metrics.tokens = step * 64;
+      callbacks.on_step(metrics);
+    }
+    sefp::Checkpoint model;
+    model.metadata.source_model = "fake runner";
+    sefp::DenseTensor norm;
+    norm.shape = {2};
+    const float values[2] = {1.0f, -1.0f};
+    norm.bytes.assign(reinterpret_cast<const uint8_t*>(values),
+                      reinterpret_cast<const uint8_t*>(values) + sizeof(values));
+    model.dense["norm.weight"] = norm;
+    result.sefp_path = options.output_dir + "/model.sefp";
+    if (absl::Status written = sefp::WriteCheckpoint(result.sefp_path, model); !written.ok()) {
+      return written;
+    }
+    result.steps = 3;
+    result.tokens = 192;
+    result.master_path = options.output_dir + "/checkpoints/step-00000003/master.safetensors";
+    return result;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Call> calls_;
+  std::set<std::string> allowed_;
+  bool allow_all_ = false;
+  std::map<std::string, absl::Status> failures_;
+  std::set<std::string> throws_;
+};
 
 class JobManagerTest : public ::testing::Test {
  protected:
@@ -66,7 +186,8 @@ class JobManagerTest : public ::testing::Test {
     ASSERT_TRUE(store_->InitializeServing(StoriesModel()).ok());
   }
 
-  void StartManager() {
+  // `runner`: the real trainer unless a test passes a fake.
+  void StartManager(TuningRunner runner = trainer::RunTuning) {
     TuningSettings settings;
     settings.jobs_dir = dir_ + "/store/jobs";
     settings.environment.data_dir = dir_ + "/data";
@@ -79,7 +200,8 @@ class JobManagerTest : public ::testing::Test {
       published_.push_back(version);
       return absl::OkStatus();
     };
-    manager_ = std::make_unique<TuningJobManager>(store_.get(), settings, hooks, nullptr);
+    manager_ = std::make_unique<TuningJobManager>(store_.get(), settings, hooks, nullptr,
+                                                  std::move(runner));
     ASSERT_TRUE(manager_->Start().ok());
   }
 
@@ -110,12 +232,142 @@ class JobManagerTest : public ::testing::Test {
     return WaitFor(id, [](const otaro::v1::TuningJob& j) { return IsFinalJobState(j.state()); });
   }
 
+  std::vector<std::string> RunOrder() {
+    std::vector<std::string> ids;
+    for (const FakeRunner::Call& call : fake_.calls()) ids.push_back(call.job_id);
+    return ids;
+  }
+
+  FakeRunner fake_;
   std::string dir_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<TuningJobManager> manager_;
   std::mutex mu_;
   std::vector<uint64_t> published_;
 };
+
+// --- With the fake runner -------------------------------------------------
+
+TEST_F(JobManagerTest, QueuedJobsRunOneAtATimeInCreationOrder) {
+  StartManager(fake_.AsRunner());
+  const std::string a = Create(Job(3)).id();
+  ASSERT_TRUE(fake_.WaitStarted(a));
+  const std::string b = Create(Job(3)).id();
+  const std::string c = Create(Job(3)).id();
+  // While a is held, b and c wait in the queue and the runner never sees them.
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(RunOrder(), std::vector<std::string>({a}));
+  EXPECT_EQ(manager_->Get(a)->state(), otaro::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(manager_->Get(b)->state(), otaro::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(manager_->Get(c)->state(), otaro::v1::JOB_STATE_QUEUED);
+
+  fake_.AllowAll();
+  const otaro::v1::TuningJob done_c = WaitFinal(c);
+  EXPECT_EQ(RunOrder(), std::vector<std::string>({a, b, c}));
+  EXPECT_EQ(manager_->Get(a)->result_version().version(), 2u);
+  EXPECT_EQ(manager_->Get(b)->result_version().version(), 3u);
+  ASSERT_EQ(done_c.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done_c.error();
+  EXPECT_EQ(done_c.result_version().version(), 4u);
+  EXPECT_EQ(done_c.step(), 3u);  // the runner's steps reached the job's progress
+}
+
+TEST_F(JobManagerTest, CancelWhileQueuedNeverRunsTheJobAndWhileRunningStopsIt) {
+  StartManager(fake_.AsRunner());
+  const std::string running = Create(Job(3)).id();
+  ASSERT_TRUE(fake_.WaitStarted(running));
+  const std::string queued = Create(Job(3)).id();
+  const std::string after = Create(Job(3)).id();
+
+  auto cancelled = manager_->Cancel(queued);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), otaro::v1::JOB_STATE_CANCELLED);
+
+  // The runner sees the cancel flag; Cancel answers with the final state.
+  auto stopped = manager_->Cancel(running);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(stopped->state(), otaro::v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(stopped->has_result_version());
+
+  fake_.Allow(after);
+  EXPECT_EQ(WaitFinal(after).state(), otaro::v1::JOB_STATE_SUCCEEDED);
+  // The cancelled queued job was skipped, not run.
+  EXPECT_EQ(RunOrder(), std::vector<std::string>({running, after}));
+  EXPECT_EQ(manager_->Get(queued)->state(), otaro::v1::JOB_STATE_CANCELLED);
+  EXPECT_FALSE(manager_->Cancel(queued).ok());  // nothing left to cancel
+}
+
+TEST_F(JobManagerTest, StartUpInterruptsARunningJobAndRequeuesQueuedOnesInOrder) {
+  StartManager(fake_.AsRunner());
+  const std::string was_running = Create(Job(3)).id();
+  ASSERT_TRUE(fake_.WaitStarted(was_running));
+  const std::string b = Create(Job(3)).id();
+  const std::string c = Create(Job(3)).id();
+  manager_.reset();  // a clean stop leaves b and c QUEUED in the store
+  // ... and a crash would have left the running job RUNNING: make it so.
+  ASSERT_TRUE(store_->UpdateJobState(was_running, otaro::v1::JOB_STATE_RUNNING).ok());
+
+  FakeRunner after_restart;
+  after_restart.AllowAll();
+  StartManager(after_restart.AsRunner());
+  EXPECT_EQ(manager_->Get(was_running)->state(), otaro::v1::JOB_STATE_INTERRUPTED);
+  EXPECT_EQ(WaitFinal(c).state(), otaro::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(WaitFinal(b).state(), otaro::v1::JOB_STATE_SUCCEEDED);
+  std::vector<std::string> order;
+  for (const FakeRunner::Call& call : after_restart.calls()) order.push_back(call.job_id);
+  EXPECT_EQ(order, std::vector<std::string>({b, c}));  // never the interrupted one
+  EXPECT_EQ(manager_->Get(was_running)->state(), otaro::v1::JOB_STATE_INTERRUPTED);
+}
+
+TEST_F(JobManagerTest, ResumeRunsAnInterruptedJobAgainFromItsCheckpoint) {
+  StartManager(fake_.AsRunner());
+  const std::string id = Create(Job(3)).id();
+  ASSERT_TRUE(fake_.WaitStarted(id));
+  manager_->Shutdown();  // the held run is cancelled, checkpoints, INTERRUPTED
+  EXPECT_EQ(manager_->Get(id)->state(), otaro::v1::JOB_STATE_INTERRUPTED);
+
+  FakeRunner after_restart;
+  after_restart.AllowAll();
+  manager_.reset();
+  StartManager(after_restart.AsRunner());
+  otaro::v1::CreateTuningJobRequest resume;
+  resume.set_resume_job_id(id);
+  auto resumed = manager_->Create(resume);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->state(), otaro::v1::JOB_STATE_QUEUED);
+  const otaro::v1::TuningJob done = WaitFinal(id);
+  ASSERT_EQ(done.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done.error();
+  ASSERT_EQ(after_restart.calls().size(), 1u);
+  EXPECT_TRUE(after_restart.calls()[0].resume);  // from the checkpoint, not from scratch
+  EXPECT_FALSE(fake_.calls()[0].resume);
+
+  // A job that succeeded cannot be resumed.
+  auto again = manager_->Create(resume);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition) << again.status();
+}
+
+TEST_F(JobManagerTest, AFailingOrThrowingRunnerFailsItsJobAndTheWorkerGoesOn) {
+  StartManager(fake_.AsRunner());
+  const std::string fails = Create(Job(3)).id();
+  const std::string throws = Create(Job(3)).id();
+  const std::string fine = Create(Job(3)).id();
+  fake_.FailWith(fails, absl::DataLossError("disk full"));
+  fake_.ThrowIn(throws);
+  fake_.AllowAll();
+
+  const otaro::v1::TuningJob failed = WaitFinal(fails);
+  EXPECT_EQ(failed.state(), otaro::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(failed.error(), "disk full");
+  const otaro::v1::TuningJob threw = WaitFinal(throws);
+  EXPECT_EQ(threw.state(), otaro::v1::JOB_STATE_FAILED);
+  EXPECT_NE(threw.error().find("fake trainer ran out of memory"), std::string::npos)
+      << threw.error();
+  const otaro::v1::TuningJob done = WaitFinal(fine);
+  ASSERT_EQ(done.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.result_version().version(), 2u);  // the failed jobs made no version
+  EXPECT_EQ(RunOrder(), std::vector<std::string>({fails, throws, fine}));
+}
+
+// --- With the real trainer -------------------------------------------------
 
 TEST_F(JobManagerTest, JobsRunOneAtATimeInOrderAndEachMakesAVersion) {
   StartManager();
