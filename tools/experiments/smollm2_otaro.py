@@ -3,7 +3,7 @@
 with each strategy from one recipe, every result scored by one protocol.
 
   python3 tools/experiments/smollm2_otaro.py run   --out DIR [--strategies otaro,uniform,fp] [--seed 1] [--threads N]
-                                                   [--lr X] [--steps N] [--tag T]
+                                                   [--lr X] [--steps N] [--tag T] [--bits B] [--schedule S --min-lr X]
   python3 tools/experiments/smollm2_otaro.py score --out DIR [--peer-dir /tmp/llamacpp-peer]
   python3 tools/experiments/smollm2_otaro.py table --out DIR [--json docs/results/smollm2.json]
 
@@ -76,6 +76,10 @@ def cmd_run(args):
             cmd += ["--steps", str(args.steps)]
         if args.lr:
             cmd += ["--lr", repr(args.lr)]
+        if args.bits:
+            cmd += ["--bits", args.bits]
+        if args.schedule:
+            cmd += ["--schedule", args.schedule, "--min-lr", repr(args.min_lr)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         if os.path.exists(os.path.join(out, "checkpoints", "LATEST")):
@@ -142,14 +146,19 @@ def cmd_score(args):
     if "pipeline:untuned" not in scores:
         scores["pipeline:untuned"] = quantize(model, "untuned", allow_requantize=True)
         save()
-    fp_runs = sorted(n for n in scores if n.startswith("fp-s"))
-    if fp_runs and "pipeline:" + fp_runs[0] not in scores:
-        run = os.path.join(args.out, fp_runs[0])
+    # Every fp run (each lr / schedule variant) gets its own pipeline row, so
+    # each otaro-tuned variant can be set against the fp model tuned alike.
+    for fp_run in sorted(n for n in scores if n.startswith("fp-")):
+        if "pipeline:" + fp_run in scores:
+            continue
+        run = os.path.join(args.out, fp_run)
         latest = open(os.path.join(run, "checkpoints", "LATEST")).read().strip()
         master = os.path.join(run, "checkpoints", latest, "master.safetensors")
-        f16 = os.path.join(args.out, "fp-tuned.f16.gguf")
+        # fp-s1 (the first run) keeps its original file names.
+        stem = "fp-tuned" if fp_run == "fp-s1" else fp_run + "-tuned"
+        f16 = os.path.join(args.out, stem + ".f16.gguf")
         sh([os.path.join(OPT, "tools/export/otaro-export"), master, f16, "--format", "gguf", "--dtype", "f16"])
-        scores["pipeline:" + fp_runs[0]] = quantize(f16, "fp-tuned", allow_requantize=False)
+        scores["pipeline:" + fp_run] = quantize(f16, stem, allow_requantize=False)
         save()
 
 
@@ -202,6 +211,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=0, help="override the recipe's steps")
     ap.add_argument("--lr", type=float, default=0.0, help="override the recipe's learning rate")
+    ap.add_argument("--bits", default="", help="override the recipe's bit set B (e.g. 3,4,8)")
+    ap.add_argument("--schedule", default="", help="override the recipe's lr schedule (constant|cosine)")
+    ap.add_argument("--min-lr", type=float, default=0.0, help="final lr of a cosine --schedule")
     ap.add_argument("--tag", default="", help="variant name in the run folder (<strategy>-TAG-s<seed>)")
     ap.add_argument("--reconstruction", default="midpoint")
     ap.add_argument("--threads", type=int, default=0, help="trainer threads (0 = all cores)")
