@@ -50,7 +50,8 @@ def described_folders(readme):
             break
     if block is None:
         sys.exit("readme folders: README.md's Architecture section has no code block")
-    return {m.group(1) for m in (re.match(r"([A-Za-z0-9_.-]+)/(\s|$)", l) for l in block) if m}
+    names = (re.match(r"([A-Za-z0-9_.-]+)/(\s|$)", line) for line in block)
+    return {m.group(1) for m in names if m}
 
 
 def main():
@@ -60,8 +61,8 @@ def main():
     undescribed = sorted(tracked - described)
     missing = sorted(described - tracked)
     for folder in undescribed:
-        print(f"readme folders: {folder}/ is tracked but README.md's Architecture block "
-              "does not describe it")
+        print(f"readme folders: {folder}/ is tracked, but README.md's Architecture "
+              "block does not describe it")
     for folder in missing:
         print(f"readme folders: README.md's Architecture block describes {folder}/, "
               "which git does not track")
