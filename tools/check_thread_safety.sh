@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 packages=(//common/... //engine/runtime/... //engine/serving/... //server/...)
 output_base="${XDG_CACHE_HOME:-$HOME/.cache}/otaro-clang-thread-safety"
 log=$(mktemp)
-if bazel --output_base="$output_base" build --repo_env=CC=clang --config=cpu \
+# --symlink_prefix=/: no bazel-* links, which would otherwise point the
+# workspace's bazel-bin/bazel-out at this output base (scripts that run
+# bazel-out/k8-opt/bin/... would then find nothing, and `//...` would descend
+# into the foreign bazel-<workspace> link).
+if bazel --output_base="$output_base" build --symlink_prefix=/ --repo_env=CC=clang --config=cpu \
     --copt=-Wthread-safety --copt=-Werror=thread-safety \
     --output_groups=compilation_outputs "${packages[@]}" >"$log" 2>&1; then
   echo "thread-safety: OK (clang -Wthread-safety as errors over ${packages[*]})"
