@@ -174,6 +174,10 @@ absl::StatusOr<std::unique_ptr<OtaroServer>> OtaroServer::Start(const Config& co
     options.max_body_bytes = config.server.max_receive_message_bytes;
     options.model_name = OpenAiModelName(config);
     options.access_control = security->access_control;
+    if (!config.tls.cert_file.empty()) {
+      options.tls = http::TlsFiles{config.tls.cert_file, config.tls.key_file,
+                                   config.tls.client_ca_file};
+    }
     auto http = openai::OpenAiHttpServer::Start(
         server->grpc_server_->InProcessChannel(grpc::ChannelArguments()), std::move(options));
     if (!http.ok()) {

@@ -14,6 +14,8 @@ PACKAGES=(
   # Config, logging, metrics HTTP, JSON, Unicode regexes, BLAS
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcivetweb-dev nlohmann-json3-dev libpcre2-dev
   libopenblas-dev
+  # TLS of the OpenAI HTTP API (server/http/tls_terminator.h); token hashing
+  libssl-dev
   # Tuning job and model version records (embedded, transactional)
   libsqlite3-dev
   # Tests and benchmarks; promtool checks our metrics output

@@ -140,8 +140,8 @@ const std::vector<Key>& Schema() {
              [](Config& c) -> int& { return c.server.metrics_threads; }, 1, 64),
       StringKey("server.http_address", "host:port or empty",
                 "The OpenAI-compatible HTTP API (/v1/models, /v1/completions, "
-                "/v1/chat/completions). Empty disables it. Plaintext: with TLS configured it "
-                "must be a loopback address.",
+                "/v1/chat/completions). Empty disables it. HTTPS with the tls.* files when "
+                "they are set (client certificates too), else plaintext.",
                 [](Config& c) -> std::string& { return c.server.http_address; },
                 [](absl::string_view p, absl::string_view t) { return CheckAddress(p, t, true); }),
       IntKey("server.http_threads",
@@ -169,7 +169,7 @@ const std::vector<Key>& Schema() {
                 "server.grpc_address must be a loopback address.",
                 [](Config& c) -> std::string& { return c.auth.token_file; }),
       StringKey("tls.cert_file", "path or empty",
-                "PEM certificate chain of the gRPC listener. Empty: plaintext gRPC.",
+                "PEM certificate chain of the gRPC listener and the OpenAI API. Empty: plaintext.",
                 [](Config& c) -> std::string& { return c.tls.cert_file; }),
       StringKey("tls.key_file", "path or empty", "PEM private key of tls.cert_file.",
                 [](Config& c) -> std::string& { return c.tls.key_file; }),
@@ -323,17 +323,6 @@ absl::Status CheckConsistency(const Config& config) {
                                                        "' are the same address"));
       }
     }
-  }
-  // The OpenAI API speaks plaintext HTTP (Debian 12's civetweb 1.15 cannot
-  // start TLS: it looks for SSL_get_peer_certificate, which OpenSSL 3 renamed):
-  // with TLS on the gRPC listener it may only face this machine, behind a
-  // local proxy that ends TLS in front of it.
-  if (!config.tls.cert_file.empty() && !config.server.http_address.empty() &&
-      !IsLoopbackAddress(config.server.http_address)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "server.http_address ", config.server.http_address,
-        " is not a loopback address, but the OpenAI API has no TLS of its own while tls.cert_file "
-        "is set: listen on 127.0.0.1 behind a TLS-terminating proxy, or set it empty"));
   }
   return absl::OkStatus();
 }

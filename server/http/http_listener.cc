@@ -2,6 +2,7 @@
 
 #include <civetweb.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -92,11 +93,13 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(HttpListenerOp
   std::unique_ptr<HttpListener> listener(new HttpListener(std::move(options), std::move(handler)));
   const HttpListenerOptions& o = listener->options_;
 
+  // Behind TLS, civetweb serves the terminator only.
+  const std::string civetweb_address = o.tls ? "127.0.0.1:0" : o.listen_address;
   const std::string threads = absl::StrCat(o.num_threads);
   const std::string timeout = absl::StrCat(o.request_timeout_ms);
   // clang-format off
   const char* config[] = {
-      "listening_ports", o.listen_address.c_str(),
+      "listening_ports", civetweb_address.c_str(),
       "num_threads", threads.c_str(),
       "request_timeout_ms", timeout.c_str(),
       nullptr,
@@ -139,6 +142,24 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(HttpListenerOp
                                             " but civetweb reports no bound port"));
   }
   listener->port_ = ports[0].port;
+  if (o.tls) {
+    TlsTerminatorOptions tls;
+    tls.name = o.name;
+    tls.listen_address = o.listen_address;
+    tls.files = *o.tls;
+    tls.backend_port = listener->port_;
+    // One relay per civetweb worker: more connections would only queue there.
+    tls.max_connections = o.num_threads;
+    tls.handshake_timeout_ms = std::min(o.request_timeout_ms, 10000);
+    tls.idle_timeout_ms = o.request_timeout_ms;
+    absl::StatusOr<std::unique_ptr<TlsTerminator>> terminator = TlsTerminator::Start(tls);
+    if (!terminator.ok()) {
+      listener->Stop();
+      return terminator.status();
+    }
+    listener->tls_ = *std::move(terminator);
+    return listener;
+  }
   OTARO_LOG_INFO("{} listening on {} (port {}, {} threads)", o.name, o.listen_address,
                  listener->port_, o.num_threads);
   return listener;
@@ -147,8 +168,12 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(HttpListenerOp
 HttpListener::~HttpListener() { Stop(); }
 
 void HttpListener::Stop() {
+  // No new connections; those in progress keep their relay while civetweb
+  // lets their requests finish; then the relays end.
+  if (tls_) tls_->StopAccepting();
   // exchange makes a second Stop (or the destructor after Stop) a no-op.
   if (mg_context* context = context_.exchange(nullptr)) mg_stop(context);
+  if (tls_) tls_->Stop();
 }
 
 int HttpListener::Dispatch(mg_connection* conn) {

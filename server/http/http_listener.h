@@ -9,11 +9,13 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/http/tls_terminator.h"
 
 struct mg_connection;
 struct mg_context;
@@ -37,6 +39,10 @@ struct HttpListenerOptions {
   // default stack (8 MiB) while the civetweb worker waits; a thread start
   // costs tens of microseconds, nothing beside a generation.
   bool handler_on_own_thread = false;
+  // Set: the listener speaks HTTPS on listen_address. civetweb then listens on
+  // 127.0.0.1 (a free port) behind a TlsTerminator (tls_terminator.h says why);
+  // requests, streams and disconnects behave as over plain HTTP.
+  std::optional<TlsFiles> tls;
 };
 
 // Returns the HTTP status it answered with (for civetweb's access log).
@@ -58,8 +64,9 @@ class HttpListener {
   // progress finish. Idempotent.
   void Stop();
 
-  // The port actually bound (the kernel's choice when asked for port 0).
-  int port() const { return port_; }
+  // The port actually bound (the kernel's choice when asked for port 0): with
+  // TLS, the terminator's.
+  int port() const { return tls_ ? tls_->port() : port_; }
 
  private:
   HttpListener(HttpListenerOptions options, HttpHandler handler);
@@ -69,6 +76,7 @@ class HttpListener {
   const HttpHandler handler_;
   std::atomic<mg_context*> context_{nullptr};
   int port_ = 0;
+  std::unique_ptr<TlsTerminator> tls_;
 };
 
 // Accepts exactly "host:port" with a decimal port in [0, 65535]; civetweb's own

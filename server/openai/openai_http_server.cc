@@ -116,6 +116,7 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
   // the end, so the socket limit must cover a whole generation.
   listen.request_timeout_ms = 600000;
   listen.handler_on_own_thread = true;  // gRPC calls and JSON need a real stack
+  listen.tls = server->options_.tls;
   OpenAiHttpServer* self = server.get();
   auto listener = http::HttpListener::Start(std::move(listen),
                                             [self](mg_connection* c) { return self->Handle(c); });

@@ -7,13 +7,15 @@
 // call gate (503 while draining) and the request metrics (protocol="http") are
 // the gRPC service's. Tokens and roles are the gRPC listener's (`Authorization:
 // Bearer`, checked by the same AccessControl against the RPC the request
-// becomes). A client that disconnects mid-stream cancels its call, which frees
-// its KV blocks as a gRPC cancel does. Tuning stays on gRPC.
+// becomes), and so is TLS (tls.*: HTTPS, client certificates when a CA is
+// set). A client that disconnects mid-stream cancels its call, which frees its
+// KV blocks as a gRPC cancel does. Tuning stays on gRPC.
 #ifndef OTARO_SERVER_OPENAI_OPENAI_HTTP_SERVER_H_
 #define OTARO_SERVER_OPENAI_OPENAI_HTTP_SERVER_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -37,6 +39,9 @@ struct OpenAiHttpServerOptions {
   std::string model_name = "otaro";
   // Null: no access control (the server then listens on loopback only).
   std::shared_ptr<const auth::AccessControl> access_control;
+  // Set: HTTPS with these files (the gRPC listener's tls.*), client
+  // certificates required when client_ca_file is set.
+  std::optional<http::TlsFiles> tls;
 };
 
 class OpenAiHttpServer {

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The OpenAI HTTP API with the official `openai` client over loopback.
 
-Starts the real otaro_server on the quick-start model (SmolLM2) twice: open on
-loopback (no tokens, the quick start's setting) and with a token file. Checks
+Starts the real otaro_server on the quick-start model (SmolLM2) three times:
+open on loopback (no tokens, the quick start's setting), with a token file,
+and with tokens + TLS + client certificates (the API then speaks HTTPS). Checks
 completions and chat, streamed and not, against each other and against the
 gRPC result of the same seeded request (the `otaro` CLI); `precision` through
 extra_body; stop strings; the max_tokens cut; every error status; auth; a
-client that disconnects mid-stream; 503 while draining; and runs every curl
-example in README.md's OpenAI section.
+client that disconnects mid-stream; 503 while draining; HTTPS with mutual
+TLS; and runs every curl example in README.md's OpenAI section.
 
 Run by tests/integration:openai_client_test with the Python that has the
 official client ($OTARO_PYTHON, made by tools/install_test_python.sh).
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -388,6 +390,89 @@ class AuthTest(unittest.TestCase):
         conn.request("POST", "/v1/completions", body=b'{not json')
         self.assertEqual(conn.getresponse().status, 401)  # who asks before what
         self.assertIn('otaro_auth_denied_total{reason="unknown_token"}', self.server.metrics())
+
+
+def make_certs(directory):
+    """A throw-away CA, a server certificate for localhost/127.0.0.1 and a
+    client certificate, by the openssl CLI (EC keys: fast)."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), cwd=directory, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=otaro test CA")
+    for name, san in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        run("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+        with open(os.path.join(directory, name + ".ext"), "w") as f:
+            f.write(san + "\n")
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+    return {n: os.path.join(directory, n) for n in
+            ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+class TlsTest(unittest.TestCase):
+    """tls.* set: the OpenAI API speaks HTTPS with the gRPC listener's files,
+    client certificates included; tokens still apply on top."""
+
+    @classmethod
+    def setUpClass(cls):
+        directory = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        cls.certs = make_certs(directory)
+        tokens = os.path.join(directory, "tokens")
+        with open(tokens, "w") as f:
+            f.write("%s generate app\n" % TOKEN)
+        os.chmod(tokens, 0o600)
+        cls.server = Server("tls", "--set", "auth.token_file=" + tokens,
+                            "--set", "tls.cert_file=" + cls.certs["server.pem"],
+                            "--set", "tls.key_file=" + cls.certs["server.key"],
+                            "--set", "tls.client_ca_file=" + cls.certs["ca.pem"])
+        cls.base_url = "https://localhost:%d/v1" % cls.server.http_port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def client(self, client_certificate=True, api_key=TOKEN, trust_test_ca=True):
+        context = ssl.create_default_context(cafile=self.certs["ca.pem"] if trust_test_ca else None)
+        if client_certificate:
+            context.load_cert_chain(self.certs["client.pem"], self.certs["client.key"])
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=0,
+                             http_client=openai.DefaultHttpxClient(verify=context))
+
+    def test_chat_over_https_streamed_and_not(self):
+        client = self.client()
+        request = dict(model=MODEL_ID, messages=[{"role": "user", "content": "Name a colour."}],
+                       max_tokens=12, seed=7, temperature=0.8,
+                       extra_body={"precision": "E5M4"})
+        reply = client.chat.completions.create(**request)
+        self.assertGreater(reply.usage.completion_tokens, 0)
+        self.assertIn("E5M4", reply.system_fingerprint)
+        streamed, finish, _, _ = streamed_text(
+            client.chat.completions.create(stream=True, **request), chat=True)
+        self.assertEqual(streamed, reply.choices[0].message.content)
+        self.assertEqual(finish, reply.choices[0].finish_reason)
+
+    def test_a_client_without_a_certificate_is_refused(self):
+        with self.assertRaises(openai.APIConnectionError):
+            self.client(client_certificate=False).models.list()
+
+    def test_the_client_checks_the_servers_certificate(self):
+        # Trusting only the system's CAs, the client refuses the test CA's server.
+        with self.assertRaises(openai.APIConnectionError):
+            self.client(trust_test_ca=False).models.list()
+
+    def test_tokens_still_apply(self):
+        with self.assertRaises(openai.AuthenticationError) as refused:
+            self.client(api_key="wrong-token-wrong-token").models.list()
+        self.assertEqual(refused.exception.status_code, 401)
+
+    def test_plain_http_on_the_port_gets_no_answer(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.http_port, timeout=30)
+        with self.assertRaises((http.client.HTTPException, ConnectionError, OSError)):
+            conn.request("GET", "/v1/models")
+            conn.getresponse().read()
 
 
 class JUnitResult(unittest.TextTestResult):
