@@ -57,6 +57,30 @@ absl::Status CheckListenAddress(absl::string_view address, absl::string_view wha
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> ReadRequestBody(mg_connection* conn, int64_t limit) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  if (info->content_length > limit) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the request body is ", info->content_length, " bytes; the limit is ", limit));
+  }
+  std::string body;
+  char buffer[16384];
+  while (true) {
+    const int n = mg_read(conn, buffer, sizeof(buffer));
+    if (n < 0) return absl::InvalidArgumentError("the request body could not be read");
+    if (n == 0) break;
+    body.append(buffer, static_cast<size_t>(n));
+    if (static_cast<int64_t>(body.size()) > limit) {  // chunked, without a length
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the request body is over the limit of ", limit, " bytes"));
+    }
+  }
+  if (info->content_length >= 0 && static_cast<int64_t>(body.size()) != info->content_length) {
+    return absl::InvalidArgumentError("the request body is shorter than its Content-Length");
+  }
+  return body;
+}
+
 void SendResponse(mg_connection* conn, int status, absl::string_view content_type,
                   absl::string_view body,
                   std::initializer_list<std::pair<const char*, std::string>> extra_headers) {

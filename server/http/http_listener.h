@@ -7,6 +7,7 @@
 #define OTARO_SERVER_HTTP_HTTP_LISTENER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -83,6 +84,12 @@ class HttpListener {
 // syntax (comma lists, "s"/"r" suffixes, bare ports) is refused so an option
 // means one thing. `what` names the option in the error.
 absl::Status CheckListenAddress(absl::string_view address, absl::string_view what);
+
+// The request's body, read whole. ResourceExhausted when it is over `limit`
+// bytes (refused from Content-Length before anything is read, when the client
+// sends one; else as soon as a chunked body passes it); InvalidArgument when
+// it cannot be read or ends before its Content-Length.
+absl::StatusOr<std::string> ReadRequestBody(mg_connection* conn, int64_t limit);
 
 // Sends a complete response with Content-Length and Cache-Control: no-store;
 // `extra_headers` are name/value pairs.

@@ -45,42 +45,6 @@ bool SendEvent(mg_connection* conn, absl::string_view data) {
   return mg_send_chunk(conn, event.data(), static_cast<unsigned>(event.size())) > 0;
 }
 
-// The body, or the error: 413 above `limit` (refused from Content-Length before
-// reading when the client sends one), 400 when the client stops short.
-absl::StatusOr<std::string> ReadBody(mg_connection* conn, int64_t limit, ApiError* error) {
-  const mg_request_info* info = mg_get_request_info(conn);
-  if (info->content_length > limit) {
-    *error = Error(413,
-                   absl::StrCat("the request body is ", info->content_length,
-                                " bytes; the limit is ", limit,
-                                " (server.max_receive_message_bytes)"),
-                   "invalid_request_error");
-    return absl::InvalidArgumentError(error->message);
-  }
-  std::string body;
-  char buffer[16384];
-  while (true) {
-    const int n = mg_read(conn, buffer, sizeof(buffer));
-    if (n < 0) {
-      *error = Error(400, "the request body could not be read", "invalid_request_error");
-      return absl::InvalidArgumentError(error->message);
-    }
-    if (n == 0) break;
-    body.append(buffer, static_cast<size_t>(n));
-    if (static_cast<int64_t>(body.size()) > limit) {  // chunked, without a length
-      *error = Error(413, absl::StrCat("the request body is over the limit of ", limit, " bytes"),
-                     "invalid_request_error");
-      return absl::InvalidArgumentError(error->message);
-    }
-  }
-  if (info->content_length >= 0 && static_cast<int64_t>(body.size()) != info->content_length) {
-    *error = Error(400, "the request body is shorter than its Content-Length",
-                   "invalid_request_error");
-    return absl::InvalidArgumentError(error->message);
-  }
-  return body;
-}
-
 }  // namespace
 
 int SendError(mg_connection* conn, const ApiError& error) {
@@ -242,9 +206,14 @@ int OpenAiHttpServer::Complete(mg_connection* conn, const std::string& authoriza
   if (absl::Status s = Authorize(kGenerateRpc, authorization); !s.ok()) {
     return SendError(conn, ErrorFromStatus(s, endpoint));
   }
-  ApiError body_error;
-  absl::StatusOr<std::string> body = ReadBody(conn, options_.max_body_bytes, &body_error);
-  if (!body.ok()) return SendError(conn, body_error);
+  absl::StatusOr<std::string> body = http::ReadRequestBody(conn, options_.max_body_bytes);
+  if (!body.ok()) {
+    const bool too_large = absl::IsResourceExhausted(body.status());
+    return SendError(conn, Error(too_large ? 413 : 400,
+                                 absl::StrCat(body.status().message(),
+                                              too_large ? " (server.max_receive_message_bytes)" : ""),
+                                 "invalid_request_error"));
+  }
   absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(endpoint, *body);
   if (!request.ok()) return SendError(conn, ErrorFromStatus(request.status(), endpoint));
   if (request->stream) {

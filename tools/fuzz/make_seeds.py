@@ -117,3 +117,17 @@ put("tokenizer_files", "tokenizer-json-with-config", b"\x02" + open(os.path.join
                            "chat_template": qcfg["chat_template"]}).encode())
 with open(os.path.join(shared, "data/models/stories260K-llama2c/tok512.bin"), "rb") as fh:
     put("tokenizer_files", "llama2c-tok512.bin", b"\x00" + fh.read())
+
+# http_request: raw HTTP/1.1 requests as a client sends them to the OpenAI API.
+chat_body = json.dumps({"model": "otaro", "messages": [{"role": "user", "content": "Hi"}],
+                        "max_tokens": 4, "precision": "E5M3", "stream": True})
+put("http_request", "get_models", "GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n")
+put("http_request", "post_chat", "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+    "Authorization: Bearer 0123456789abcdef\r\nContent-Type: application/json\r\n"
+    "Content-Length: %d\r\n\r\n%s" % (len(chat_body), chat_body))
+put("http_request", "post_chunked", "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+    "Transfer-Encoding: chunked\r\n\r\n5\r\n{\"pro\r\n10\r\nmpt\": \"x\", \"n\": 1}\r\n0\r\n\r\n")
+put("http_request", "too_large", "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+    "Content-Length: 99999999\r\n\r\n{}")
+put("http_request", "short_body", "POST /v1/completions HTTP/1.1\r\nContent-Length: 40\r\n\r\n{\"prompt\"")
+put("http_request", "pipelined", "GET /v1/models HTTP/1.1\r\n\r\nGET /v1/models/otaro HTTP/1.0\r\n\r\n")

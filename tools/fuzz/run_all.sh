@@ -63,6 +63,7 @@ TARGETS=(
   "chat_template|tools/fuzz/targets/chat_template_fuzz.cc engine/tokenizer/chat_template.cc $TOKENIZER_SRCS|-lpcre2-8|8192"
   "token_file|tools/fuzz/targets/token_file_fuzz.cc server/auth/token_file.cc common/atomic_file.cc|-lcrypto|8192"
   "openai_request|tools/fuzz/targets/openai_request_fuzz.cc server/openai/openai_api.cc $GEN/otaro/v1/inference.pb.cc $GEN/otaro/v1/common.pb.cc|-lprotobuf|16384"
+  "http_request|tools/fuzz/targets/http_request_fuzz.cc server/http/http_listener.cc server/http/tls_terminator.cc common/logging.cc server/openai/openai_api.cc $GEN/otaro/v1/inference.pb.cc $GEN/otaro/v1/common.pb.cc|-lcivetweb -lssl -lcrypto -lprotobuf -lspdlog -lfmt|16384"
 )
 if [ -n "${FUZZ_TARGETS:-}" ]; then
   selected=()
