@@ -7,9 +7,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
+#include <openssl/evp.h>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "common/float16.h"
 #include "common/testing/shared_data.h"
 #include "engine/cpu/reference_forward.h"
@@ -167,6 +171,65 @@ TEST(ExportTest, HfFolderReadsBackAndGivesTransformersLogits) {
     const int64_t vocab = (*model)->config.vocab_size;
     for (size_t t = 0; t < tokens.size(); ++t) {
       const std::vector<double> reference = prompt["logits"][t].get<std::vector<double>>();
+      for (int64_t v = 0; v < vocab; ++v) {
+        worst = std::max(worst, std::abs(logits[t * vocab + v] - reference[v]));
+      }
+    }
+  }
+  EXPECT_LT(worst, 1e-4);
+}
+
+// The HF folder as transformers itself reads it: tests/fixtures/
+// make_hf_export_reference.py loaded an export of the same model with
+// AutoModelForCausalLM + AutoTokenizer and recorded the files' SHA-256, the
+// prompts' ids and the logits. Byte-identical files today mean transformers
+// accepts today's export; otaro's ids and float32 logits on the folder must
+// equal transformers' (within 1e-4).
+TEST(ExportTest, HfFolderIsWhatTransformersLoadedWithTheSameIdsAndLogits) {
+  std::ifstream in("tests/fixtures/hf_export_reference/reference.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json fixture = nlohmann::json::parse(in);
+  const std::string out = otaro::testing::ScratchDir("gguf_to_hf_transformers") + "/m";
+  ASSERT_TRUE(ExportModel(StoriesGguf(), out, Options(ExportFormat::kHfFolder)).ok());
+  for (const auto& [name, want] : fixture["files_sha256"].items()) {
+    std::ifstream file(out + "/" + name, std::ios::binary);
+    ASSERT_TRUE(file.good()) << name << " is no longer exported";
+    const std::string bytes((std::istreambuf_iterator<char>(file)), {});
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    ASSERT_EQ(EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr), 1);
+    std::string hex;
+    for (unsigned int i = 0; i < length; ++i) hex += absl::StrFormat("%02x", digest[i]);
+    EXPECT_EQ(hex, want.get<std::string>())
+        << name << " differs from the file transformers loaded: if the export changed on "
+        << "purpose, rerun tests/fixtures/make_hf_export_reference.py (needs torch)";
+  }
+
+  auto tok = LoadModelTokenizer(out);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  LoadOptions load;
+  load.quantize = false;
+  auto model = LoadModel(out, load);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::vector<cpu::testing::DenseLayer> layers((*model)->layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LlamaLayer& L = (*model)->layers[l];
+    const Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
+    for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
+  }
+  const int64_t vocab = (*model)->config.vocab_size;
+  double worst = 0;
+  for (const nlohmann::json& prompt : fixture["prompts"]) {
+    tokenizer::EncodeOptions options;
+    options.add_special = true;
+    const std::vector<tokenizer::TokenId> ids =
+        (*tok)->Encode(prompt["text"].get<std::string>(), options);
+    const std::vector<int> tokens = prompt["tokens"].get<std::vector<int>>();
+    ASSERT_EQ(std::vector<int>(ids.begin(), ids.end()), tokens) << prompt["text"];
+    const std::vector<double> logits = cpu::testing::ReferenceForward(**model, layers, tokens);
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      const std::vector<double> reference = prompt["logits"][t].get<std::vector<double>>();
+      ASSERT_EQ(static_cast<int64_t>(reference.size()), vocab);
       for (int64_t v = 0; v < vocab; ++v) {
         worst = std::max(worst, std::abs(logits[t * vocab + v] - reference[v]));
       }
