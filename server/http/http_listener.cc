@@ -172,8 +172,9 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(HttpListenerOp
     tls.listen_address = o.listen_address;
     tls.files = *o.tls;
     tls.backend_port = listener->port_;
-    // One relay per civetweb worker: more connections would only queue there.
-    tls.max_connections = o.num_threads;
+    // civetweb queues connections beyond its workers; the relays allow a
+    // queue of the same order before refusing outright.
+    tls.max_connections = 4 * o.num_threads;
     tls.handshake_timeout_ms = std::min(o.request_timeout_ms, 10000);
     tls.idle_timeout_ms = o.request_timeout_ms;
     absl::StatusOr<std::unique_ptr<TlsTerminator>> terminator = TlsTerminator::Start(tls);

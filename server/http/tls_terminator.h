@@ -43,7 +43,7 @@ struct TlsTerminatorOptions {
   std::string listen_address;     // "host:port"; port 0 picks a free one
   TlsFiles files;
   int backend_port = 0;           // the plain listener on 127.0.0.1
-  int max_connections = 64;       // more are closed at once (the backend has as many workers)
+  int max_connections = 64;       // open relays; one more is closed at once
   int handshake_timeout_ms = 10000;  // a client that connects and stays silent
   int idle_timeout_ms = 600000;      // no byte either way for this long ends a relay
 };
