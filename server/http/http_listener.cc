@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -183,6 +184,7 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(HttpListenerOp
       return terminator.status();
     }
     listener->tls_ = *std::move(terminator);
+    listener->relay_check_.store(listener->tls_.get());
     return listener;
   }
   OTARO_LOG_INFO("{} listening on {} (port {}, {} threads)", o.name, o.listen_address,
@@ -198,12 +200,30 @@ void HttpListener::Stop() {
   if (tls_) tls_->StopAccepting();
   // exchange makes a second Stop (or the destructor after Stop) a no-op.
   if (mg_context* context = context_.exchange(nullptr)) mg_stop(context);
-  if (tls_) tls_->Stop();
+  if (tls_) tls_->Stop(absl::Seconds(2));
+}
+
+// Behind TLS only the relays may talk to civetweb: a local process that
+// connects to its loopback port directly would skip TLS and the client
+// certificate check. (Null until the terminator runs: refused too.) Out of
+// line: Dispatch runs on civetweb's 100 KiB stacks and must stay small.
+ABSL_ATTRIBUTE_NOINLINE bool HttpListener::RefuseIfNotRelayed(mg_connection* conn,
+                                                             const mg_request_info& info) const {
+  const TlsTerminator* tls = relay_check_.load();
+  if (tls != nullptr && std::strcmp(info.remote_addr, "127.0.0.1") == 0 &&
+      tls->IsRelayConnection(info.remote_port)) {
+    return false;
+  }
+  OTARO_LOG_WARN("{}: refused a plaintext request from {}:{} that did not come through TLS",
+                 options_.name, info.remote_addr, info.remote_port);
+  SendResponse(conn, 403, "text/plain", "this listener speaks HTTPS only\n");
+  return true;
 }
 
 int HttpListener::Dispatch(mg_connection* conn) {
   const mg_request_info* info = mg_get_request_info(conn);
   const HttpListener* self = static_cast<const HttpListener*>(info->user_data);
+  if (self->options_.tls && self->RefuseIfNotRelayed(conn, *info)) return 403;
   if (!self->options_.handler_on_own_thread) return self->handler_(conn);
   // The connection is used by one thread at a time: this one waits.
   int status = 500;

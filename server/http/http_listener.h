@@ -19,6 +19,7 @@
 #include "server/http/tls_terminator.h"
 
 struct mg_connection;
+struct mg_request_info;
 struct mg_context;
 
 namespace otaro::http {
@@ -68,16 +69,25 @@ class HttpListener {
   // The port actually bound (the kernel's choice when asked for port 0): with
   // TLS, the terminator's.
   int port() const { return tls_ ? tls_->port() : port_; }
+  // civetweb's own port: with TLS, the plaintext loopback port behind the
+  // terminator (which refuses anything but the relays); else port().
+  int plaintext_port() const { return port_; }
 
  private:
   HttpListener(HttpListenerOptions options, HttpHandler handler);
   static int Dispatch(mg_connection* conn);
+  // True (after answering 403) when a request reached civetweb behind TLS
+  // without coming through a relay.
+  bool RefuseIfNotRelayed(mg_connection* conn, const mg_request_info& info) const;
 
   const HttpListenerOptions options_;
   const HttpHandler handler_;
   std::atomic<mg_context*> context_{nullptr};
   int port_ = 0;
   std::unique_ptr<TlsTerminator> tls_;
+  // tls_ for the civetweb threads (which may see a request before Start has
+  // set tls_; they refuse it then).
+  std::atomic<const TlsTerminator*> relay_check_{nullptr};
 };
 
 // Accepts exactly "host:port" with a decimal port in [0, 65535]; civetweb's own

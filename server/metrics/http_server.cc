@@ -28,6 +28,10 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   listen.name = "metrics server";
   listen.listen_address = server->options_.listen_address;
   listen.num_threads = server->options_.num_threads;
+  // Rendering every series (fmt, strings) came within a few KiB of civetweb's
+  // 100 KiB worker stacks: a scrape a little larger would crash the server.
+  // A thread start per scrape costs nothing beside that.
+  listen.handler_on_own_thread = true;
   MetricsHttpServer* self = server.get();
   auto listener =
       http::HttpListener::Start(std::move(listen), [self](mg_connection* c) { return self->Handle(c); });
