@@ -78,22 +78,6 @@ bool BeatsEverywhere(const trainer::Evaluation& base, const trainer::Evaluation&
   return true;
 }
 
-// The runner, with an exception (std::bad_alloc from a model too large for
-// the pod, a library's throw) turned into the job's error: it fails that job,
-// never the worker thread and with it the server.
-absl::StatusOr<trainer::TuneResult> RunGuarded(const TuningRunner& runner,
-                                               const trainer::TuneOptions& options,
-                                               const trainer::TuneCallbacks& callbacks,
-                                               const std::atomic<bool>* cancel) {
-  try {
-    return runner(options, callbacks, cancel);
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("the trainer stopped with an exception: ", e.what()));
-  } catch (...) {
-    return absl::InternalError("the trainer stopped with an unknown exception");
-  }
-}
-
 }  // namespace
 
 bool IsFinalJobState(JobState state) {
@@ -414,10 +398,31 @@ void TuningJobManager::WorkerLoop() {
 }
 
 void TuningJobManager::RunJob(const std::string& id) {
-  absl::Status status = RunJobOrError(id);
+  absl::Status status;
+  // An exception (std::bad_alloc from a model too large for the pod, a
+  // library's throw) in the runner, its callbacks, the hand-over or the
+  // publish fails this job, never the worker thread and with it the server.
+  // (Exceptions on the trainer's own pool threads are not seen here.)
+  try {
+    status = RunJobOrError(id);
+  } catch (const std::exception& e) {
+    status = absl::InternalError(absl::StrCat("stopped by an exception: ", e.what()));
+  } catch (...) {
+    status = absl::InternalError("stopped by an unknown exception");
+  }
   if (status.ok()) return;
-  OTARO_LOG_WARN("tuning job {} failed: {}", id, status.message());
-  absl::Status recorded = SetState(id, otaro::v1::JOB_STATE_FAILED, std::string(status.message()));
+  bool shutting_down;
+  {
+    MutexLock lock(&mu_);
+    shutting_down = stopping_;
+  }
+  // A server stop asked the job to end; whatever went wrong on the way, it
+  // stays resumable from its last checkpoint like any interrupted job.
+  const JobState state =
+      shutting_down ? otaro::v1::JOB_STATE_INTERRUPTED : otaro::v1::JOB_STATE_FAILED;
+  OTARO_LOG_WARN("tuning job {} {}: {}", id, shutting_down ? "interrupted" : "failed",
+                 status.message());
+  absl::Status recorded = SetState(id, state, std::string(status.message()));
   if (!recorded.ok()) {
     OTARO_LOG_ERROR("tuning job {}: cannot record the failure: {}", id, recorded.message());
   }
@@ -520,8 +525,7 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
   };
   options.evaluate_at_start = auto_publish && !resume;
 
-  absl::StatusOr<trainer::TuneResult> result = RunGuarded(runner_, options, callbacks,
-                                                         &cancel_running_);
+  absl::StatusOr<trainer::TuneResult> result = runner_(options, callbacks, &cancel_running_);
   OTARO_RETURN_IF_ERROR(callback_error);
   OTARO_RETURN_IF_ERROR(result.status());
   if (result->cancelled) {

@@ -56,7 +56,8 @@ struct ModelVersionHooks {
 // (trainer/tuner.h): callbacks as it goes, `cancel` polled at step
 // boundaries, a cancelled result after a checkpoint. The server passes
 // trainer::RunTuning; tests pass a fake to drive queueing, cancel, resume and
-// failures without training a model.
+// failures without training a model. An error or exception fails the job
+// (INTERRUPTED when the manager is shutting down), never the worker.
 using TuningRunner = std::function<absl::StatusOr<trainer::TuneResult>(
     const trainer::TuneOptions& options, const trainer::TuneCallbacks& callbacks,
     const std::atomic<bool>* cancel)>;

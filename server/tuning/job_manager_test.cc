@@ -11,6 +11,7 @@
 #include "server/tuning/job_manager.h"
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -99,11 +101,38 @@ class FakeRunner {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_;
   }
+  // The most runs that were ever in progress at once.
+  int max_in_flight() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_in_flight_;
+  }
 
  private:
+  // Counts the runs in progress around RunOne (an exception included).
   absl::StatusOr<trainer::TuneResult> Run(const trainer::TuneOptions& options,
                                           const trainer::TuneCallbacks& callbacks,
                                           const std::atomic<bool>* cancel) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
+    }
+    auto leave = [this] {
+      std::lock_guard<std::mutex> lock(mu_);
+      --in_flight_;
+    };
+    try {
+      absl::StatusOr<trainer::TuneResult> result = RunOne(options, callbacks, cancel);
+      leave();
+      return result;
+    } catch (...) {
+      leave();
+      throw;
+    }
+  }
+
+  absl::StatusOr<trainer::TuneResult> RunOne(const trainer::TuneOptions& options,
+                                             const trainer::TuneCallbacks& callbacks,
+                                             const std::atomic<bool>* cancel) {
     // The manager runs job J in <jobs_dir>/J/run.
     const std::string job_id =
         std::filesystem::path(options.output_dir).parent_path().filename().string();
@@ -125,6 +154,15 @@ class FakeRunner {
     if (auto failure = failures_.find(job_id); failure != failures_.end()) return failure->second;
     if (throws_.count(job_id) != 0) throw std::runtime_error("fake trainer ran out of memory");
     lock.unlock();
+    // Held-out losses: 3.0 before, 2.0 after, at every bit-width (so an
+    // auto_publish job beats its base everywhere).
+    auto evaluation = [&](int64_t step, double loss) {
+      trainer::Evaluation e;
+      e.step = step;
+      for (int bits : options.bits) e.points.push_back({bits, loss, std::exp(loss), 64, {}});
+      return e;
+    };
+    if (options.evaluate_at_start) callbacks.on_evaluation(evaluation(0, 3.0));
     for (int64_t step = 1; step <= 3; ++step) {
       trainer::StepMetrics metrics;
       metrics.step = step;
@@ -148,6 +186,8 @@ class FakeRunner {
     }
     result.steps = 3;
     result.tokens = 192;
+    result.final_evaluation = evaluation(3, 2.0);
+    callbacks.on_evaluation(*result.final_evaluation);
     result.master_path = options.output_dir + "/checkpoints/step-00000003/master.safetensors";
     return result;
   }
@@ -159,6 +199,8 @@ class FakeRunner {
   bool allow_all_ = false;
   std::map<std::string, absl::Status> failures_;
   std::set<std::string> throws_;
+  int in_flight_ = 0;
+  int max_in_flight_ = 0;
 };
 
 class JobManagerTest : public ::testing::Test {
@@ -186,8 +228,10 @@ class JobManagerTest : public ::testing::Test {
     ASSERT_TRUE(store_->InitializeServing(StoriesModel()).ok());
   }
 
-  // `runner`: the real trainer unless a test passes a fake.
-  void StartManager(TuningRunner runner = trainer::RunTuning) {
+  // `runner`: the real trainer unless a test passes a fake; `publish`: the
+  // hook auto_publish calls (default: records the version).
+  void StartManager(TuningRunner runner = trainer::RunTuning,
+                    std::function<absl::Status(uint64_t)> publish = nullptr) {
     TuningSettings settings;
     settings.jobs_dir = dir_ + "/store/jobs";
     settings.environment.data_dir = dir_ + "/data";
@@ -195,7 +239,7 @@ class JobManagerTest : public ::testing::Test {
     settings.base_model_path = StoriesModel();
     ModelVersionHooks hooks;
     hooks.current_version = []() -> absl::StatusOr<uint64_t> { return 1; };
-    hooks.publish = [this](uint64_t version) {
+    hooks.publish = publish ? std::move(publish) : [this](uint64_t version) {
       std::lock_guard<std::mutex> lock(mu_);
       published_.push_back(version);
       return absl::OkStatus();
@@ -239,6 +283,7 @@ class JobManagerTest : public ::testing::Test {
   }
 
   FakeRunner fake_;
+  FakeRunner restarted_;  // the runner of a manager started again on the same store
   std::string dir_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<TuningJobManager> manager_;
@@ -269,6 +314,7 @@ TEST_F(JobManagerTest, QueuedJobsRunOneAtATimeInCreationOrder) {
   ASSERT_EQ(done_c.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done_c.error();
   EXPECT_EQ(done_c.result_version().version(), 4u);
   EXPECT_EQ(done_c.step(), 3u);  // the runner's steps reached the job's progress
+  EXPECT_EQ(fake_.max_in_flight(), 1);  // never two runs at once
 }
 
 TEST_F(JobManagerTest, CancelWhileQueuedNeverRunsTheJobAndWhileRunningStopsIt) {
@@ -306,16 +352,14 @@ TEST_F(JobManagerTest, StartUpInterruptsARunningJobAndRequeuesQueuedOnesInOrder)
   // ... and a crash would have left the running job RUNNING: make it so.
   ASSERT_TRUE(store_->UpdateJobState(was_running, otaro::v1::JOB_STATE_RUNNING).ok());
 
-  FakeRunner after_restart;
-  after_restart.AllowAll();
-  StartManager(after_restart.AsRunner());
+  restarted_.AllowAll();
+  StartManager(restarted_.AsRunner());
   EXPECT_EQ(manager_->Get(was_running)->state(), otaro::v1::JOB_STATE_INTERRUPTED);
   EXPECT_EQ(WaitFinal(c).state(), otaro::v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(WaitFinal(b).state(), otaro::v1::JOB_STATE_SUCCEEDED);
   std::vector<std::string> order;
-  for (const FakeRunner::Call& call : after_restart.calls()) order.push_back(call.job_id);
+  for (const FakeRunner::Call& call : restarted_.calls()) order.push_back(call.job_id);
   EXPECT_EQ(order, std::vector<std::string>({b, c}));  // never the interrupted one
-  EXPECT_EQ(manager_->Get(was_running)->state(), otaro::v1::JOB_STATE_INTERRUPTED);
 }
 
 TEST_F(JobManagerTest, ResumeRunsAnInterruptedJobAgainFromItsCheckpoint) {
@@ -325,10 +369,9 @@ TEST_F(JobManagerTest, ResumeRunsAnInterruptedJobAgainFromItsCheckpoint) {
   manager_->Shutdown();  // the held run is cancelled, checkpoints, INTERRUPTED
   EXPECT_EQ(manager_->Get(id)->state(), otaro::v1::JOB_STATE_INTERRUPTED);
 
-  FakeRunner after_restart;
-  after_restart.AllowAll();
+  restarted_.AllowAll();
   manager_.reset();
-  StartManager(after_restart.AsRunner());
+  StartManager(restarted_.AsRunner());
   otaro::v1::CreateTuningJobRequest resume;
   resume.set_resume_job_id(id);
   auto resumed = manager_->Create(resume);
@@ -336,8 +379,8 @@ TEST_F(JobManagerTest, ResumeRunsAnInterruptedJobAgainFromItsCheckpoint) {
   EXPECT_EQ(resumed->state(), otaro::v1::JOB_STATE_QUEUED);
   const otaro::v1::TuningJob done = WaitFinal(id);
   ASSERT_EQ(done.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done.error();
-  ASSERT_EQ(after_restart.calls().size(), 1u);
-  EXPECT_TRUE(after_restart.calls()[0].resume);  // from the checkpoint, not from scratch
+  ASSERT_EQ(restarted_.calls().size(), 1u);
+  EXPECT_TRUE(restarted_.calls()[0].resume);  // from the checkpoint, not from scratch
   EXPECT_FALSE(fake_.calls()[0].resume);
 
   // A job that succeeded cannot be resumed.
@@ -365,6 +408,23 @@ TEST_F(JobManagerTest, AFailingOrThrowingRunnerFailsItsJobAndTheWorkerGoesOn) {
   ASSERT_EQ(done.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done.error();
   EXPECT_EQ(done.result_version().version(), 2u);  // the failed jobs made no version
   EXPECT_EQ(RunOrder(), std::vector<std::string>({fails, throws, fine}));
+  EXPECT_EQ(fake_.max_in_flight(), 1);
+}
+
+TEST_F(JobManagerTest, AThrowingPublishFailsTheJobNotTheServer) {
+  StartManager(fake_.AsRunner(), [](uint64_t) -> absl::Status {
+    throw std::bad_alloc();  // e.g. loading the new version ran out of memory
+  });
+  otaro::v1::CreateTuningJobRequest request = Job(3);
+  request.set_auto_publish(true);
+  const std::string id = Create(request).id();
+  fake_.AllowAll();
+  const otaro::v1::TuningJob failed = WaitFinal(id);
+  EXPECT_EQ(failed.state(), otaro::v1::JOB_STATE_FAILED);
+  EXPECT_NE(failed.error().find("exception"), std::string::npos) << failed.error();
+  // The worker goes on with the next job.
+  const std::string next = Create(Job(3)).id();
+  EXPECT_EQ(WaitFinal(next).state(), otaro::v1::JOB_STATE_SUCCEEDED);
 }
 
 // --- With the real trainer -------------------------------------------------
