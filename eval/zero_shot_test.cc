@@ -192,12 +192,8 @@ class ZeroShotScoring : public ::testing::Test {
     for (Token t : Tok().Encode(context)) ctx.push_back(t);
     for (Token t : Tok().Encode(context + continuation)) whole.push_back(t);
     EXPECT_GT(whole.size(), ctx.size());
-    std::vector<engine::cpu::testing::DenseLayer> layers(dense_->layers.size());
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const engine::LlamaLayer& L = dense_->layers[l];
-      const engine::Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-      for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
-    }
+    const std::vector<engine::cpu::testing::DenseLayer> layers =
+        engine::cpu::testing::DenseLayersOf(*dense_);
     const std::vector<double> logits = engine::cpu::testing::ReferenceForward(*dense_, layers, whole);
     const size_t vocab = dense_->config.vocab_size;
     double sum = 0;
@@ -214,12 +210,8 @@ class ZeroShotScoring : public ::testing::Test {
 
   // Greedy tokens after [BOS] + Encode(context), from the reference.
   static std::vector<Token> ReferenceGreedy(const std::string& context, int n) {
-    std::vector<engine::cpu::testing::DenseLayer> layers(dense_->layers.size());
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const engine::LlamaLayer& L = dense_->layers[l];
-      const engine::Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-      for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
-    }
+    const std::vector<engine::cpu::testing::DenseLayer> layers =
+        engine::cpu::testing::DenseLayersOf(*dense_);
     std::vector<int> tokens = {Tok().bos_id()};
     for (Token t : Tok().Encode(context)) tokens.push_back(t);
     std::vector<Token> out;

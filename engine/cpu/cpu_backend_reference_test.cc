@@ -101,12 +101,7 @@ TEST_F(ReferenceTest, Float32LogitsMatchTransformers) {
 
 TEST_F(ReferenceTest, Float64ReferenceAgreesWithTransformers) {
   // The plain reference that the per-precision tests use is itself checked here.
-  std::vector<testing::DenseLayer> layers(model_->layers.size());
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LlamaLayer& L = model_->layers[l];
-    const Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-    for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
-  }
+  const std::vector<testing::DenseLayer> layers = testing::DenseLayersOf(*model_);
   const auto& prompt = (*fixture_)["prompts"][0];
   const std::vector<int> tokens = prompt["tokens"].get<std::vector<int>>();
   const std::vector<double> ref = testing::ReferenceForward(*model_, layers, tokens);

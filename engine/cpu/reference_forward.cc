@@ -5,6 +5,16 @@
 #include "sefp/kernels/activations.h"
 
 namespace otaro::engine::cpu::testing {
+
+std::vector<DenseLayer> DenseLayersOf(const LlamaModel& model) {
+  std::vector<DenseLayer> layers(model.layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const LlamaLayer& L = model.layers[l];
+    const Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
+    for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
+  }
+  return layers;
+}
 namespace {
 
 // x as the SEFP kernels see it (float32, then int8 per group of 64).

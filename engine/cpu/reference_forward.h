@@ -16,6 +16,10 @@ struct DenseLayer {
   std::vector<float> w[7];
 };
 
+// The model's own float32 linears (Linear::dense, loaded with quantize off),
+// as ReferenceForward's `layers`.
+std::vector<DenseLayer> DenseLayersOf(const LlamaModel& model);
+
 // Logits [tokens.size(), vocab] for every position. `layers` replaces the
 // model's linear weights (e.g. Q(W, m) decoded); biases and everything else
 // come from `model` (its float32 embedding and lm_head).

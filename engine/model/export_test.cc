@@ -155,12 +155,7 @@ TEST(ExportTest, HfFolderReadsBackAndGivesTransformersLogits) {
   load.quantize = false;
   auto model = LoadModel(out, load);
   ASSERT_TRUE(model.ok()) << model.status();
-  std::vector<cpu::testing::DenseLayer> layers((*model)->layers.size());
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LlamaLayer& L = (*model)->layers[l];
-    const Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-    for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
-  }
+  const std::vector<cpu::testing::DenseLayer> layers = cpu::testing::DenseLayersOf(**model);
   std::ifstream in("tests/fixtures/stories260K_reference/logits.json");
   ASSERT_TRUE(in.good());
   const nlohmann::json fixture = nlohmann::json::parse(in);
@@ -211,12 +206,7 @@ TEST(ExportTest, HfFolderIsWhatTransformersLoadedWithTheSameIdsAndLogits) {
   load.quantize = false;
   auto model = LoadModel(out, load);
   ASSERT_TRUE(model.ok()) << model.status();
-  std::vector<cpu::testing::DenseLayer> layers((*model)->layers.size());
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LlamaLayer& L = (*model)->layers[l];
-    const Linear* lin[7] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
-    for (int i = 0; i < 7; ++i) layers[l].w[i] = lin[i]->dense;
-  }
+  const std::vector<cpu::testing::DenseLayer> layers = cpu::testing::DenseLayersOf(**model);
   const int64_t vocab = (*model)->config.vocab_size;
   double worst = 0;
   for (const nlohmann::json& prompt : fixture["prompts"]) {

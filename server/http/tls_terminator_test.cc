@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,21 @@ class TlsClient {
   SSL* ssl_ = nullptr;
   int fd_ = -1;
 };
+
+// Sends `request` over plain TCP and returns everything read until the
+// server closes; nullopt when nothing accepts the connection.
+std::optional<std::string> PlaintextExchange(int port, const std::string& request) {
+  const int fd = ConnectTcp(port);
+  if (fd < 0) return std::nullopt;
+  std::string got;
+  if (::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+    char buffer[1024];
+    ssize_t n;
+    while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) got.append(buffer, n);
+  }
+  ::close(fd);
+  return got;
+}
 
 std::string Get(const std::string& path) {
   return absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -292,15 +308,9 @@ TEST_F(TlsListenerTest, APlaintextRequestToTheLoopbackPortBehindTlsIsRefused) {
   auto listener = StartListener(/*require_client_cert=*/true);
   ASSERT_TRUE(listener.ok()) << listener.status();
   ASSERT_NE((*listener)->plaintext_port(), (*listener)->port());
-  const int fd = ConnectTcp((*listener)->plaintext_port());
-  ASSERT_GE(fd, 0);
-  const std::string request = Get("/hello");
-  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-  std::string got;
-  char buffer[1024];
-  ssize_t n;
-  while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) got.append(buffer, n);
-  ::close(fd);
+  const std::optional<std::string> exchanged = PlaintextExchange((*listener)->plaintext_port(), Get("/hello"));
+  ASSERT_TRUE(exchanged.has_value()) << "nothing accepted the connection";
+  const std::string& got = *exchanged;
   EXPECT_TRUE(absl::StartsWith(got, "HTTP/1.1 403")) << got;
   EXPECT_FALSE(absl::StrContains(got, "hello"));
 }
@@ -337,15 +347,9 @@ TEST_F(TlsListenerTest, BeyondMaxConnectionsNewClientsWaitForAFreeSlot) {
 TEST_F(TlsListenerTest, PlainHttpOnTheTlsPortGetsNoHttpAnswer) {
   auto listener = StartListener(false);
   ASSERT_TRUE(listener.ok()) << listener.status();
-  const int fd = ConnectTcp((*listener)->port());
-  ASSERT_GE(fd, 0);
-  const std::string request = Get("/hello");
-  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-  std::string got;
-  char buffer[1024];
-  ssize_t n;
-  while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) got.append(buffer, n);
-  ::close(fd);
+  const std::optional<std::string> exchanged = PlaintextExchange((*listener)->port(), Get("/hello"));
+  ASSERT_TRUE(exchanged.has_value()) << "nothing accepted the connection";
+  const std::string& got = *exchanged;
   EXPECT_FALSE(absl::StrContains(got, "HTTP/1.1")) << got;
   EXPECT_FALSE(absl::StrContains(got, "hello"));
 }
