@@ -53,7 +53,8 @@ std::vector<float> RunAttention(const StepOps& ops, const std::vector<float>& q,
 TEST(StepOpsTest, EveryBuildAgreesAndAttentionIsASoftmax) {
   std::mt19937 rng(4);
   for (const Case& c : {Case{64, 1, 16}, Case{64, 37, 16}, Case{64, 130, 16}, Case{32, 9, 4},
-                        Case{48, 5, 1}}) {
+                        Case{48, 5, 1}, Case{128, 77, 32},
+                        Case{72, 200, 16}, Case{80, 70, 64}}) {
     const std::vector<float> q = Random(c.d, 1.0f, &rng);
     const int64_t blocks = (c.n + c.block_size - 1) / c.block_size;
     std::vector<std::vector<float>> keys, values;

@@ -31,9 +31,6 @@ using ::testing::HasSubstr;
 std::string StoriesGguf() {
   return otaro::testing::SharedPath("data/models/stories260K-gguf/stories260K.gguf");
 }
-std::string StoriesHf() {
-  return otaro::testing::SharedPath("data/models/stories260K-hf-converted");
-}
 
 constexpr char kText[] = "Once upon a time, Lily saw a big red ball. \"Hello!\" she said.\n";
 

@@ -52,6 +52,29 @@ void QuantizeGroup(const float* x, int n, int8_t* q, float* scales, int32_t* off
   }
 }
 
+// The steps every path shares after the group's amax-based quantization: the
+// scale cut to 22 significant bits, the diverged-block rule, and the AVX-512
+// kernel's conversion constants (activations.h).
+void FinishGroup(int8_t* q, float* scales, int32_t* offsets, int32_t* float_offsets,
+                 float* float_bias_scales) {
+  constexpr float kMaxScale = 0x1p93f;
+  for (int l = 0; l < kLanesPerGroup; ++l) {
+    float scale = scales[l];
+    if (scale >= kMaxScale) {
+      for (int i = 0; i < kLaneInputs; ++i) q[l * kLaneInputs + i] = 0;
+      offsets[l] = 0;
+      scale = std::numeric_limits<float>::quiet_NaN();
+    }
+    uint32_t bits;
+    std::memcpy(&bits, &scale, sizeof(bits));
+    bits &= ~uint32_t{3};
+    std::memcpy(&scale, &bits, sizeof(bits));
+    scales[l] = scale;
+    float_offsets[l] = offsets[l] + kFloatBiasBits;
+    float_bias_scales[l] = -kFloatBias * scale;
+  }
+}
+
 bool CpuHasAvx512() {
 #if defined(__x86_64__) || defined(__i386__)
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -79,6 +102,8 @@ void QuantizedActivations::Resize(int64_t rows, int64_t cols) {
     values_.reset(AlignedAlloc<int8_t>(need * kGroupSize));
     scales_.reset(AlignedAlloc<float>(need * kLanesPerGroup));
     offsets_.reset(AlignedAlloc<int32_t>(need * kLanesPerGroup));
+    float_offsets_.reset(AlignedAlloc<int32_t>(need * kLanesPerGroup));
+    float_bias_scales_.reset(AlignedAlloc<float>(need * kLanesPerGroup));
     capacity_rows_groups_ = need;
   }
 }
@@ -93,12 +118,14 @@ void QuantizedActivations::QuantizeRows(absl::Span<const float> x, int64_t row0,
       const int n = static_cast<int>(std::min<int64_t>(kGroupSize, cols_ - c0));
       int8_t* q = values_.get() + (r * groups_ + g) * kGroupSize;
       float* scales = scales_.get() + (r * groups_ + g) * kLanesPerGroup;
-      int32_t* offsets = offsets_.get() + (r * groups_ + g) * kLanesPerGroup;
+      const int64_t lane0 = (r * groups_ + g) * kLanesPerGroup;
+      int32_t* offsets = offsets_.get() + lane0;
       if (n == kGroupSize && avx512) {
         internal::QuantizeGroupAvx512(xr + c0, q, scales, offsets);
       } else {
         QuantizeGroup(xr + c0, n, q, scales, offsets);
       }
+      FinishGroup(q, scales, offsets, float_offsets_.get() + lane0, float_bias_scales_.get() + lane0);
     }
   }
 }

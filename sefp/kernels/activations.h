@@ -9,14 +9,24 @@
 // end count as 0):
 //
 //     amax  = max |x_i|
-//     scale = amax / 127                     (float division)
+//     scale = amax / 127 (float division), its 2 lowest significand bits cleared
 //     q_i   = round_half_even(x_i * (127 / amax)), clamped to [-127, 127]
 //
-// An all-zero block has scale 0 and q = 0; a block holding NaN or Inf has scale
-// NaN and q = 0, so every output it touches is NaN (never a silent number).
+// An all-zero block has scale 0 and q = 0; a block holding NaN or Inf, or whose
+// scale would reach 2^93 (amax ~1.3e30: a diverged model), has scale NaN and
+// q = 0, so every output it touches is NaN (never a silent number).
 // The kernels then compute sum_i Q(w_i, m) * q_i * scale with the integer part
 // exact, so the only difference from float activations is this rounding of x
-// (error <= 1/254 of the block's largest input per element).
+// (error <= 1/254 of the block's largest input per element, the cut scale adds
+// a relative 2^-22).
+//
+// Why the scale keeps 22 significant bits: the AVX-512 kernel turns a lane's
+// exact integer I into float(I) * scale with ONE fused multiply-add,
+//     fma(float(kFloatBias + I), scale, -kFloatBias * scale)
+// where kFloatBias + I is formed by integer addition on the float's bits
+// (float_offsets below) and -kFloatBias * scale is exact for such a scale
+// (float_bias_scales below), so the fma rounds I * scale once: the same bits as
+// converting I and multiplying, one operation fewer per lane.
 //
 // One object is quantized once and multiplied with several weights (q, k and v
 // share their input). Quantization is row-by-row, so a row's values never depend
@@ -38,6 +48,11 @@ namespace otaro::sefp {
 // and each lane is one quantization block with its own scale.
 inline constexpr int kLanesPerGroup = 16;
 inline constexpr int kLaneInputs = kGroupSize / kLanesPerGroup;
+
+// 1.5 x 2^23 and its float bits: for |I| < 2^22 (a lane's products are at most
+// 4 x 127 x 511), the int32 kFloatBiasBits + I is the float kFloatBias + I.
+inline constexpr float kFloatBias = 12582912.0f;
+inline constexpr int32_t kFloatBiasBits = 0x4B400000;
 
 class QuantizedActivations {
  public:
@@ -69,6 +84,14 @@ class QuantizedActivations {
   const int32_t* offsets(int64_t r) const {
     return offsets_.get() + r * groups_ * kLanesPerGroup;
   }
+  // Row r: offsets + kFloatBiasBits, and -kFloatBias * scale, per lane (exact):
+  // the AVX-512 kernel's int32 -> float conversion folded into its fma (above).
+  const int32_t* float_offsets(int64_t r) const {
+    return float_offsets_.get() + r * groups_ * kLanesPerGroup;
+  }
+  const float* float_bias_scales(int64_t r) const {
+    return float_bias_scales_.get() + r * groups_ * kLanesPerGroup;
+  }
 
   // Row r as the kernels see it: values * scale, cols() floats (tests compare the
   // kernels with a float64 reference on exactly these inputs).
@@ -83,6 +106,8 @@ class QuantizedActivations {
   std::unique_ptr<int8_t, FreeDeleter> values_;
   std::unique_ptr<float, FreeDeleter> scales_;
   std::unique_ptr<int32_t, FreeDeleter> offsets_;
+  std::unique_ptr<int32_t, FreeDeleter> float_offsets_;
+  std::unique_ptr<float, FreeDeleter> float_bias_scales_;
 };
 
 }  // namespace otaro::sefp

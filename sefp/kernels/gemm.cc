@@ -36,7 +36,10 @@ bool CpuSupports(Isa isa) {
   static const bool avx512 = __builtin_cpu_supports("avx512f") &&
                              __builtin_cpu_supports("avx512bw") &&
                              __builtin_cpu_supports("avx512vl") &&
-                             __builtin_cpu_supports("avx512vnni");
+                             __builtin_cpu_supports("avx512vnni") &&
+                             __builtin_cpu_supports("avx512vbmi") &&
+                             __builtin_cpu_supports("avx512bitalg") &&
+                             __builtin_cpu_supports("gfni");
 #else
   static const bool avx2 = false, avx512 = false;
 #endif
@@ -58,7 +61,7 @@ absl::StatusOr<Isa> ResolveIsa(Isa requested) {
   if (!CpuSupports(requested)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the ", IsaName(requested), " SEFP kernels were requested but this CPU lacks ",
-        requested == Isa::kAvx2 ? "AVX2 or FMA" : "AVX-512 F/BW/VL or VNNI"));
+        requested == Isa::kAvx2 ? "AVX2 or FMA" : "AVX-512 F/BW/VL/VNNI/VBMI/BITALG or GFNI"));
   }
   return requested;
 }

@@ -42,8 +42,10 @@
 
 namespace otaro::sefp {
 
-// kAvx512 needs AVX-512 F/BW/VL + VNNI (Cascade Lake, Ice Lake, Sapphire
-// Rapids, Zen 4); kAvx2 needs AVX2 + FMA (Haswell, Zen 1-3).
+// kAvx512 needs AVX-512 F/BW/VL/VNNI/VBMI/BITALG and GFNI (Ice Lake, Sapphire
+// Rapids, Zen 4: it forms the weights' digits with a GF2P8AFFINEQB bit transpose
+// and VPERMB lookups); kAvx2 needs AVX2 + FMA (Haswell, Zen 1-3, and the
+// Skylake-X / Cascade Lake AVX-512 parts, which lack VBMI and GFNI).
 enum class Isa { kAuto, kScalar, kAvx2, kAvx512 };
 
 // "auto", "scalar", "avx2", "avx512".

@@ -1,18 +1,35 @@
 // AVX-512 path (this file alone is compiled with -mavx512f -mavx512bw
-// -mavx512vl -mavx512vnni; the dispatcher calls it only after cpuid says so).
-// (Spreading the plane words with VBMI's VPMULTISHIFTQB + VPTERNLOGD instead of
-// masks measured no faster on Zen 4, so VBMI is not required.)
+// -mavx512vl -mavx512vnni -mavx512vbmi -mavx512bitalg -mgfni; the dispatcher
+// calls it only after cpuid says so).
 //
-// A group's 64 weights are one ZMM of bytes, and each digit plane word is an
-// AVX-512 mask as stored (layout.h): d is formed with one masked byte add per
-// plane (DigitProgram), offset by +128 so that VPDPBUSD (u8 x s8 -> 16 int32
-// lanes of 4 products) multiplies it with the int8 activations exactly; the
-// activations' lane offsets (-128 x lane sum) take the +128 back out.
-// A register tile is R weight rows x C batch rows: d is formed once per row and
-// group and used for all C batch rows, so batching divides the plane work.
+// ## Forming d: a bit transpose and a table lookup
+// A tile's plane j is 64 bytes, one word per row (layout.h). For every row and
+// chunk of 8 weights, three rounds of byte/word/dword unpacks gather the chunk's
+// byte from each of planes 0..7 into one 64-bit word, and one GF2P8AFFINEQB
+// transposes that 8x8 bit matrix: byte i then holds weight i's bits of planes
+// 0..7 (bit j = plane j). d (+128, the u8 form VPDPBUSD multiplies) is one
+// VPERMB (VPERMI2B for m = 6) of that byte in a 64-entry table built from the
+// DigitProgram at compile time; the split precisions (m = 7, 8) look up each
+// part, the low part after a second GF2P8AFFINEQB that gathers its planes'
+// bits, and add plane 8 (m = 8) with one VPSHUFBITQMB mask. Per 64 weights that
+// is ~4 operations for m <= 6 and ~8 for m = 8, where one masked byte add per
+// plane (and a mask load) took 2(m + 1).
+//
+// ## The register arrangement ("mixed")
+// The unpacks leave 128-bit lane L of a register holding row 2L + h (h = 0, 1)
+// and the chunk pair k (chunks 2k, 2k + 1; k = 0..3): its 4 int32 lanes of
+// VPDPBUSD products are gemm.h's lanes l = 4k .. 4k + 3 of that row. A batch row's
+// inputs for chunk pair k are broadcast to the 4 lanes. Accumulators keep the
+// same arrangement, and ReduceMixed runs LaneTree on 4 rows at once. The integer
+// and float operations of every (row, l) are exactly gemm.h's.
+//
+// Batch rows 1 and 2 use the arrangement directly. From 3 batch rows on, each
+// row block's d is formed once, turned into one register per row (a 4x4
+// transpose of 128-bit lanes) and stored in an L1-sized buffer that a 4 x 4
+// register tile reads for every batch row.
 #include <immintrin.h>
 
-#include <algorithm>
+#include <array>
 #include <vector>
 
 #include "sefp/kernels/internal.h"
@@ -20,37 +37,164 @@
 namespace otaro::sefp::internal {
 namespace {
 
-// The 16 lanes summed in LaneTree's order.
-inline float Reduce(__m512 v) {
-  const __m256 hi = _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE));
-  const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
-  const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
-  const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
-  return _mm_cvtss_f32(_mm_add_ss(v2, _mm_movehdup_ps(v2)));
-}
+// --- the lookup tables, from the DigitProgram ------------------------------------
+// The transposed byte holds planes 0..7 (bit j = plane j); plane 8 is added
+// with a mask. A part is looked up either by that byte as is ("direct": its
+// planes are all below bit 6, or below bit 7 for the 128-entry table of m = 6),
+// or by a byte whose low bits are its planes in increasing order, gathered by a
+// GF2P8AFFINEQB with `select` ("selected").
+struct PartTable {
+  bool selected = false;
+  uint64_t select = 0;  // the affine matrix: row 7 - q = 1 << (q-th plane)
+  int entries = 64;     // 64 (VPERMB) or 128 (VPERMI2B)
+  std::array<uint8_t, 128> table = {};
+  bool has_plane8 = false;
+  int8_t plane8_add = 0;
+};
 
-// One part of d (+128), for the row whose plane words are at words[j] (+ tile offset).
-template <const DigitPart& kPart>
-__attribute__((always_inline)) inline __m512i FormPart(const uint8_t* const* planes,
-                                                       int64_t word_offset) {
-  __m512i v = _mm512_set1_epi8(static_cast<char>(kPart.base + 128));
-#pragma GCC unroll 10
-  for (int t = 0; t < kPart.terms; ++t) {
-    uint64_t word;
-    __builtin_memcpy(&word, planes[kPart.plane[t]] + word_offset, 8);
-    const __mmask64 k = _cvtu64_mask64(word);
-    v = _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(kPart.add[t]));
+constexpr PartTable MakePartTable(const DigitPart& part, bool split) {
+  PartTable p;
+  int bit_of_plane[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+  int max_plane = 0, planes = 0;
+  for (int t = 0; t < part.terms; ++t) {
+    if (part.plane[t] == 8) {
+      p.has_plane8 = true;
+      p.plane8_add = part.add[t];
+    } else {
+      max_plane = part.plane[t] > max_plane ? part.plane[t] : max_plane;
+      ++planes;
+    }
   }
-  return v;
+  if (max_plane <= 5 || (!split && max_plane == 6)) {
+    p.entries = max_plane <= 5 ? 64 : 128;
+    for (int j = 0; j < 8; ++j) bit_of_plane[j] = j;
+  } else {
+    p.selected = true;
+    int q = 0;
+    for (int j = 0; j < 8; ++j) {
+      bool used = false;
+      for (int t = 0; t < part.terms; ++t) used = used || part.plane[t] == j;
+      if (!used) continue;
+      bit_of_plane[j] = q;
+      p.select |= uint64_t{1} << j << (8 * (7 - q));
+      ++q;
+    }
+  }
+  for (int idx = 0; idx < p.entries; ++idx) {
+    int v = part.base + 128;
+    for (int t = 0; t < part.terms; ++t) {
+      const int j = part.plane[t];
+      if (j < 8 && ((idx >> bit_of_plane[j]) & 1)) v += part.add[t];
+    }
+    p.table[idx] = static_cast<uint8_t>(v & 0xFF);
+  }
+  return p;
 }
 
 template <int M, bool kTruncate>
 struct Digits {
   static constexpr DigitProgram kProgram =
       MakeDigitProgram(M, kTruncate ? Reconstruction::kTruncate : Reconstruction::kMidpoint);
-  static constexpr DigitPart kPart0 = kProgram.part[0];
-  static constexpr DigitPart kPart1 = kProgram.part[1];
+  static constexpr bool kSplit = kProgram.split;
+  static constexpr int kParts = kSplit ? 2 : 1;
+  static constexpr PartTable kTable[2] = {MakePartTable(kProgram.part[0], kSplit),
+                                          MakePartTable(kProgram.part[1], kSplit)};
 };
+
+// x byte i = 1 << i: with a data word as the matrix, GF2P8AFFINEQB's byte i gets
+// bit i of data byte 7 - b as its bit b.
+constexpr uint64_t kTransposeIdentity = 0x8040201008040201ull;
+
+template <const PartTable& kT>
+__attribute__((always_inline)) inline __m512i LookUp(__m512i bits) {
+  const __m512i idx =
+      kT.selected ? _mm512_gf2p8affine_epi64_epi8(bits, _mm512_set1_epi64(kT.select), 0) : bits;
+  const __m512i lo = _mm512_loadu_si512(kT.table.data());
+  if constexpr (kT.entries == 128) {
+    return _mm512_permutex2var_epi8(lo, idx, _mm512_loadu_si512(kT.table.data() + 64));
+  } else {
+    return _mm512_permutexvar_epi8(idx, lo);
+  }
+}
+
+// d (+128) of one tile (row block, group) in the mixed arrangement for row
+// parity H: d[p][k] is part p, chunk pair k. `tile` is the tile's byte offset
+// inside a plane array.
+template <int M, bool kTruncate, int H>
+__attribute__((always_inline)) inline void FormMixed(const uint8_t* const* planes, int64_t tile,
+                                                     __m512i (&d)[2][4]) {
+  using D = Digits<M, kTruncate>;
+  constexpr int kTop = M < 8 ? M : 7;  // planes in the transposed byte
+  auto plane = [&](int j) {
+    return j <= kTop ? _mm512_load_si512(planes[j] + tile) : _mm512_setzero_si512();
+  };
+  auto unpack8 = [](__m512i a, __m512i b) {
+    return H == 0 ? _mm512_unpacklo_epi8(a, b) : _mm512_unpackhi_epi8(a, b);
+  };
+  // Bytes of a data word: plane 7 - b at byte b (so plane j lands on bit j).
+  const __m512i s76 = kTop >= 6 ? unpack8(plane(7), plane(6)) : _mm512_setzero_si512();
+  const __m512i s54 = kTop >= 4 ? unpack8(plane(5), plane(4)) : _mm512_setzero_si512();
+  const __m512i s32 = unpack8(plane(3), plane(2));
+  const __m512i s10 = unpack8(plane(1), plane(0));
+  const __m512i hi_lo = kTop >= 4 ? _mm512_unpacklo_epi16(s76, s54) : _mm512_setzero_si512();
+  const __m512i hi_hi = kTop >= 4 ? _mm512_unpackhi_epi16(s76, s54) : _mm512_setzero_si512();
+  const __m512i lo_lo = _mm512_unpacklo_epi16(s32, s10);
+  const __m512i lo_hi = _mm512_unpackhi_epi16(s32, s10);
+  const __m512i words[4] = {
+      _mm512_unpacklo_epi32(hi_lo, lo_lo), _mm512_unpackhi_epi32(hi_lo, lo_lo),
+      _mm512_unpacklo_epi32(hi_hi, lo_hi), _mm512_unpackhi_epi32(hi_hi, lo_hi)};
+  const __m512i identity = _mm512_set1_epi64(static_cast<int64_t>(kTransposeIdentity));
+  __m512i plane8_words = _mm512_setzero_si512();
+  if constexpr (M == 8) {
+    // Both 64-bit halves of lane L get row 2L + H's plane-8 word.
+    plane8_words = _mm512_permutexvar_epi64(
+        _mm512_setr_epi64(H, H, 2 + H, 2 + H, 4 + H, 4 + H, 6 + H, 6 + H),
+        _mm512_load_si512(planes[8] + tile));
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {
+    const __m512i bits = _mm512_gf2p8affine_epi64_epi8(identity, words[k], 0);
+    d[0][k] = LookUp<D::kTable[0]>(bits);
+    if constexpr (D::kSplit) d[1][k] = LookUp<D::kTable[1]>(bits);
+    if constexpr (M == 8) {
+      // Byte 16L + i takes bit 16k + i of its word.
+      const __m512i bit_index = _mm512_add_epi8(
+          _mm512_set1_epi8(static_cast<char>(16 * k)),
+          _mm512_setr4_epi32(0x03020100, 0x07060504, 0x0B0A0908, 0x0F0E0D0C));
+      const __mmask64 set = _mm512_bitshuffle_epi64_mask(plane8_words, bit_index);
+      constexpr int p8 = D::kTable[0].has_plane8 ? 0 : 1;
+      d[p8][k] = _mm512_mask_add_epi8(d[p8][k], set, d[p8][k],
+                                      _mm512_set1_epi8(D::kTable[p8].plane8_add));
+    }
+  }
+}
+
+// LaneTree of each of 4 accumulators (16 lanes each), the 4 sums in order:
+// the halving steps done for the 4 at once by 128-bit lane shuffles.
+inline __m128 ReduceFour(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  // v8[i] = l[i] + l[i + 8]: quarters 0, 1 plus quarters 2, 3.
+  const __m512 v8_01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44),
+                                     _mm512_shuffle_f32x4(a0, a1, 0xEE));
+  const __m512 v8_23 = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44),
+                                     _mm512_shuffle_f32x4(a2, a3, 0xEE));
+  // v4[i] = v8[i] + v8[i + 4]: quarter j of v4 belongs to accumulator j.
+  const __m512 v4 = _mm512_add_ps(_mm512_shuffle_f32x4(v8_01, v8_23, 0x88),
+                                  _mm512_shuffle_f32x4(v8_01, v8_23, 0xDD));
+  const __m512 v2 = _mm512_add_ps(v4, _mm512_permute_ps(v4, 0x0E));  // v4[0]+v4[2], v4[1]+v4[3]
+  const __m512 v1 = _mm512_add_ps(v2, _mm512_permute_ps(v2, 0x01));
+  return _mm512_castps512_ps128(
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), v1));
+}
+
+// LaneTree of 4 rows at once: acc[k] lane L holds lanes 4k..4k+3 of row 2L + h.
+// Returns the 4 sums in elements 0, 4, 8, 12.
+inline __m512 ReduceMixed(const __m512 (&acc)[4]) {
+  const __m512 v8a = _mm512_add_ps(acc[0], acc[2]);  // l[i] + l[i + 8], i = 0..3
+  const __m512 v8b = _mm512_add_ps(acc[1], acc[3]);  // i = 4..7
+  const __m512 v4 = _mm512_add_ps(v8a, v8b);         // v8[i] + v8[i + 4]
+  const __m512 v2 = _mm512_add_ps(v4, _mm512_permute_ps(v4, 0x0E));  // v4[0]+v4[2], v4[1]+v4[3]
+  return _mm512_add_ps(v2, _mm512_permute_ps(v2, 0x01));
+}
 
 // 2^(e - m) of the 8 rows of every tile of row block rb: ws[8 g + r]. The same
 // values as internal::WeightScale, 8 at a time: calling it per element made the
@@ -67,33 +211,32 @@ void WeightScales(const PackedMatrix& w, int64_t rb, int m, float* ws) {
   }
 }
 
-// d (+128) of the 8 rows of row block rb for every group, formed once for a
-// whole batch: part p of row r, group g at digits[p][(g * 8 + r) * 64].
-template <int M, bool kTruncate>
-void FormRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* digits) {
-  using D = Digits<M, kTruncate>;
-  const uint8_t* planes[kMasterBits + 1];
-  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
-  for (int64_t g = 0; g < w.groups(); ++g) {
-    const int64_t tile = w.TileIndex(rb, g);
-    for (int r = 0; r < kRowBlock; ++r) {
-      const int64_t word_offset = tile * kTileBytes + r * 8;
-      const int64_t at = (g * kRowBlock + r) * kGroupSize;
-      _mm512_store_si512(digits[0] + at, FormPart<D::kPart0>(planes, word_offset));
-      if constexpr (D::kProgram.split) {
-        _mm512_store_si512(digits[1] + at, FormPart<D::kPart1>(planes, word_offset));
-      }
-    }
+// kFloatBiasBits + the exact integer products of one d register (both parts)
+// with a batch row's inputs: `off` takes the parts' +128 back out, `float_off`
+// (off + kFloatBiasBits) also adds the bias, so the int32 result read as a
+// float is kFloatBias + I (activations.h).
+template <bool kSplit>
+__attribute__((always_inline)) inline __m512i BiasedProducts(__m512i off, __m512i float_off,
+                                                             __m512i d0, __m512i d1, __m512i xq) {
+  if constexpr (kSplit) {
+    __m512i sum = _mm512_dpbusd_epi32(off, d0, xq);
+    sum = _mm512_add_epi32(_mm512_slli_epi32(sum, kSplitShift), float_off);
+    return _mm512_dpbusd_epi32(sum, d1, xq);
+  } else {
+    return _mm512_dpbusd_epi32(float_off, d0, xq);
   }
 }
 
-// Rows r0 .. r0 + R - 1 of row block rb times batch rows b0 .. b0 + C - 1 (of the
-// job); ws = WeightScales(rb). Per group, the R rows' d come first -- formed
-// from the planes, or (kFormed) loaded from FormRowBlock's `digits` -- then
-// each batch row's inputs are loaded once for the R weight rows.
-template <int M, bool kTruncate, int R, int C, bool kFormed>
-void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
-          const uint8_t* const* digits) {
+// float(I) * scale_x, rounded once: fma(kFloatBias + I, scale_x, -kFloatBias * scale_x).
+__attribute__((always_inline)) inline __m512 ScaledProducts(__m512i biased, __m512 scale_x,
+                                                            __m512 bias_scale_x) {
+  return _mm512_fmadd_ps(_mm512_castsi512_ps(biased), scale_x, bias_scale_x);
+}
+
+// Rows of parity H0 .. H0 + NH - 1 of row block rb (4 each) times batch rows
+// b0 .. b0 + C - 1, d formed in registers for every group (batch rows 1, 2).
+template <int M, bool kTruncate, int H0, int NH, int C>
+void MixedTile(const GemmJob& job, int64_t rb, int64_t b0, const float* ws) {
   using D = Digits<M, kTruncate>;
   const PackedMatrix& w = *job.w;
   const QuantizedActivations& x = *job.x;
@@ -101,12 +244,126 @@ void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
   for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
   const int8_t* xv[C];
   const float* xs[C];
+  const float* xb[C];
   const int32_t* xo[C];
+  const int32_t* xf[C];
   for (int c = 0; c < C; ++c) {
     const int64_t b = job.row0 + b0 + c;
     xv[c] = x.values(b);
     xs[c] = x.scales(b);
+    xb[c] = x.float_bias_scales(b);
     xo[c] = x.offsets(b);
+    xf[c] = x.float_offsets(b);
+  }
+  __m512 acc[NH][C][4];
+  for (int h = 0; h < NH; ++h) {
+    for (int c = 0; c < C; ++c) {
+      for (int k = 0; k < 4; ++k) acc[h][c][k] = _mm512_setzero_ps();
+    }
+  }
+  // Lane L of the weight-scale vector of parity h: ws of row 2L + h.
+  const __m512i ws_index[2] = {
+      _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6),
+      _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7)};
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int64_t tile = w.TileIndex(rb, g) * kTileBytes;
+    __m512i d[NH][2][4];
+    if constexpr (H0 == 0) FormMixed<M, kTruncate, 0>(planes, tile, d[0]);
+    if constexpr (NH == 2) FormMixed<M, kTruncate, 1>(planes, tile, d[1]);
+    if constexpr (H0 == 1 && NH == 1) FormMixed<M, kTruncate, 1>(planes, tile, d[0]);
+    const __m512 ws8 = _mm512_castps256_ps512(_mm256_loadu_ps(ws + 8 * g));
+    __m512 wsv[NH];
+    for (int h = 0; h < NH; ++h) wsv[h] = _mm512_permutexvar_ps(ws_index[H0 + h], ws8);
+#pragma GCC unroll 2
+    for (int c = 0; c < C; ++c) {
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const __m512i xq = _mm512_broadcast_i32x4(
+            _mm_load_si128(reinterpret_cast<const __m128i*>(xv[c] + g * kGroupSize + 16 * k)));
+        const int64_t lane = g * kLanesPerGroup + 4 * k;
+        const __m512i off = D::kSplit ? _mm512_broadcast_i32x4(_mm_load_si128(
+                                            reinterpret_cast<const __m128i*>(xo[c] + lane)))
+                                      : _mm512_setzero_si512();
+        const __m512i float_off = _mm512_broadcast_i32x4(
+            _mm_load_si128(reinterpret_cast<const __m128i*>(xf[c] + lane)));
+        const __m512 scale_x = _mm512_broadcast_f32x4(_mm_load_ps(xs[c] + lane));
+        const __m512 bias_scale_x = _mm512_broadcast_f32x4(_mm_load_ps(xb[c] + lane));
+#pragma GCC unroll 2
+        for (int h = 0; h < NH; ++h) {
+          const __m512i sum = BiasedProducts<D::kSplit>(off, float_off, d[h][0][k], d[h][1][k], xq);
+          acc[h][c][k] = _mm512_fmadd_ps(ScaledProducts(sum, scale_x, bias_scale_x), wsv[h],
+                                         acc[h][c][k]);
+        }
+      }
+    }
+  }
+  const int64_t rows = w.rows();
+  for (int h = 0; h < NH; ++h) {
+    for (int c = 0; c < C; ++c) {
+      alignas(64) float sums[16];
+      _mm512_store_ps(sums, ReduceMixed(acc[h][c]));
+      for (int L = 0; L < 4; ++L) {
+        const int64_t n = rb * kRowBlock + 2 * L + H0 + h;
+        if (n < rows) job.y[(b0 + c) * rows + n] = sums[4 * L];
+      }
+    }
+  }
+}
+
+// d (+128) of the 8 rows of row block rb for every group, formed once for a
+// whole batch: part p of row r, group g at digits[p][(g * 8 + r) * 64], in the
+// weights' own order (a 4x4 transpose of the mixed registers' 128-bit lanes).
+template <int M, bool kTruncate>
+void FormRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* digits) {
+  using D = Digits<M, kTruncate>;
+  const uint8_t* planes[kMasterBits + 1];
+  for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int64_t tile = w.TileIndex(rb, g) * kTileBytes;
+    __m512i d[2][2][4];
+    FormMixed<M, kTruncate, 0>(planes, tile, d[0]);
+    FormMixed<M, kTruncate, 1>(planes, tile, d[1]);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+      for (int p = 0; p < D::kParts; ++p) {
+        const __m512i* t = d[h][p];
+        uint8_t* out = digits[p] + (g * kRowBlock + h) * kGroupSize;
+        const __m512i u0 = _mm512_shuffle_i64x2(t[0], t[1], 0x44);
+        const __m512i u1 = _mm512_shuffle_i64x2(t[0], t[1], 0xEE);
+        const __m512i u2 = _mm512_shuffle_i64x2(t[2], t[3], 0x44);
+        const __m512i u3 = _mm512_shuffle_i64x2(t[2], t[3], 0xEE);
+        // Row 2L + h is lane L of every chunk pair.
+        _mm512_store_si512(out + 0 * kGroupSize, _mm512_shuffle_i64x2(u0, u2, 0x88));
+        _mm512_store_si512(out + 2 * kGroupSize, _mm512_shuffle_i64x2(u0, u2, 0xDD));
+        _mm512_store_si512(out + 4 * kGroupSize, _mm512_shuffle_i64x2(u1, u3, 0x88));
+        _mm512_store_si512(out + 6 * kGroupSize, _mm512_shuffle_i64x2(u1, u3, 0xDD));
+      }
+    }
+  }
+}
+
+// Rows r0 .. r0 + R - 1 of row block rb times batch rows b0 .. b0 + C - 1 (of the
+// job), d read from FormRowBlock's `digits`; ws = WeightScales(rb).
+template <int M, bool kTruncate, int R, int C>
+void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
+          const uint8_t* const* digits) {
+  static_assert(R == 4, "the epilogue reduces 4 rows at once");
+  using D = Digits<M, kTruncate>;
+  const PackedMatrix& w = *job.w;
+  const QuantizedActivations& x = *job.x;
+  const int8_t* xv[C];
+  const float* xs[C];
+  const float* xb[C];
+  const int32_t* xo[C];
+  const int32_t* xf[C];
+  for (int c = 0; c < C; ++c) {
+    const int64_t b = job.row0 + b0 + c;
+    xv[c] = x.values(b);
+    xs[c] = x.scales(b);
+    xb[c] = x.float_bias_scales(b);
+    xo[c] = x.offsets(b);
+    xf[c] = x.float_offsets(b);
   }
   __m512 acc[R][C];
   for (int r = 0; r < R; ++r) {
@@ -116,44 +373,45 @@ void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
     __m512i d0[R], d1[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      if constexpr (kFormed) {
-        const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
-        d0[r] = _mm512_load_si512(digits[0] + at);
-        d1[r] = D::kProgram.split ? _mm512_load_si512(digits[1] + at) : _mm512_setzero_si512();
-      } else {
-        const int64_t word_offset = w.TileIndex(rb, g) * kTileBytes + (r0 + r) * 8;
-        d0[r] = FormPart<D::kPart0>(planes, word_offset);
-        d1[r] = D::kProgram.split ? FormPart<D::kPart1>(planes, word_offset) : _mm512_setzero_si512();
-      }
+      const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+      d0[r] = _mm512_load_si512(digits[0] + at);
+      d1[r] = D::kSplit ? _mm512_load_si512(digits[1] + at) : _mm512_setzero_si512();
     }
     const float* ws_g = ws + 8 * g + r0;
 #pragma GCC unroll 4
     for (int c = 0; c < C; ++c) {
+      const int64_t lane = g * kLanesPerGroup;
       const __m512i xq = _mm512_load_si512(xv[c] + g * kGroupSize);
-      const __m512i off = _mm512_load_si512(xo[c] + g * kLanesPerGroup);
-      const __m512 scale_x = _mm512_load_ps(xs[c] + g * kLanesPerGroup);
+      const __m512i off = D::kSplit ? _mm512_load_si512(xo[c] + lane) : _mm512_setzero_si512();
+      const __m512i float_off = _mm512_load_si512(xf[c] + lane);
+      const __m512 scale_x = _mm512_load_ps(xs[c] + lane);
+      const __m512 bias_scale_x = _mm512_load_ps(xb[c] + lane);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        __m512i sum = _mm512_dpbusd_epi32(off, d0[r], xq);
-        if constexpr (D::kProgram.split) {
-          sum = _mm512_add_epi32(_mm512_slli_epi32(sum, kSplitShift), off);
-          sum = _mm512_dpbusd_epi32(sum, d1[r], xq);
-        }
-        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), scale_x);
-        acc[r][c] = _mm512_fmadd_ps(f, _mm512_set1_ps(ws_g[r]), acc[r][c]);
+        const __m512i sum = BiasedProducts<D::kSplit>(off, float_off, d0[r], d1[r], xq);
+        acc[r][c] = _mm512_fmadd_ps(ScaledProducts(sum, scale_x, bias_scale_x),
+                                    _mm512_set1_ps(ws_g[r]), acc[r][c]);
       }
     }
   }
   const int64_t rows = w.rows();
-  for (int r = 0; r < R; ++r) {
-    const int64_t n = rb * kRowBlock + r0 + r;
-    if (n >= rows) break;
-    for (int c = 0; c < C; ++c) job.y[(b0 + c) * rows + n] = Reduce(acc[r][c]);
+  const int64_t n0 = rb * kRowBlock + r0;
+  for (int c = 0; c < C; ++c) {
+    float* y = job.y + (b0 + c) * rows + n0;
+    const __m128 sums = ReduceFour(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+    if (n0 + 4 <= rows) {
+      _mm_storeu_ps(y, sums);
+    } else {
+      alignas(16) float v[4];
+      _mm_store_ps(v, sums);
+      for (int r = 0; n0 + r < rows; ++r) y[r] = v[r];
+    }
   }
 }
 
 template <int M, bool kTruncate>
 void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
+  using D = Digits<M, kTruncate>;
   const int64_t groups = job.w->groups();
   thread_local std::vector<float> ws_storage;
   ws_storage.resize(static_cast<size_t>(groups) * kRowBlock);
@@ -176,28 +434,32 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
       FormRowBlock<M, kTruncate>(*job.w, rb, digits);
       int64_t b0 = 0;
       for (; b0 + 4 <= job.batch; b0 += 4) {
-        Tile<M, kTruncate, 4, 4, true>(job, rb, 0, b0, ws, digits);
-        Tile<M, kTruncate, 4, 4, true>(job, rb, 4, b0, ws, digits);
+        Tile<M, kTruncate, 4, 4>(job, rb, 0, b0, ws, digits);
+        Tile<M, kTruncate, 4, 4>(job, rb, 4, b0, ws, digits);
       }
       for (int r0 : {0, 4}) {
         switch (job.batch - b0) {
-          case 1: Tile<M, kTruncate, 4, 1, true>(job, rb, r0, b0, ws, digits); break;
-          case 2: Tile<M, kTruncate, 4, 2, true>(job, rb, r0, b0, ws, digits); break;
-          case 3: Tile<M, kTruncate, 4, 3, true>(job, rb, r0, b0, ws, digits); break;
+          case 1: Tile<M, kTruncate, 4, 1>(job, rb, r0, b0, ws, digits); break;
+          case 2: Tile<M, kTruncate, 4, 2>(job, rb, r0, b0, ws, digits); break;
+          case 3: Tile<M, kTruncate, 4, 3>(job, rb, r0, b0, ws, digits); break;
           default: break;
         }
       }
       continue;
     }
-    // One or two batch rows: d formed in registers, 8 weight rows at a time
-    // (4 for the two-part precisions with two batch rows: registers).
-    if (job.batch == 1) {
-      Tile<M, kTruncate, 8, 1, false>(job, rb, 0, 0, ws, nullptr);
-    } else if constexpr (Digits<M, kTruncate>::kProgram.split) {
-      Tile<M, kTruncate, 4, 2, false>(job, rb, 0, 0, ws, nullptr);
-      Tile<M, kTruncate, 4, 2, false>(job, rb, 4, 0, ws, nullptr);
+    // One or two batch rows: d formed in registers, both row parities at once
+    // where the registers allow (one part, one batch row), else one at a time.
+    if (job.batch == 1 && !D::kSplit) {
+      MixedTile<M, kTruncate, 0, 2, 1>(job, rb, 0, ws);
     } else {
-      Tile<M, kTruncate, 8, 2, false>(job, rb, 0, 0, ws, nullptr);
+      constexpr int C = 2;
+      if (job.batch == 1) {
+        MixedTile<M, kTruncate, 0, 1, 1>(job, rb, 0, ws);
+        MixedTile<M, kTruncate, 1, 1, 1>(job, rb, 0, ws);
+      } else {
+        MixedTile<M, kTruncate, 0, 1, C>(job, rb, 0, ws);
+        MixedTile<M, kTruncate, 1, 1, C>(job, rb, 0, ws);
+      }
     }
   }
 }

@@ -71,8 +71,18 @@ bool BitEqual(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
+// amax / 127 with the 2 lowest significand bits cleared (activations.h).
+float CutScale(float scale) {
+  uint32_t bits;
+  std::memcpy(&bits, &scale, sizeof(bits));
+  bits &= ~uint32_t{3};
+  std::memcpy(&scale, &bits, sizeof(bits));
+  return scale;
+}
+
 TEST(ActivationsTest, QuantizationRule) {
-  // Blocks of 4 inputs, each with scale amax / 127 and q = round_half_even(x * 127 / amax).
+  // Blocks of 4 inputs, each with scale amax / 127 (cut to 22 significant bits)
+  // and q = round_half_even(x * 127 / amax).
   std::vector<float> x(70, 0.0f);
   x[0] = 2.54f;
   x[1] = -2.54f;
@@ -87,26 +97,40 @@ TEST(ActivationsTest, QuantizationRule) {
   q.Quantize(x, 1, 70);
   ASSERT_EQ(q.groups(), 2);
   const float inv = 127.0f / 2.54f;
-  EXPECT_EQ(q.scales(0)[0], 2.54f / 127.0f);
+  EXPECT_EQ(q.scales(0)[0], CutScale(2.54f / 127.0f));
   EXPECT_EQ(q.values(0)[0], 127);
   EXPECT_EQ(q.values(0)[1], -127);
   EXPECT_EQ(q.values(0)[2], static_cast<int8_t>(std::nearbyint(0.01f * inv)));
   EXPECT_EQ(q.values(0)[2], 0);
   EXPECT_EQ(q.values(0)[3], 2);
-  EXPECT_EQ(q.scales(0)[1], 1.0f / 127.0f);
+  EXPECT_EQ(q.scales(0)[1], CutScale(1.0f / 127.0f));
   EXPECT_EQ(q.values(0)[4], -127);
   EXPECT_EQ(q.values(0)[5], static_cast<int8_t>(std::nearbyint(0.25f * 127.0f)));
   EXPECT_EQ(q.scales(0)[2], 0.0f);  // an all-zero block
-  EXPECT_EQ(q.scales(0)[16], 3.0f / 127.0f);
+  EXPECT_EQ(q.scales(0)[16], CutScale(3.0f / 127.0f));
   EXPECT_EQ(q.values(0)[64], 127);
   EXPECT_EQ(q.values(0)[65], static_cast<int8_t>(std::nearbyint(-1.5f * 127.0f / 3.0f)));
-  EXPECT_EQ(q.scales(0)[17], 0.5f / 127.0f);
+  EXPECT_EQ(q.scales(0)[17], CutScale(0.5f / 127.0f));
   EXPECT_EQ(q.values(0)[69], 127);
   for (int i = 70; i < 128; ++i) EXPECT_EQ(q.values(0)[i], 0) << "padding " << i;
   // Lane offsets: -128 x the sum of each lane's 4 values.
   for (int l = 0; l < 2 * kLanesPerGroup; ++l) {
     const int8_t* v = q.values(0) + 4 * l;
     EXPECT_EQ(q.offsets(0)[l], -128 * (v[0] + v[1] + v[2] + v[3])) << "lane " << l;
+    // The AVX-512 kernel's conversion constants, and why they are exact: the
+    // biased int32 is the float kFloatBias + I, and the fma gives I * scale.
+    EXPECT_EQ(q.float_offsets(0)[l], q.offsets(0)[l] + kFloatBiasBits);
+    const float bias_scale = q.float_bias_scales(0)[l];
+    EXPECT_EQ(bias_scale, -kFloatBias * q.scales(0)[l]);
+    EXPECT_EQ(double{bias_scale}, -double{kFloatBias} * q.scales(0)[l]) << "inexact, lane " << l;
+    for (int32_t i : {-(1 << 22) + 1, -260096, -1, 0, 1, 12345, 260096, (1 << 22) - 1}) {
+      const int32_t biased = kFloatBiasBits + i;
+      float as_float;
+      std::memcpy(&as_float, &biased, sizeof(as_float));
+      EXPECT_EQ(as_float, kFloatBias + static_cast<float>(i));
+      EXPECT_EQ(std::fma(as_float, q.scales(0)[l], bias_scale), static_cast<float>(i) * q.scales(0)[l])
+          << "I = " << i << ", lane " << l;
+    }
   }
   // Each element is within half a step of x.
   const std::vector<float> back = q.Dequantize(0);
@@ -124,9 +148,27 @@ TEST(ActivationsTest, ZeroAndNonFiniteBlocks) {
   q.Quantize(x, 1, 128);
   EXPECT_EQ(q.scales(0)[0], 0.0f);
   EXPECT_TRUE(std::isnan(q.scales(0)[17]));
-  EXPECT_EQ(q.scales(0)[18], 1.0f / 127.0f);
+  EXPECT_EQ(q.scales(0)[18], CutScale(1.0f / 127.0f));
   for (int i = 68; i < 72; ++i) EXPECT_EQ(q.values(0)[i], 0);
   EXPECT_EQ(q.values(0)[72], 127);
+}
+
+TEST(ActivationsTest, ScalesNearTheFloatLimitCountAsDiverged) {
+  // A block whose scale would reach 2^93 is NaN like a non-finite one (its
+  // -kFloatBias * scale must stay finite); just below it is an ordinary block.
+  for (bool simd : {false, true}) {
+    std::vector<float> x(64, 1.0f);
+    x[0] = 127.0f * 0x1p93f;  // block 0: scale 2^93
+    x[4] = 127.0f * 0x1p92f;  // block 1: scale 2^92
+    QuantizedActivations q;
+    q.Quantize(x, 1, 64, simd);
+    EXPECT_TRUE(std::isnan(q.scales(0)[0])) << simd;
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(q.values(0)[i], 0) << simd;
+    EXPECT_EQ(q.offsets(0)[0], 0);
+    EXPECT_EQ(q.scales(0)[1], 0x1p92f) << simd;
+    EXPECT_EQ(q.values(0)[4], 127) << simd;
+    EXPECT_TRUE(std::isfinite(q.float_bias_scales(0)[1]));
+  }
 }
 
 // The AVX-512 quantizer (where the CPU has it) against the portable code: the
@@ -263,7 +305,7 @@ TEST_P(IsaPathTest, BitEqualToTheScalarPathOnMixedScales) {
   ASSERT_TRUE(t.ok());
   auto w = PackedMatrix::Pack(*t);
   ASSERT_TRUE(w.ok());
-  for (int64_t batch : {1, 4, 7}) {
+  for (int64_t batch : {1, 2, 3, 4, 7, 9}) {
     const std::vector<float> x = RandomInputs(batch * cols, &rng);
     for (Reconstruction mode : kModes) {
       for (int m = 2; m <= 8; ++m) {

@@ -8,11 +8,11 @@ pairs a measure with its peer: E5M3 (4.125 bits per weight) with Q4_0 (4.5),
 E5M7 (8.125) and E5M8 (9.125) with Q8_0 (8.5).
 
   decode, batch 1   engine_bench --batch 1 --prompt 128 --decode 64 (context
-                    128..192)  vs  llama-bench -n 64 (context 0..64)
+                    128..192)  vs  llama-bench -p 0 -n 64 -d 128 (the same)
   decode, batch B   engine_bench --batch B --prompt 64 --decode 32, all
                     sequences' tokens/s  vs  llama-batched-bench -npp 64 -ntg 32
                     -npl B, S_TG
-  prefill           engine_bench --batch 1 --prompt 128  vs  llama-bench -p 128
+  prefill           engine_bench --batch 1 --prompt 128  vs  llama-bench -p 128 -n 0
 
 llama.cpp comes from ../shared/tools/llamacpp-peer/build.sh (built outside the
 repository). Figures are only comparable within one run: the machines differ
@@ -108,9 +108,13 @@ def main():
                         ",".join(map(str, batches)), "--prompt", "64", "--decode", "32",
                         "--stream_mib", "256"])
             ours = {**engine_rows(single), **engine_rows(many)}
-            bench = json.loads(run([os.path.join(peer, "llama-bench"), "-m", quantized["Q4_0"],
-                                    "-m", quantized["Q8_0"], "-p", "128", "-n", "64", "-t", str(t),
-                                    "-r", "1", "-o", "json"], stderr=subprocess.DEVNULL))
+            # Prefill from an empty context; decode from depth 128 (-d), the
+            # context engine_bench decodes at after its 128-token prompt.
+            bench = []
+            for shape in (["-p", "128", "-n", "0"], ["-p", "0", "-n", "64", "-d", "128"]):
+                bench += json.loads(run([os.path.join(peer, "llama-bench"), "-m", quantized["Q4_0"],
+                                         "-m", quantized["Q8_0"], *shape, "-t", str(t),
+                                         "-r", "1", "-o", "json"], stderr=subprocess.DEVNULL))
             peer_rate = {}
             for r in bench:
                 fmt = "Q4_0" if r["model_filename"] == quantized["Q4_0"] else "Q8_0"
