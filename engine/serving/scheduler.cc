@@ -354,7 +354,12 @@ void Scheduler::Core::Step() {
     budget -= n;
   }
 
-  if (absl::Status s = backend->Forward(step, &logits); !s.ok()) {
+  absl::Status forward;
+  {
+    StepGate::Turn turn(options.step_gate.get());
+    forward = backend->Forward(step, &logits);
+  }
+  if (absl::Status s = forward; !s.ok()) {
     // The backend reports errors before changing any state, so only this
     // step's requests are affected; later steps start clean.
     OTARO_LOG_ERROR("scheduler: backend step of {} sequences failed: {}", rows.size(), s);

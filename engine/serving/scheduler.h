@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "engine/runtime/backend.h"
 #include "engine/runtime/generator.h"
+#include "engine/serving/step_gate.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace otaro::engine {
@@ -65,6 +66,9 @@ struct SchedulerOptions {
   absl::Duration max_queue_time = absl::Seconds(30);  // waiting longer -> RESOURCE_EXHAUSTED
   int64_t prefill_chunk = 256;   // prompt tokens per sequence per step
   int64_t max_step_tokens = 1024;  // all tokens in one step (prefill chunks + decodes)
+  // Shared by the schedulers of every model version a server holds, so that
+  // they step in turns (step_gate.h); null: step whenever there is work.
+  std::shared_ptr<StepGate> step_gate;
 };
 
 struct SchedulerStats {

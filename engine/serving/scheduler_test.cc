@@ -138,6 +138,33 @@ class FailingBackend : public Backend {
   std::atomic<int> failed_rows_{0};
 };
 
+// Counts how many Forward calls run at once across every backend sharing one
+// counter (two model versions' schedulers, say).
+class OverlapCountingBackend : public Backend {
+ public:
+  OverlapCountingBackend(Backend* inner, std::atomic<int>* inside, std::atomic<int>* most)
+      : inner_(inner), inside_(inside), most_(most) {}
+  std::string name() const override { return inner_->name(); }
+  const ModelConfig& config() const override { return inner_->config(); }
+  absl::Status CheckPrecision(int m) const override { return inner_->CheckPrecision(m); }
+  KVCache& kv_cache() override { return inner_->kv_cache(); }
+  absl::Status Forward(const BatchStep& step, Logits* out) override {
+    const int now = inside_->fetch_add(1) + 1;
+    int seen = most_->load();
+    while (now > seen && !most_->compare_exchange_weak(seen, now)) {
+    }
+    absl::Status status = inner_->Forward(step, out);
+    inside_->fetch_sub(1);
+    return status;
+  }
+  size_t WorkspaceBytes() const override { return inner_->WorkspaceBytes(); }
+
+ private:
+  Backend* inner_;
+  std::atomic<int>* inside_;
+  std::atomic<int>* most_;
+};
+
 class SchedulerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { model_ = testing::LoadStories260K().release(); }
@@ -592,6 +619,36 @@ TEST_F(SchedulerTest, BackendErrorFailsThatStepsRequestsOnly) {
   after.Wait();
   ASSERT_TRUE(after.status().ok()) << after.status();
   EXPECT_EQ(after.result().tokens, Alone(r).tokens);
+}
+
+TEST_F(SchedulerTest, SchedulersSharingAStepGateNeverStepAtOnce) {
+  // Two model versions' schedulers during a publish: each keeps its own
+  // backend and requests, and with one StepGate their steps take turns.
+  auto other = MakeBackend(8 << 20);
+  std::atomic<int> inside{0}, most{0};
+  OverlapCountingBackend first_backend(backend_.get(), &inside, &most);
+  OverlapCountingBackend second_backend(other.get(), &inside, &most);
+  auto gate = std::make_shared<StepGate>();
+  auto first = MakeScheduler(&first_backend, {.max_running = 4, .step_gate = gate});
+  auto second = MakeScheduler(&second_backend, {.max_running = 4, .step_gate = gate});
+  std::vector<GenerationRequest> requests;
+  std::vector<std::unique_ptr<Outcome>> outcomes;
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < 6; ++i) {
+    requests.push_back(Request(kPrompts[i % 3], 8 - i % 3, 24));
+    outcomes.push_back(std::make_unique<Outcome>());
+    handles.push_back(
+        MustSubmit(i % 2 == 0 ? *first : *second, requests.back(), outcomes.back()->Callbacks()));
+  }
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    outcomes[i]->Wait();
+    ASSERT_TRUE(outcomes[i]->status().ok()) << outcomes[i]->status();
+    EXPECT_EQ(outcomes[i]->result().tokens, Alone(requests[i]).tokens) << "request " << i;
+  }
+  EXPECT_EQ(most.load(), 1) << "two steps ran at once";
+  EXPECT_GT(first->stats().steps, 0u);
+  EXPECT_GT(second->stats().steps, 0u);
+  EXPECT_EQ(gate->queued(), 0);
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ absl::Status ModelVersions::LoadInitial() {
     OTARO_LOG_INFO("serving model version {}, the version last published in the store {}",
                    record.version, store_->dir());
   }
-  auto model = LoadServedModel(config_, record.path, record.version);
+  auto model = LoadServedModel(config_, record.path, record.version, step_gate_);
   if (!model.ok()) {
     return absl::Status(
         model.status().code(),
@@ -105,7 +105,7 @@ absl::Status ModelVersions::LoadAndSwap(const ModelVersionRecord& record,
                                         const std::function<absl::Status()>& commit) {
   auto before = host_->current();
   const absl::Time start = absl::Now();
-  auto model = LoadServedModel(config_, record.path, record.version);
+  auto model = LoadServedModel(config_, record.path, record.version, step_gate_);
   if (!model.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "model version ", record.version, " cannot be served: ", model.status().message(),

@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "common/mutex.h"
+#include "engine/serving/step_gate.h"
 #include "otaro/v1/models.pb.h"
 #include "server/config/config.h"
 #include "server/metrics/registry.h"
@@ -72,6 +73,10 @@ class ModelVersions {
   ModelHost* const host_;
   const SwapListener on_swap_;
   metrics::CounterFamily* publishes_ = nullptr;
+  // Shared by every version's scheduler: while a publish or rollback leaves
+  // two versions with work, their steps take turns instead of running at once
+  // on cores sized for one engine (engine/serving/step_gate.h).
+  const std::shared_ptr<engine::StepGate> step_gate_ = std::make_shared<engine::StepGate>();
   // Serialises Publish and Rollback (loading happens under it: a second
   // publish waits rather than loading a third model at the same time).
   Mutex mu_;  // common/mutex.h: visible to TSan, checked by clang

@@ -56,9 +56,9 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   return served;
 }
 
-absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config,
-                                                                   const std::string& path,
-                                                                   uint64_t version) {
+absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(
+    const Config& config, const std::string& path, uint64_t version,
+    std::shared_ptr<engine::StepGate> step_gate) {
   OTARO_ASSIGN_OR_RETURN(const DeviceChoice device, ChooseDevice(config.engine.device));
   engine::LoadOptions options;
   options.resident_max_bits = config.model.resident_max_bits;
@@ -108,6 +108,7 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config&
   scheduler_options.max_waiting = config.generation.max_waiting_requests;
   scheduler_options.max_queue_time =
       absl::Milliseconds(static_cast<int64_t>(config.generation.max_queue_time_seconds * 1000));
+  scheduler_options.step_gate = std::move(step_gate);
   auto scheduler = engine::Scheduler::Create(served->backend.get(), served->model->tokenizer.get(),
                                              scheduler_options);
   if (!scheduler.ok()) return scheduler.status();

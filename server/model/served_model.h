@@ -15,6 +15,7 @@
 #include "engine/model/llama_model.h"
 #include "engine/runtime/backend.h"
 #include "engine/serving/scheduler.h"
+#include "engine/serving/step_gate.h"
 #include "engine/tokenizer/chat_template.h"
 #include "otaro/v1/inference.pb.h"
 #include "server/config/config.h"
@@ -40,10 +41,12 @@ struct ServedModel {
 
 // Loads the model at `path` as model version `version` for serving, with
 // everything else (device, threads, KV cache, scheduler limits, precision)
-// from `config`. Each call builds its own backend and scheduler.
-absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config,
-                                                                   const std::string& path,
-                                                                   uint64_t version);
+// from `config`. Each call builds its own backend and scheduler; versions
+// loaded with the same `step_gate` step in turns while both have work (a
+// publish: engine/serving/step_gate.h), null: no gate.
+absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(
+    const Config& config, const std::string& path, uint64_t version,
+    std::shared_ptr<engine::StepGate> step_gate = nullptr);
 // The same for config.model.path as version 1 (a server without a store).
 absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(const Config& config);
 

@@ -8,7 +8,7 @@
 //   job's state are returned when they are no longer used;
 // - streams keep flowing: every call succeeds; of the inter-token gaps that
 //   overlap a publish or rollback, the 99th percentile stays under 3x the
-//   median undisturbed gap and none reaches 0.5 s (the issue's goal, the
+//   median undisturbed gap and none reaches 0.3 s (the issue's goal, the
 //   worst under 3x, is not met yet: see the assertion).
 // Prints the figures. OTARO_SOAK_CYCLES sets the number of cycles (default 20;
 // tools/soak.sh runs a longer one).
@@ -283,13 +283,15 @@ TEST(SoakTest, PublishCyclesUnderStreamingLoadKeepMemoryFlatAndStreamsFlowing) {
   ASSERT_FALSE(undisturbed.empty());
   // Issue 17 asks for no gap during a swap above 3x the median. What holds
   // today, and is asserted: 99% of the gaps during swaps stay under 3x the
-  // median, and no stream stalls for half a second (the issue reported
-  // stalls of up to 1.85 s). Measured on 2 cores: p99 1.7-1.8x; the worst
-  // 150-220 ms (5.6-8x), hitting every stream at once while one version is
-  // freed and the next is read (cause not pinned down yet: see the issue).
+  // median, and no stream stalls for 0.3 s (the issue reported stalls of up
+  // to 1.85 s). Measured on 2 cores: before the versions' schedulers shared a
+  // StepGate the worst was 150-220 ms (5.6-8x): two engine threads stepping at
+  // once took both cores from the streams' gRPC threads; with the gate, 109 ms
+  // (3.8x, p99 2.0x) with a tuning run beside the test, during the next
+  // version's load (the old and new versions now take turns).
   EXPECT_LE(Percentile(during_swaps, 0.99), 3 * median)
       << "streams slowed down during publishes and rollbacks";
-  EXPECT_LT(worst, 0.5) << "a stream stalled during a publish or rollback";
+  EXPECT_LT(worst, 0.3) << "a stream stalled during a publish or rollback";
 }
 
 }  // namespace
