@@ -36,6 +36,7 @@ constexpr char kUsage[] =
     "  weight_decay=F   clip=F   batch=N   seq_len=N   grad_accum=N   seed=N\n"
     "  lambda=F   bps_loss=latest|ema   laa_n=N   laa_ultra_low=M   laa_reduce=sum|mean\n"
     "  eval_every=N   checkpoint_every=N   heldout=PATH   eval_items=N\n"
+    "  eval_bits=8,7,6,5,4,3,2  (precisions evaluated besides fp32, with the bit set's)\n"
     "  eval_settle=N  (LAA: drain N steps before the end, apply at once after; default 20)\n"
     "  zero_shot=arc_easy,piqa,...  (zero-shot acc / acc_norm of the final model, every\n"
     "                                precision; eval_items=N caps the questions per set)\n"
@@ -159,6 +160,15 @@ absl::Status ParseCreate(const std::vector<std::string>& words,
                                             : otaro::v1::RECONSTRUCTION_TRUNCATE);
     } else if (key == "heldout") {
       request->mutable_evaluation()->set_heldout_text_path(v);
+    } else if (key == "eval_bits") {
+      request->mutable_evaluation()->clear_mantissa_bits();
+      for (absl::string_view part : absl::StrSplit(v, ',')) {
+        uint32_t b;
+        if (!absl::SimpleAtoi(part, &b)) {
+          return absl::InvalidArgumentError("eval_bits: e.g. 8,7,6,5,4,3,2");
+        }
+        request->mutable_evaluation()->add_mantissa_bits(b);
+      }
     } else if (key == "zero_shot") {
       request->mutable_evaluation()->clear_zero_shot_tasks();
       for (absl::string_view task : absl::StrSplit(v, ',', absl::SkipEmpty())) {

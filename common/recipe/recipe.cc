@@ -56,7 +56,8 @@ const std::vector<Section>& Schema() {
         {"items", "eval_items", Type::kInteger},
         {"every", "eval_every", Type::kInteger},
         {"settle", "eval_settle", Type::kInteger},
-        {"zero_shot", "zero_shot", Type::kList}}},
+        {"zero_shot", "zero_shot", Type::kList},
+        {"bits", "eval_bits", Type::kList}}},
   };
   return *schema;
 }

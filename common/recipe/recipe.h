@@ -19,7 +19,7 @@
 //   optimizer: {name, lr, schedule, warmup, min_lr, weight_decay, clip}
 //   bps:       {lambda, loss}
 //   laa:       {n, ultra_low, reduce}
-//   eval:      {heldout, items, every, settle, zero_shot}
+//   eval:      {heldout, items, every, settle, zero_shot, bits}
 //   checkpoint_every: N
 // Values are scalars (zero_shot and bits may also be YAML lists). Types are
 // checked here (a number where a number is due); ranges and names by whoever

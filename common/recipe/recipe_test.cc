@@ -38,6 +38,7 @@ TEST(RecipeTest, TheSmolLm2RecipeParses) {
   EXPECT_EQ(keys.at("data"), "wikitext-2-tokens/valid.txt");
   EXPECT_EQ(keys.at("heldout"), "wikitext-2-tokens/test.txt");
   EXPECT_EQ(keys.at("eval_settle"), "20");
+  EXPECT_EQ(keys.at("eval_bits"), "8,7,6,5,4,3,2");
   double lr = 0;
   ASSERT_TRUE(absl::SimpleAtod(keys.at("lr"), &lr));
   EXPECT_DOUBLE_EQ(lr, 2e-4);

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -67,10 +68,12 @@ otaro::v1::Strategy StrategyProto(const std::string& name) {
 }
 
 // True when `tuned` has a lower held-out loss than `base` at every bit-width
-// of the bit set (the auto-publish rule in tuning.proto).
-bool BeatsEverywhere(const trainer::Evaluation& base, const trainer::Evaluation& tuned) {
+// of the bit set (the auto-publish rule in tuning.proto); widths evaluated
+// besides them (evaluation.mantissa_bits) are reported, not compared.
+bool BeatsEverywhere(const trainer::Evaluation& base, const trainer::Evaluation& tuned,
+                     const std::vector<int>& bit_set) {
   for (const trainer::EvalPoint& t : tuned.points) {
-    if (t.bits == 0) continue;
+    if (std::find(bit_set.begin(), bit_set.end(), t.bits) == bit_set.end()) continue;
     for (const trainer::EvalPoint& b : base.points) {
       if (b.bits == t.bits && !(t.loss < b.loss)) return false;
     }
@@ -565,7 +568,7 @@ absl::Status TuningJobManager::RunJobOrError(const std::string& id) {
   OTARO_RETURN_IF_ERROR(Emit(id, MessageEvent(absl::StrCat("produced model version ", version))));
   if (auto_publish) {
     if (base_evaluation && result->final_evaluation &&
-        BeatsEverywhere(*base_evaluation, *result->final_evaluation)) {
+        BeatsEverywhere(*base_evaluation, *result->final_evaluation, options.bits)) {
       absl::Status published = hooks_.publish(version);
       OTARO_RETURN_IF_ERROR(Emit(
           id, MessageEvent(published.ok()

@@ -101,6 +101,11 @@ class FakeRunner {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_;
   }
+  // Tuned models come out worse (4.0) at this width too, bit set or not.
+  void WorseAt(int bits) {
+    std::lock_guard<std::mutex> lock(mu_);
+    worse_at_ = bits;
+  }
   // The most runs that were ever in progress at once.
   int max_in_flight() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -153,13 +158,20 @@ class FakeRunner {
     }
     if (auto failure = failures_.find(job_id); failure != failures_.end()) return failure->second;
     if (throws_.count(job_id) != 0) throw std::runtime_error("fake trainer ran out of memory");
+    const int worse_at = worse_at_;
     lock.unlock();
-    // Held-out losses: 3.0 before, 2.0 after, at every bit-width (so an
-    // auto_publish job beats its base everywhere).
+    // Held-out losses: 3.0 before, 2.0 after, at every width of the bit set
+    // (so an auto_publish job beats its base there); widths evaluated besides
+    // the bit set (evaluation.mantissa_bits) come out worse, 4.0.
     auto evaluation = [&](int64_t step, double loss) {
       trainer::Evaluation e;
       e.step = step;
-      for (int bits : options.bits) e.points.push_back({bits, loss, std::exp(loss), 64, {}});
+      for (int bits : options.eval_bits.empty() ? options.bits : options.eval_bits) {
+        const bool in_bit_set =
+            std::find(options.bits.begin(), options.bits.end(), bits) != options.bits.end();
+        const double l = step == 0 || (in_bit_set && bits != worse_at) ? loss : 4.0;
+        e.points.push_back({bits, l, std::exp(l), 64, {}});
+      }
       return e;
     };
     if (options.evaluate_at_start) callbacks.on_evaluation(evaluation(0, 3.0));
@@ -201,6 +213,7 @@ class FakeRunner {
   std::set<std::string> throws_;
   int in_flight_ = 0;
   int max_in_flight_ = 0;
+  int worse_at_ = -1;  // WorseAt
 };
 
 class JobManagerTest : public ::testing::Test {
@@ -425,6 +438,49 @@ TEST_F(JobManagerTest, AThrowingPublishFailsTheJobNotTheServer) {
   // The worker goes on with the next job.
   const std::string next = Create(Job(3)).id();
   EXPECT_EQ(WaitFinal(next).state(), otaro::v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(JobManagerTest, EvaluationBitsAreReportedAndAutoPublishComparesTheBitSetOnly) {
+  StartManager(fake_.AsRunner());
+  otaro::v1::CreateTuningJobRequest request = Job(3);
+  for (uint32_t b : {3, 4, 8}) request.mutable_hyperparameters()->add_bit_set(b);
+  for (uint32_t b : {8, 2, 6}) request.mutable_evaluation()->add_mantissa_bits(b);
+  request.set_auto_publish(true);
+  const std::string id = Create(request).id();
+  fake_.AllowAll();
+  const otaro::v1::TuningJob done = WaitFinal(id);
+  ASSERT_EQ(done.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done.error();
+  // E5M2 and E5M6 got worse (the fake's rule) but are not in the bit set.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(published_, std::vector<uint64_t>({2}));
+  }
+  bool ended = false;
+  auto events = manager_->WaitEvents(id, 0, absl::Now() + absl::Seconds(5), &ended);
+  ASSERT_TRUE(events.ok()) << events.status();
+  std::vector<uint32_t> final_rows;
+  for (const otaro::v1::TuningJobEvent& e : *events) {
+    if (!e.has_evaluation() || e.evaluation().step() != 3) continue;
+    final_rows.clear();
+    for (const auto& row : e.evaluation().rows()) final_rows.push_back(row.mantissa_bits());
+  }
+  // The union of the bit set and evaluation.mantissa_bits reached the trainer
+  // (the fake reports the widths it was asked for, in that order).
+  EXPECT_EQ(final_rows, std::vector<uint32_t>({2, 3, 4, 6, 8}));
+}
+
+TEST_F(JobManagerTest, AutoPublishSkipsATunedModelWorseAtAWidthOfTheBitSet) {
+  StartManager(fake_.AsRunner());
+  fake_.WorseAt(4);
+  otaro::v1::CreateTuningJobRequest request = Job(3);
+  for (uint32_t b : {3, 4, 8}) request.mutable_hyperparameters()->add_bit_set(b);
+  request.set_auto_publish(true);
+  fake_.AllowAll();
+  const otaro::v1::TuningJob done = WaitFinal(Create(request).id());
+  ASSERT_EQ(done.state(), otaro::v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.result_version().version(), 2u);  // made, not published
+  std::lock_guard<std::mutex> lock(mu_);
+  EXPECT_TRUE(published_.empty());
 }
 
 // --- With the real trainer -------------------------------------------------

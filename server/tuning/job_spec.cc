@@ -196,6 +196,21 @@ absl::StatusOr<trainer::TuneOptions> TuneOptionsFromRequest(
       return Invalid("hyperparameters.bit_set", bits.message());
     }
   }
+  // Evaluated: fp32, the bit set and evaluation.mantissa_bits.
+  if (request.evaluation().mantissa_bits_size() > 0) {
+    std::vector<int> extra(request.evaluation().mantissa_bits().begin(),
+                           request.evaluation().mantissa_bits().end());
+    std::sort(extra.begin(), extra.end());
+    if (absl::Status bits = trainer::CheckBitSet(extra); !bits.ok()) {
+      return Invalid("evaluation.mantissa_bits", bits.message());
+    }
+    options.eval_bits = options.bits;
+    options.eval_bits.insert(options.eval_bits.end(), extra.begin(), extra.end());
+    std::sort(options.eval_bits.begin(), options.eval_bits.end());
+    options.eval_bits.erase(std::unique(options.eval_bits.begin(), options.eval_bits.end()),
+                            options.eval_bits.end());
+  }
+
   if (h.has_bps_lambda()) options.bps.lambda = h.bps_lambda();
   if (h.bps_loss() == otaro::v1::BPS_LOSS_EMA) options.bps.loss = trainer::BpsOptions::LossMode::kEma;
   if (h.has_bps_ema_decay()) options.bps.ema_decay = h.bps_ema_decay();

@@ -93,6 +93,26 @@ TEST_F(JobSpecTest, HyperparametersMapAndBadOnesNameTheField) {
   EXPECT_THAT(Error(no_length), HasSubstr("epochs or max_steps"));
 }
 
+TEST_F(JobSpecTest, EvaluationBitsJoinTheBitSetAndBadOnesNameTheField) {
+  auto request = Request();
+  auto options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(options->eval_bits.empty());  // the bit set only
+  for (uint32_t b : {3, 4, 8}) request.mutable_hyperparameters()->add_bit_set(b);
+  for (uint32_t b : {2, 8, 6}) request.mutable_evaluation()->add_mantissa_bits(b);
+  options = TuneOptionsFromRequest(request, env_);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->bits, (std::vector<int>{3, 4, 8}));
+  EXPECT_EQ(options->eval_bits, (std::vector<int>{2, 3, 4, 6, 8}));
+
+  request.mutable_evaluation()->add_mantissa_bits(9);
+  EXPECT_THAT(Error(request), HasSubstr("evaluation.mantissa_bits"));
+  request.mutable_evaluation()->clear_mantissa_bits();
+  request.mutable_evaluation()->add_mantissa_bits(5);
+  request.mutable_evaluation()->add_mantissa_bits(5);
+  EXPECT_THAT(Error(request), HasSubstr("evaluation.mantissa_bits"));
+}
+
 TEST_F(JobSpecTest, LaaBaselinesAndSettleSteps) {
   auto request = Request();
   auto* h = request.mutable_hyperparameters();
