@@ -125,7 +125,8 @@ void QuantizedActivations::QuantizeRows(absl::Span<const float> x, int64_t row0,
       } else {
         QuantizeGroup(xr + c0, n, q, scales, offsets);
       }
-      FinishGroup(q, scales, offsets, float_offsets_.get() + lane0, float_bias_scales_.get() + lane0);
+      FinishGroup(q, scales, offsets, float_offsets_.get() + lane0,
+                  float_bias_scales_.get() + lane0);
     }
   }
 }

@@ -183,7 +183,8 @@ inline __m128 ReduceFour(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   const __m512 v2 = _mm512_add_ps(v4, _mm512_permute_ps(v4, 0x0E));  // v4[0]+v4[2], v4[1]+v4[3]
   const __m512 v1 = _mm512_add_ps(v2, _mm512_permute_ps(v2, 0x01));
   return _mm512_castps512_ps128(
-      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), v1));
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+                            v1));
 }
 
 // LaneTree of 4 rows at once: acc[k] lane L holds lanes 4k..4k+3 of row 2L + h.
@@ -233,28 +234,35 @@ __attribute__((always_inline)) inline __m512 ScaledProducts(__m512i biased, __m5
   return _mm512_fmadd_ps(_mm512_castsi512_ps(biased), scale_x, bias_scale_x);
 }
 
+// Where batch rows b0 .. b0 + C - 1 of a job's activations are (activations.h).
+template <int C>
+struct BatchRows {
+  BatchRows(const GemmJob& job, int64_t b0) {
+    for (int c = 0; c < C; ++c) {
+      const int64_t b = job.row0 + b0 + c;
+      values[c] = job.x->values(b);
+      scales[c] = job.x->scales(b);
+      float_bias_scales[c] = job.x->float_bias_scales(b);
+      offsets[c] = job.x->offsets(b);
+      float_offsets[c] = job.x->float_offsets(b);
+    }
+  }
+  const int8_t* values[C];
+  const float* scales[C];
+  const float* float_bias_scales[C];
+  const int32_t* offsets[C];
+  const int32_t* float_offsets[C];
+};
+
 // Rows of parity H0 .. H0 + NH - 1 of row block rb (4 each) times batch rows
 // b0 .. b0 + C - 1, d formed in registers for every group (batch rows 1, 2).
 template <int M, bool kTruncate, int H0, int NH, int C>
 void MixedTile(const GemmJob& job, int64_t rb, int64_t b0, const float* ws) {
   using D = Digits<M, kTruncate>;
   const PackedMatrix& w = *job.w;
-  const QuantizedActivations& x = *job.x;
   const uint8_t* planes[kMasterBits + 1];
   for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
-  const int8_t* xv[C];
-  const float* xs[C];
-  const float* xb[C];
-  const int32_t* xo[C];
-  const int32_t* xf[C];
-  for (int c = 0; c < C; ++c) {
-    const int64_t b = job.row0 + b0 + c;
-    xv[c] = x.values(b);
-    xs[c] = x.scales(b);
-    xb[c] = x.float_bias_scales(b);
-    xo[c] = x.offsets(b);
-    xf[c] = x.float_offsets(b);
-  }
+  const BatchRows<C> in(job, b0);
   __m512 acc[NH][C][4];
   for (int h = 0; h < NH; ++h) {
     for (int c = 0; c < C; ++c) {
@@ -279,15 +287,17 @@ void MixedTile(const GemmJob& job, int64_t rb, int64_t b0, const float* ws) {
 #pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) {
         const __m512i xq = _mm512_broadcast_i32x4(
-            _mm_load_si128(reinterpret_cast<const __m128i*>(xv[c] + g * kGroupSize + 16 * k)));
+            _mm_load_si128(reinterpret_cast<const __m128i*>(in.values[c] + g * kGroupSize +
+                                                            16 * k)));
         const int64_t lane = g * kLanesPerGroup + 4 * k;
         const __m512i off = D::kSplit ? _mm512_broadcast_i32x4(_mm_load_si128(
-                                            reinterpret_cast<const __m128i*>(xo[c] + lane)))
+                                            reinterpret_cast<const __m128i*>(in.offsets[c] + lane)))
                                       : _mm512_setzero_si512();
         const __m512i float_off = _mm512_broadcast_i32x4(
-            _mm_load_si128(reinterpret_cast<const __m128i*>(xf[c] + lane)));
-        const __m512 scale_x = _mm512_broadcast_f32x4(_mm_load_ps(xs[c] + lane));
-        const __m512 bias_scale_x = _mm512_broadcast_f32x4(_mm_load_ps(xb[c] + lane));
+            _mm_load_si128(reinterpret_cast<const __m128i*>(in.float_offsets[c] + lane)));
+        const __m512 scale_x = _mm512_broadcast_f32x4(_mm_load_ps(in.scales[c] + lane));
+        const __m512 bias_scale_x =
+            _mm512_broadcast_f32x4(_mm_load_ps(in.float_bias_scales[c] + lane));
 #pragma GCC unroll 2
         for (int h = 0; h < NH; ++h) {
           const __m512i sum = BiasedProducts<D::kSplit>(off, float_off, d[h][0][k], d[h][1][k], xq);
@@ -351,20 +361,7 @@ void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
   static_assert(R == 4, "the epilogue reduces 4 rows at once");
   using D = Digits<M, kTruncate>;
   const PackedMatrix& w = *job.w;
-  const QuantizedActivations& x = *job.x;
-  const int8_t* xv[C];
-  const float* xs[C];
-  const float* xb[C];
-  const int32_t* xo[C];
-  const int32_t* xf[C];
-  for (int c = 0; c < C; ++c) {
-    const int64_t b = job.row0 + b0 + c;
-    xv[c] = x.values(b);
-    xs[c] = x.scales(b);
-    xb[c] = x.float_bias_scales(b);
-    xo[c] = x.offsets(b);
-    xf[c] = x.float_offsets(b);
-  }
+  const BatchRows<C> in(job, b0);
   __m512 acc[R][C];
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
@@ -381,11 +378,12 @@ void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
 #pragma GCC unroll 4
     for (int c = 0; c < C; ++c) {
       const int64_t lane = g * kLanesPerGroup;
-      const __m512i xq = _mm512_load_si512(xv[c] + g * kGroupSize);
-      const __m512i off = D::kSplit ? _mm512_load_si512(xo[c] + lane) : _mm512_setzero_si512();
-      const __m512i float_off = _mm512_load_si512(xf[c] + lane);
-      const __m512 scale_x = _mm512_load_ps(xs[c] + lane);
-      const __m512 bias_scale_x = _mm512_load_ps(xb[c] + lane);
+      const __m512i xq = _mm512_load_si512(in.values[c] + g * kGroupSize);
+      const __m512i off =
+          D::kSplit ? _mm512_load_si512(in.offsets[c] + lane) : _mm512_setzero_si512();
+      const __m512i float_off = _mm512_load_si512(in.float_offsets[c] + lane);
+      const __m512 scale_x = _mm512_load_ps(in.scales[c] + lane);
+      const __m512 bias_scale_x = _mm512_load_ps(in.float_bias_scales[c] + lane);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const __m512i sum = BiasedProducts<D::kSplit>(off, float_off, d0[r], d1[r], xq);
