@@ -256,27 +256,29 @@ void CpuBackend::Attention(int64_t layer, const std::vector<RowInfo>& rows,
   const int64_t d = c.head_dim, heads = c.num_heads, per_kv = c.num_heads / c.num_kv_heads;
   const int64_t bs = kv_->block_size();
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  const int64_t items = static_cast<int64_t>(rows.size()) * heads;
-  // One (row, head) per item: its scores, softmax and weighted sum of V in a
-  // fixed order (StepOps::attend), whatever else is in the step.
+  const int64_t kv_heads = c.num_kv_heads;
+  const int64_t items = static_cast<int64_t>(rows.size()) * kv_heads;
+  // One (row, KV head) per item: the scores, softmax and weighted sum of V of
+  // its query heads in a fixed order per head (StepOps::attend), whatever else
+  // is in the step; grouped so that each key and value is read once for them.
   pool_->ParallelFor(items, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> scores;
     thread_local std::vector<const float*> keys, values;
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t r = item / heads, h = item % heads, kvh = h / per_kv;
+      const int64_t r = item / kv_heads, kvh = item % kv_heads, h0 = kvh * per_kv;
       const RowInfo& row = rows[r];
       const std::vector<int32_t>& table = tables[row.seq];
       const int64_t n = row.position + 1;  // causal: positions 0..position
       const int64_t blocks = (n + bs - 1) / bs;
-      scores.resize(n);
+      scores.resize(per_kv * n);
       keys.resize(blocks);
       values.resize(blocks);
       for (int64_t b = 0; b < blocks; ++b) {
         keys[b] = KvBlock(table[b], layer, 0, kvh);
         values[b] = KvBlock(table[b], layer, 1, kvh);
       }
-      ops_.attend({q + (r * heads + h) * d, d, n, bs, keys.data(), values.data(), scale,
-                   scores.data(), out + (r * heads + h) * d});
+      ops_.attend({q + (r * heads + h0) * d, d, n, bs, keys.data(), values.data(), scale,
+                   scores.data(), out + (r * heads + h0) * d, per_kv});
     }
   });
 }

@@ -13,13 +13,16 @@
 
 namespace otaro::engine::cpu {
 
-// One query head's attention over n cached positions, stored in blocks of
-// block_size positions: keys[b] is block b's keys TRANSPOSED, [d][block_size]
-// (key t of position s at keys[b][t * block_size + s]), values[b] its values
-// [block_size][d]. Per position: score = (sum over t in order of q[t] k[t],
-// each term a product then a sum) * scale; the softmax uses Exp (below); out[t] =
-// (sum over positions in order of p_j v_j[t]) * (1 / sum_j p_j). `scores` is
-// scratch of n floats.
+// The attention of `heads` query heads that share one KV head (GQA) over n
+// cached positions, stored in blocks of block_size positions: keys[b] is block
+// b's keys TRANSPOSED, [d][block_size] (key t of position s at keys[b][t *
+// block_size + s]), values[b] its values [block_size][d]. For each head g
+// (query q + g d, scratch scores + g n, output out + g d), per position: score =
+// (sum over t in order of q[t] k[t], each term a product then a sum) * scale;
+// the softmax uses Exp (below); out[t] = (sum over positions in order of p_j
+// v_j[t]) * (1 / sum_j p_j). Each head's result is the same bits whatever
+// `heads` is: the heads are grouped only so that each key and value is loaded
+// once for all of them.
 struct AttentionArgs {
   const float* q;
   int64_t d;
@@ -30,6 +33,7 @@ struct AttentionArgs {
   float scale;
   float* scores;
   float* out;
+  int64_t heads = 1;
 };
 
 struct StepOps {

@@ -87,6 +87,40 @@ TEST(StepOpsTest, EveryBuildAgreesAndAttentionIsASoftmax) {
   }
 }
 
+TEST(StepOpsTest, GroupedHeadsGiveEachHeadsOwnBits) {
+  // GQA: the query heads sharing a KV head attend in one call; each head's
+  // output is the same bits as attending alone, on every build.
+  std::mt19937 rng(5);
+  for (const Case& c : {Case{64, 130, 16}, Case{64, 7, 16}, Case{80, 45, 32}}) {
+    const int64_t blocks = (c.n + c.block_size - 1) / c.block_size;
+    std::vector<std::vector<float>> keys, values;
+    for (int64_t b = 0; b < blocks; ++b) {
+      keys.push_back(Random(c.d * c.block_size, 1.0f, &rng));
+      values.push_back(Random(c.d * c.block_size, 1.0f, &rng));
+    }
+    std::vector<const float*> k, v;
+    for (const auto& b : keys) k.push_back(b.data());
+    for (const auto& b : values) v.push_back(b.data());
+    for (int64_t heads : {2, 3, 4, 7}) {
+      const std::vector<float> q = Random(heads * c.d, 1.0f, &rng);
+      for (sefp::Isa isa : {sefp::Isa::kScalar, sefp::Isa::kAvx2, sefp::Isa::kAvx512}) {
+        if (!sefp::CpuSupports(isa)) continue;
+        const StepOps& ops = StepOpsFor(isa);
+        std::vector<float> scores(heads * c.n), grouped(heads * c.d);
+        ops.attend({q.data(), c.d, c.n, c.block_size, k.data(), v.data(), 0.125f, scores.data(),
+                    grouped.data(), heads});
+        for (int64_t g = 0; g < heads; ++g) {
+          const std::vector<float> qg(q.begin() + g * c.d, q.begin() + (g + 1) * c.d);
+          const std::vector<float> alone = RunAttention(ops, qg, keys, values, c);
+          const std::vector<float> mine(grouped.begin() + g * c.d, grouped.begin() + (g + 1) * c.d);
+          EXPECT_TRUE(BitEqual(alone, mine))
+              << sefp::IsaName(isa) << " head " << g << " of " << heads << ", n=" << c.n;
+        }
+      }
+    }
+  }
+}
+
 TEST(StepOpsTest, ElementwiseOpsAgreeAcrossBuilds) {
   std::mt19937 rng(6);
   const int64_t n = 1536 + 7;
