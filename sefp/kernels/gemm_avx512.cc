@@ -20,8 +20,14 @@
 // and the chunk pair k (chunks 2k, 2k + 1; k = 0..3): its 4 int32 lanes of
 // VPDPBUSD products are gemm.h's lanes l = 4k .. 4k + 3 of that row. A batch row's
 // inputs for chunk pair k are broadcast to the 4 lanes. Accumulators keep the
-// same arrangement, and ReduceMixed runs LaneTree on 4 rows at once. The integer
-// and float operations of every (row, l) are exactly gemm.h's.
+// same arrangement, and ReduceMixed runs LaneTree on 4 rows at once. Every
+// (row, l) gets exactly gemm.h's integers and float values.
+//
+// ## float(I) * scale in one operation
+// VPDPBUSD accumulates onto the activations' float_offsets, so its int32 result
+// read as a float is 1.5 x 2^23 + I, and fma(that, scale, float_bias_scale)
+// rounds I * scale once: the value of converting and multiplying, one vector
+// operation fewer per 64 products (activations.h says why it is exact).
 //
 // Batch rows 1 and 2 use the arrangement directly. From 3 batch rows on, each
 // row block's d is formed once, turned into one register per row (a 4x4
