@@ -211,7 +211,9 @@ const std::vector<Key>& Schema() {
              [](Config& c) -> int& { return c.engine.max_batch_sequences; }, 1, 1024),
       StringKey("engine.isa", "auto|scalar|avx2|avx512",
                 "SEFP kernel instruction set: auto = the best this CPU has (logged at start-up "
-                "and shown by GetModelInfo); naming one the CPU lacks is a start-up error.",
+                "and shown by GetModelInfo); avx512 needs AVX-512 F/BW/VL/VNNI/VBMI/BITALG and "
+                "GFNI (Ice Lake, Sapphire Rapids, Zen 4; older AVX-512 parts get avx2); naming "
+                "one the CPU lacks is a start-up error.",
                 [](Config& c) -> std::string& { return c.engine.isa; },
                 OneOf({"auto", "scalar", "avx2", "avx512"})),
       IntKey("generation.default_mantissa_bits",
