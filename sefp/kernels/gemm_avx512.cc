@@ -103,8 +103,10 @@ struct Digits {
       MakeDigitProgram(M, kTruncate ? Reconstruction::kTruncate : Reconstruction::kMidpoint);
   static constexpr bool kSplit = kProgram.split;
   static constexpr int kParts = kSplit ? 2 : 1;
-  static constexpr PartTable kTable[2] = {MakePartTable(kProgram.part[0], kSplit),
-                                          MakePartTable(kProgram.part[1], kSplit)};
+  // Two objects, not an array: a template argument may name a complete object
+  // only (clang refuses an array element).
+  static constexpr PartTable kTable0 = MakePartTable(kProgram.part[0], kSplit);
+  static constexpr PartTable kTable1 = MakePartTable(kProgram.part[1], kSplit);
 };
 
 // x byte i = 1 << i: with a data word as the matrix, GF2P8AFFINEQB's byte i gets
@@ -160,17 +162,18 @@ __attribute__((always_inline)) inline void FormMixed(const uint8_t* const* plane
 #pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) {
     const __m512i bits = _mm512_gf2p8affine_epi64_epi8(identity, words[k], 0);
-    d[0][k] = LookUp<D::kTable[0]>(bits);
-    if constexpr (D::kSplit) d[1][k] = LookUp<D::kTable[1]>(bits);
+    d[0][k] = LookUp<D::kTable0>(bits);
+    if constexpr (D::kSplit) d[1][k] = LookUp<D::kTable1>(bits);
     if constexpr (M == 8) {
       // Byte 16L + i takes bit 16k + i of its word.
       const __m512i bit_index = _mm512_add_epi8(
           _mm512_set1_epi8(static_cast<char>(16 * k)),
           _mm512_setr4_epi32(0x03020100, 0x07060504, 0x0B0A0908, 0x0F0E0D0C));
       const __mmask64 set = _mm512_bitshuffle_epi64_mask(plane8_words, bit_index);
-      constexpr int p8 = D::kTable[0].has_plane8 ? 0 : 1;
+      constexpr int p8 = D::kTable0.has_plane8 ? 0 : 1;
+      constexpr int8_t plane8_add = p8 == 0 ? D::kTable0.plane8_add : D::kTable1.plane8_add;
       d[p8][k] = _mm512_mask_add_epi8(d[p8][k], set, d[p8][k],
-                                      _mm512_set1_epi8(D::kTable[p8].plane8_add));
+                                      _mm512_set1_epi8(plane8_add));
     }
   }
 }
