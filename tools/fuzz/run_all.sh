@@ -91,7 +91,7 @@ compile() {
   # are only called after a cpuid check.
   case "$src" in
     *gemm_avx2.cc) extra=(-mavx2 -mfma) ;;
-    *gemm_avx512.cc) extra=(-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mfma) ;;
+    *gemm_avx512.cc) extra=(-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -mavx512bitalg -mgfni -mfma) ;;
     *activations_avx512.cc) extra=(-mavx512f -mavx512bw -mavx512vl -mavx512dq) ;;
   esac
   "$CXX" "${CFLAGS[@]}" "${extra[@]}" -MMD -MF "${obj%.o}.d" -c "$src" -o "$obj"

@@ -35,7 +35,7 @@ done
 # The AVX2 kernels alone get -mavx2 -mfma (as in sefp/kernels/BUILD).
 "$CXX" "${FLAGS[@]}" -mavx2 -mfma -c sefp/kernels/gemm_avx2.cc -o "$WORK/obj/gemm_avx2.o"
 objects+=("$WORK/obj/gemm_avx2.o")
-"$CXX" "${FLAGS[@]}" -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mfma -c sefp/kernels/gemm_avx512.cc \
+"$CXX" "${FLAGS[@]}" -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512vbmi -mavx512bitalg -mgfni -mfma -c sefp/kernels/gemm_avx512.cc \
   -o "$WORK/obj/gemm_avx512.o"
 "$CXX" "${FLAGS[@]}" -mavx512f -mavx512bw -mavx512vl -mavx512dq -c sefp/kernels/activations_avx512.cc \
   -o "$WORK/obj/activations_avx512.o"
