@@ -16,6 +16,7 @@
 #include "common/background_priority.h"
 #include "common/logging.h"
 #include "common/mapped_file.h"
+#include "common/page_buffer.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "common/testing/shared_data.h"
@@ -137,6 +138,39 @@ TEST(ProcessMemoryTest, ReleaseFreeHeapMemoryReturnsScatteredFreePages) {
   EXPECT_GT(released, int64_t{64} << 20) << "resident before: " << held;
   EXPECT_LT(ResidentBytes(), held - (int64_t{64} << 20));
 #endif
+}
+
+// A PageBuffer's pages go back to the kernel when it is destroyed, with no
+// trim: what the model's weights rely on (page_buffer.h).
+TEST(PageBufferTest, IsZeroedAlignedMovableAndReturnedWhenFreed) {
+  constexpr size_t kBytes = size_t{96} << 20;
+  const int64_t before = ResidentBytes();
+  {
+    absl::StatusOr<PageBuffer> buffer = PageBuffer::Allocate(kBytes);
+    ASSERT_TRUE(buffer.ok()) << buffer.status();
+    ASSERT_EQ(buffer->size(), kBytes);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(buffer->data()) % 4096, 0u);
+    EXPECT_EQ(buffer->data()[0], 0);
+    EXPECT_EQ(buffer->data()[kBytes - 1], 0);
+    std::memset(buffer->data(), 7, kBytes);  // resident now
+    EXPECT_GT(ResidentBytes(), before + (int64_t{64} << 20));
+    PageBuffer moved = std::move(*buffer);
+    EXPECT_EQ(buffer->data(), nullptr);
+    EXPECT_EQ(buffer->size(), 0u);
+    EXPECT_EQ(moved.data()[kBytes / 2], 7);
+    PageBuffer assigned;
+    assigned = std::move(moved);
+    EXPECT_EQ(assigned.data()[kBytes - 1], 7);
+  }
+  EXPECT_LT(ResidentBytes(), before + (int64_t{16} << 20));
+  absl::StatusOr<PageBuffer> empty = PageBuffer::Allocate(0);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->data(), nullptr);
+}
+
+TEST(PageBufferTest, ImpossibleSizeIsResourceExhausted) {
+  absl::StatusOr<PageBuffer> buffer = PageBuffer::Allocate(size_t{1} << 62);
+  EXPECT_EQ(buffer.status().code(), absl::StatusCode::kResourceExhausted);
 }
 
 int ThisThreadNice() {

@@ -1,19 +1,15 @@
 #include "sefp/layout.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace otaro::sefp {
 namespace {
-
-void* AlignedZeroAlloc(size_t bytes) {
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  if (p != nullptr) std::memset(p, 0, rounded == 0 ? 64 : rounded);
-  return p;
-}
 
 // 64 bits of a packed logical bit row starting at column c (bits past `cols` are 0
 // in SefpTensor).
@@ -32,7 +28,22 @@ uint64_t* TileWord(uint8_t* plane, int64_t tile, int lane) {
 
 }  // namespace
 
-void PackedMatrix::FreeDeleter::operator()(void* p) const { std::free(p); }
+absl::Status PackedMatrix::Allocate(int64_t rows, int64_t cols, int64_t groups,
+                                    int resident_max_bits) {
+  rows_ = rows;
+  cols_ = cols;
+  groups_ = groups;
+  row_blocks_ = (rows + kRowBlock - 1) / kRowBlock;
+  resident_max_bits_ = resident_max_bits;
+  plane_bytes_ = static_cast<size_t>(row_blocks_ * groups_) * kTileBytes;
+  absl::StatusOr<PageBuffer> memory = PageBuffer::Allocate(exponents_offset() + exponent_bytes());
+  if (!memory.ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat("out of memory packing a ", rows, "x", cols,
+                                                     " SEFP matrix: ", memory.status().message()));
+  }
+  memory_ = std::move(*memory);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<PackedMatrix> PackedMatrix::Pack(const SefpTensor& t, int resident_max_bits) {
   if (absl::Status s = sefp::CheckPrecision(resident_max_bits); !s.ok()) {
@@ -41,20 +52,11 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(const SefpTensor& t, int residen
   }
   if (absl::Status s = t.Validate("(packing)"); !s.ok()) return s;
   PackedMatrix p;
-  p.rows_ = t.rows;
-  p.cols_ = t.cols;
-  p.groups_ = t.groups_per_row();
-  p.row_blocks_ = (t.rows + kRowBlock - 1) / kRowBlock;
-  p.resident_max_bits_ = resident_max_bits;
-  const int64_t tiles = p.row_blocks_ * p.groups_;
-  p.plane_bytes_ = static_cast<size_t>(tiles) * kTileBytes;
-  for (int j = 0; j <= resident_max_bits; ++j) {
-    p.planes_.emplace_back(static_cast<uint8_t*>(AlignedZeroAlloc(p.plane_bytes_)));
-    if (!p.planes_.back()) return absl::ResourceExhaustedError("out of memory packing SEFP planes");
+  if (absl::Status s = p.Allocate(t.rows, t.cols, t.groups_per_row(), resident_max_bits); !s.ok()) {
+    return s;
   }
-  p.exponents_.reset(static_cast<int8_t*>(AlignedZeroAlloc(static_cast<size_t>(tiles) * kRowBlock)));
-  if (!p.exponents_) return absl::ResourceExhaustedError("out of memory packing SEFP exponents");
-  std::memset(p.exponents_.get(), kZeroGroupExponent, static_cast<size_t>(tiles) * kRowBlock);
+  int8_t* exponents = reinterpret_cast<int8_t*>(p.memory_.data() + p.exponents_offset());
+  std::memset(exponents, kZeroGroupExponent, p.exponent_bytes());
 
   const int64_t rb_bytes = t.row_bytes();
   for (int64_t r = 0; r < t.rows; ++r) {
@@ -63,15 +65,15 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(const SefpTensor& t, int residen
     const uint8_t* sign_row = t.signs.data() + r * rb_bytes;
     for (int64_t g = 0; g < p.groups_; ++g) {
       const int64_t tile = p.TileIndex(rb, g);
-      p.exponents_.get()[tile * kRowBlock + lane] = t.exponents[r * p.groups_ + g];
+      exponents[tile * kRowBlock + lane] = t.exponents[r * p.groups_ + g];
       const int64_t c = g * kGroupSize;
       // Bits past the row's end are 0 in the logical arrays (validated); the
       // sign of a padded weight is 0, so its digits are "-1" times x = 0.
       const uint64_t sign = Bits64(sign_row, rb_bytes, c);
-      *TileWord(p.planes_[0].get(), tile, lane) = sign;
+      *TileWord(p.mutable_plane(0), tile, lane) = sign;
       for (int j = 1; j <= resident_max_bits; ++j) {
         const uint8_t* plane_row = t.planes[kMasterBits - j].data() + r * rb_bytes;
-        *TileWord(p.planes_[j].get(), tile, lane) = Bits64(plane_row, rb_bytes, c) ^ sign;
+        *TileWord(p.mutable_plane(j), tile, lane) = Bits64(plane_row, rb_bytes, c) ^ sign;
       }
     }
   }
@@ -80,19 +82,13 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(const SefpTensor& t, int residen
 
 PackedMatrix PackedMatrix::Clone() const {
   PackedMatrix p;
-  p.rows_ = rows_;
-  p.cols_ = cols_;
-  p.groups_ = groups_;
-  p.row_blocks_ = row_blocks_;
-  p.resident_max_bits_ = resident_max_bits_;
-  p.plane_bytes_ = plane_bytes_;
-  for (const auto& plane : planes_) {
-    p.planes_.emplace_back(static_cast<uint8_t*>(AlignedZeroAlloc(plane_bytes_)));
-    std::memcpy(p.planes_.back().get(), plane.get(), plane_bytes_);
+  // Clone's callers (benchmarks, engines sharing weights) have no error path:
+  // running out of memory here is fatal, as it would be in a copy constructor.
+  if (absl::Status s = p.Allocate(rows_, cols_, groups_, resident_max_bits_); !s.ok()) {
+    std::fprintf(stderr, "PackedMatrix::Clone: %s\n", std::string(s.message()).c_str());
+    std::abort();
   }
-  const size_t exp_bytes = static_cast<size_t>(row_blocks_ * groups_) * kRowBlock;
-  p.exponents_.reset(static_cast<int8_t*>(AlignedZeroAlloc(exp_bytes)));
-  std::memcpy(p.exponents_.get(), exponents_.get(), exp_bytes);
+  std::memcpy(p.memory_.data(), memory_.data(), memory_.size());
   return p;
 }
 
@@ -107,8 +103,7 @@ absl::Status PackedMatrix::CheckPrecision(int m) const {
 }
 
 size_t PackedMatrix::BytesRead(int m) const {
-  return static_cast<size_t>(m + 1) * plane_bytes_ +
-         static_cast<size_t>(row_blocks_ * groups_) * kRowBlock;
+  return static_cast<size_t>(m + 1) * plane_bytes_ + exponent_bytes();
 }
 
 absl::Status PackedMatrix::DecodeRow(int64_t r, int m, Reconstruction mode, float* out) const {
@@ -128,7 +123,7 @@ absl::Status PackedMatrix::DecodeRow(int64_t r, int m, Reconstruction mode, floa
     // are never read (they may not even be resident): q8's low bits are left 0.
     uint8_t q8 = 0;
     for (int j = 1; j <= m; ++j) q8 |= static_cast<uint8_t>((bit_of(j) ^ s) << (kMasterBits - j));
-    out[c] = DecodeWeight(exponents_.get()[tile * kRowBlock + lane], s, q8, m, mode);
+    out[c] = DecodeWeight(exponents()[tile * kRowBlock + lane], s, q8, m, mode);
   }
   return absl::OkStatus();
 }

@@ -37,11 +37,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/page_buffer.h"
 #include "sefp/format.h"
 
 namespace otaro::sefp {
@@ -71,12 +70,14 @@ class PackedMatrix {
   // exponents (x kRowBlock) -- see the layout above.
   int64_t TileIndex(int64_t rb, int64_t g) const { return rb * groups_ + g; }
   // Plane j (0 = sign, 1..resident_max_bits = digit planes), 64-byte aligned.
-  const uint8_t* plane(int j) const { return planes_[j].get(); }
+  const uint8_t* plane(int j) const { return memory_.data() + j * plane_bytes_; }
   // The 8 row words of plane j in tile `tile` (word r = row r, bit i = weight i).
   const uint64_t* TileWords(int j, int64_t tile) const {
-    return reinterpret_cast<const uint64_t*>(planes_[j].get() + tile * kTileBytes);
+    return reinterpret_cast<const uint64_t*>(plane(j) + tile * kTileBytes);
   }
-  const int8_t* exponents() const { return exponents_.get(); }
+  const int8_t* exponents() const {
+    return reinterpret_cast<const int8_t*>(memory_.data() + exponents_offset());
+  }
 
   // Bytes a product at precision m reads from this matrix (planes 0..m + exponents).
   size_t BytesRead(int m) const;
@@ -90,16 +91,20 @@ class PackedMatrix {
   absl::Status DecodeRow(int64_t r, int m, Reconstruction mode, float* out) const;
 
  private:
-  struct FreeDeleter {
-    void operator()(void* p) const;
-  };
   PackedMatrix() = default;
+  // Sizes the matrix and maps its zeroed memory: planes 0..resident_max_bits,
+  // then the exponents.
+  absl::Status Allocate(int64_t rows, int64_t cols, int64_t groups, int resident_max_bits);
+  uint8_t* mutable_plane(int j) { return memory_.data() + j * plane_bytes_; }
+  size_t exponents_offset() const { return (resident_max_bits_ + 1) * plane_bytes_; }
+  size_t exponent_bytes() const { return static_cast<size_t>(row_blocks_ * groups_) * kRowBlock; }
 
   int64_t rows_ = 0, cols_ = 0, groups_ = 0, row_blocks_ = 0;
   int resident_max_bits_ = 0;
-  size_t plane_bytes_ = 0;
-  std::vector<std::unique_ptr<uint8_t, FreeDeleter>> planes_;
-  std::unique_ptr<int8_t, FreeDeleter> exponents_;
+  size_t plane_bytes_ = 0;  // a multiple of kTileBytes, so every plane stays 64-byte aligned
+  // One mapping per matrix rather than malloc: a replaced model version's
+  // weights go back to the system without a heap trim (common/page_buffer.h).
+  PageBuffer memory_;
 };
 
 }  // namespace otaro::sefp

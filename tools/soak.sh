@@ -3,6 +3,8 @@
 # rollback cycles of SmolLM2 under four streaming clients, resident memory and
 # inter-token gaps checked) with more cycles than CI runs. Prints the test's
 # figures. Usage: tools/soak.sh [CYCLES, default 200]
+# OTARO_SOAK_SERVER_LOG=FILE keeps the server's log there (timestamps to set
+# beside the long gaps the test prints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cycles="${1:-200}"
@@ -13,4 +15,5 @@ if [ ! -x /usr/local/cuda/bin/nvcc ]; then config=(--config=cpu); fi
 bazel test -c opt "${config[@]}" //tests/reliability:soak_test --nocache_test_results \
   --test_timeout=$((600 + 10 * cycles)) --test_output=streamed \
   --test_env=OTARO_SHARED_DIR="$shared" --test_env=OTARO_DEFAULT_MODEL="$model" \
-  --test_env=OTARO_SOAK_CYCLES="$cycles" 2>&1 | grep -E '^soak:|FAIL|Failure|Expected|grew|stalled|PASSED'
+  --test_env=OTARO_SOAK_CYCLES="$cycles" \
+  --test_env=OTARO_SOAK_SERVER_LOG="${OTARO_SOAK_SERVER_LOG:-}" 2>&1 | grep -E '^soak:|FAIL|Failure|Expected|grew|stalled|PASSED'

@@ -6,10 +6,10 @@
 // - memory: resident memory at the end is within one model size (the SEFP
 //   weights) of where it was before the first job; versions and the tuning
 //   job's state are returned when they are no longer used;
-// - streams keep flowing: every call succeeds; of the inter-token gaps that
-//   overlap a publish or rollback, the 99th percentile stays under 3x the
-//   median undisturbed gap and none reaches 0.3 s (the issue's goal, the
-//   worst under 3x, holds on a quiet machine only: see the assertion).
+// - streams keep flowing: every call succeeds, and no inter-token gap that
+//   overlaps a publish or rollback exceeds 3x the median undisturbed gap or
+//   reaches 0.3 s. Measured alone on the machine (the test is exclusive):
+//   anything running beside it takes the cores whose stalls it measures.
 // Prints the figures. OTARO_SOAK_CYCLES sets the number of cycles (default 20;
 // tools/soak.sh runs a longer one).
 #include <sys/stat.h>
@@ -233,6 +233,9 @@ TEST(SoakTest, PublishCyclesUnderStreamingLoadKeepMemoryFlatAndStreamsFlowing) {
   }
   clients.Stop();
   ASSERT_TRUE(server.WaitIdle()) << "requests or KV blocks still held after the soak";
+  if (const char* log = std::getenv("OTARO_SOAK_SERVER_LOG"); log != nullptr && *log != 0) {
+    std::ofstream(log) << server.process().Stderr();  // to study a stall: tools/soak.sh
+  }
   const int64_t rss_end = server.ResidentBytes();
 
   auto overlaps = [](const Gap& a, const Gap& b) { return a.begin < b.end && b.begin < a.end; };
@@ -246,8 +249,9 @@ TEST(SoakTest, PublishCyclesUnderStreamingLoadKeepMemoryFlatAndStreamsFlowing) {
     }
     (in_swap ? during_swaps : undisturbed).push_back(gap.seconds());
     if (in_swap != nullptr) {
-      longest.push_back({gap.seconds(), absl::StrFormat("%.0f ms from %+.2f s of a %.2f s swap",
+      longest.push_back({gap.seconds(), absl::StrFormat("%.0f ms at %s, %+.2f s into a %.2f s swap",
                                                         1e3 * gap.seconds(),
+                                                        absl::FormatTime("%H:%M:%E3S", gap.begin, absl::UTCTimeZone()),
                                                         absl::ToDoubleSeconds(gap.begin - in_swap->begin),
                                                         in_swap->seconds())});
     }
@@ -281,16 +285,12 @@ TEST(SoakTest, PublishCyclesUnderStreamingLoadKeepMemoryFlatAndStreamsFlowing) {
       << " publish/rollback cycles and one tuning job (model " << model_bytes / mib << " MiB)";
   ASSERT_FALSE(during_swaps.empty());
   ASSERT_FALSE(undisturbed.empty());
-  // Issue 17 asks for no gap during a swap above 3x the undisturbed median.
-  // Asserted: 99% of them stay under 3x, and no stream stalls for 0.3 s (the
-  // issue reported stalls of up to 1.85 s). The worst gap is printed, not
-  // asserted: on 2 cores it is 2.35-2.77x with the machine otherwise quiet
-  // (20 cycles, three runs), but 3.8-4.9x whenever anything else runs beside
-  // the test, and one such outlier must not turn CI red. Before the versions'
-  // schedulers shared a StepGate it was 5.6-8x (150-220 ms): two engine
-  // threads stepping at once took both cores from the streams' gRPC threads.
-  EXPECT_LE(Percentile(during_swaps, 0.99), 3 * median)
-      << "streams slowed down during publishes and rollbacks";
+  // Issue 17: no gap during a swap above 3x the undisturbed median. On 2
+  // cores, quiet (20 cycles): 1.92x and 2.03x. Before the versions'
+  // schedulers shared a StepGate it was 5.6-8x (two engine threads stepping
+  // at once took both cores from the streams' gRPC threads); before loads and
+  // unloads (their heap trims included) ran at background priority 2.2-2.8x.
+  EXPECT_LE(worst, 3 * median) << "a stream slowed down during a publish or rollback";
   EXPECT_LT(worst, 0.3) << "a stream stalled during a publish or rollback";
 }
 
