@@ -60,10 +60,10 @@ void FinishGroup(int8_t* q, float* scales, int32_t* offsets, int32_t* float_offs
   constexpr float kMaxScale = 0x1p93f;
   for (int l = 0; l < kLanesPerGroup; ++l) {
     float scale = scales[l];
-    if (scale >= kMaxScale) {
+    if (scale >= kMaxScale || (scale > 0.0f && scale < kMinScale)) {
       for (int i = 0; i < kLaneInputs; ++i) q[l * kLaneInputs + i] = 0;
       offsets[l] = 0;
-      scale = std::numeric_limits<float>::quiet_NaN();
+      scale = scale >= kMaxScale ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
     }
     uint32_t bits;
     std::memcpy(&bits, &scale, sizeof(bits));

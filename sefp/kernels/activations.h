@@ -14,7 +14,11 @@
 //
 // An all-zero block has scale 0 and q = 0; a block holding NaN or Inf, or whose
 // scale would reach 2^93 (amax ~1.3e30: a diverged model), has scale NaN and
-// q = 0, so every output it touches is NaN (never a silent number).
+// q = 0, so every output it touches is NaN (never a silent number). A block
+// whose scale would be below kMinScale = 2^-102 (amax ~2.5e-29) counts as all
+// zero: then every product I * scale * 2^(e - m) of the kernels is a normal
+// float, so scaling by the weight's power of two commutes with rounding, and
+// the AVX-512 kernel may apply it before the activation scale (gemm.h).
 // The kernels then compute sum_i Q(w_i, m) * q_i * scale with the integer part
 // exact, so the only difference from float activations is this rounding of x
 // (error <= 1/254 of the block's largest input per element, the cut scale adds
@@ -53,6 +57,10 @@ inline constexpr int kLaneInputs = kGroupSize / kLanesPerGroup;
 // 4 x 127 x 511), the int32 kFloatBiasBits + I is the float kFloatBias + I.
 inline constexpr float kFloatBias = 12582912.0f;
 inline constexpr int32_t kFloatBiasBits = 0x4B400000;
+
+// Lane scales below this are flushed to 0 (the rule above): 2^-102 times the
+// smallest weight scale 2^-24 is the smallest normal float.
+inline constexpr float kMinScale = 0x1p-102f;
 
 class QuantizedActivations {
  public:

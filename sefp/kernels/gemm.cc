@@ -1,5 +1,6 @@
 #include "sefp/kernels/gemm.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -137,4 +138,29 @@ absl::Status ReferenceGemm(const SefpTensor& w, int m, Reconstruction mode,
   return absl::OkStatus();
 }
 
+namespace internal {
+
+namespace {
+// -1: the CPU's choice; else a forced Avx512Accumulate.
+std::atomic<int> forced_accumulate{-1};
+}  // namespace
+
+Avx512Accumulate Avx512AccumulateInUse() {
+  const int forced = forced_accumulate.load(std::memory_order_relaxed);
+  if (forced >= 0) return static_cast<Avx512Accumulate>(forced);
+  static const Avx512Accumulate chosen = __builtin_cpu_is("amd")
+                                             ? Avx512Accumulate::kWeightScaleInBias
+                                             : Avx512Accumulate::kFma;
+  return chosen;
+}
+
+void ForceAvx512AccumulateForTesting(Avx512Accumulate form) {
+  forced_accumulate.store(static_cast<int>(form), std::memory_order_relaxed);
+}
+
+void ClearForcedAvx512AccumulateForTesting() {
+  forced_accumulate.store(-1, std::memory_order_relaxed);
+}
+
+}  // namespace internal
 }  // namespace otaro::sefp

@@ -23,7 +23,10 @@
 //   whatever the other rows are; Gemv equals Gemm with batch 1 bit for bit.
 // - Thread-count invariance: each output row is computed by one thread.
 // - ISA invariance: the AVX-512, AVX2 and portable scalar paths agree bit
-//   for bit (they differ only in how they form the exact integers).
+//   for bit (they differ in how they form the exact integers, and the AVX-512
+//   path on AMD applies 2^(e - m) before the scale instead of after it, which
+//   is the same value because every product is a normal float: activations.h's
+//   kMinScale, internal.h's Avx512Accumulate).
 // The ISA is chosen once from cpuid (Isa::kAuto) or forced (tests, engine.isa).
 // Any K is accepted (a short last group is padded with q = 0).
 #ifndef OTARO_SEFP_KERNELS_GEMM_H_

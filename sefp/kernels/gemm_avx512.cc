@@ -362,6 +362,26 @@ void FormRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* digits) {
   }
 }
 
+// The outputs of rows r0 .. r0 + 3 of row block rb for batch rows b0 .. b0 + C - 1:
+// LaneTree of each accumulator.
+template <int C>
+__attribute__((always_inline)) inline void StoreFour(const GemmJob& job, int64_t rb, int r0,
+                                                     int64_t b0, const __m512 (&acc)[4][C]) {
+  const int64_t rows = job.w->rows();
+  const int64_t n0 = rb * kRowBlock + r0;
+  for (int c = 0; c < C; ++c) {
+    float* y = job.y + (b0 + c) * rows + n0;
+    const __m128 sums = ReduceFour(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+    if (n0 + 4 <= rows) {
+      _mm_storeu_ps(y, sums);
+    } else {
+      alignas(16) float v[4];
+      _mm_store_ps(v, sums);
+      for (int r = 0; n0 + r < rows; ++r) y[r] = v[r];
+    }
+  }
+}
+
 // Rows r0 .. r0 + R - 1 of row block rb times batch rows b0 .. b0 + C - 1 (of the
 // job), d read from FormRowBlock's `digits`; ws = WeightScales(rb).
 template <int M, bool kTruncate, int R, int C>
@@ -401,19 +421,107 @@ void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
       }
     }
   }
-  const int64_t rows = w.rows();
-  const int64_t n0 = rb * kRowBlock + r0;
-  for (int c = 0; c < C; ++c) {
-    float* y = job.y + (b0 + c) * rows + n0;
-    const __m128 sums = ReduceFour(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
-    if (n0 + 4 <= rows) {
-      _mm_storeu_ps(y, sums);
-    } else {
-      alignas(16) float v[4];
-      _mm_store_ps(v, sums);
-      for (int r = 0; n0 + r < rows; ++r) y[r] = v[r];
+  StoreFour(job, rb, r0, b0, acc);
+}
+
+// --- from 3 batch rows on, the weight scale in the conversion bias -------------
+// Avx512Accumulate::kWeightScaleInBias (internal.h). Per (row, group) the float
+// B = 1.5 x 2^(23 + k), k = e - m, has an ulp of 2^k, so the int32 bits(B) + I
+// read as a float is B + I 2^k exactly (|I| < 2^22), and subtracting B leaves
+// I x 2^(e - m) exactly. One multiply by the activation scale then rounds to
+// round(I x scale) x 2^(e - m) (a power of two commutes with rounding while
+// every value is a normal float: activations.h's kMinScale), and one add
+// accumulates it: gemm.h's fma(float(I) * scale, 2^(e - m), acc), bit for bit.
+// A zero group gets d = 0 and k = 0, so it adds 0 (NaN for a NaN scale, as the
+// fma form gives). VPDPBUSD multiplies u8 by s8, so here the inputs carry the
+// +128 (q ^ 0x80) and the digits are signed; the -128 sum(d) that takes it
+// back out depends on the weights only and joins bits(B) in the value the
+// products accumulate onto ("start"), once per row block for the whole batch.
+// A split precision's hi part (d = 32 hi + lo) starts at -128 sum(hi), is
+// shifted, and the lo part accumulates onto bits(B) - 128 sum(lo).
+
+// Rewrites FormRowBlock's digits of row block rb in place as signed bytes (0
+// for a zero group) and fills, per part p, starts[p] (16 int32 per (group,
+// row), the digits' order), and biases[8 g + r] = B.
+template <int M, bool kTruncate>
+void PrepareBiasedRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* digits,
+                           int32_t* const* starts, float* biases) {
+  using D = Digits<M, kTruncate>;
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int8_t* e = w.exponents() + w.TileIndex(rb, g) * kRowBlock;
+    for (int r = 0; r < kRowBlock; ++r) {
+      const bool zero = e[r] == kZeroGroupExponent;
+      const int64_t at = (g * kRowBlock + r) * kGroupSize;
+      const int32_t bias_bits = kFloatBiasBits + (zero ? 0 : (e[r] - M) * (1 << 23));
+      __builtin_memcpy(&biases[8 * g + r], &bias_bits, sizeof(float));
+#pragma GCC unroll 2
+      for (int p = 0; p < D::kParts; ++p) {
+        const __m512i d = zero ? _mm512_setzero_si512()
+                               : _mm512_xor_si512(_mm512_load_si512(digits[p] + at), flip);
+        _mm512_store_si512(digits[p] + at, d);
+        const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, d);
+        const __m512i base = _mm512_set1_epi32(p == D::kParts - 1 ? bias_bits : 0);
+        _mm512_store_si512(starts[p] + at / 4, _mm512_sub_epi32(base, _mm512_slli_epi32(sum, 7)));
+      }
     }
   }
+}
+
+// Tile's work in the kWeightScaleInBias form, from PrepareBiasedRowBlock's
+// digits, starts and biases.
+template <int M, bool kTruncate, int R, int C>
+void BiasedTile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* biases,
+                const uint8_t* const* digits, const int32_t* const* starts) {
+  static_assert(R == 4, "the epilogue reduces 4 rows at once");
+  using D = Digits<M, kTruncate>;
+  const PackedMatrix& w = *job.w;
+  const BatchRows<C> in(job, b0);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    __m512i d0[R], s0[R];
+    __m512 bias[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      if constexpr (!D::kSplit) {
+        const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+        d0[r] = _mm512_load_si512(digits[0] + at);
+        s0[r] = _mm512_load_si512(starts[0] + at / 4);
+      }
+      bias[r] = _mm512_set1_ps(biases[8 * g + r0 + r]);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      const int64_t lane = g * kLanesPerGroup;
+      const __m512i xu = _mm512_xor_si512(_mm512_load_si512(in.values[c] + g * kGroupSize), flip);
+      const __m512 scale_x = _mm512_load_ps(in.scales[c] + lane);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        __m512i sum;
+        if constexpr (D::kSplit) {
+          // Read from L1 each time: 16 accumulators and 16 digit and start
+          // registers would not fit in 32 (measured: faster than 2 batch rows
+          // per tile with them in registers).
+          const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+          sum = _mm512_dpbusd_epi32(_mm512_load_si512(starts[0] + at / 4), xu,
+                                    _mm512_load_si512(digits[0] + at));
+          sum = _mm512_add_epi32(_mm512_slli_epi32(sum, kSplitShift),
+                                 _mm512_load_si512(starts[1] + at / 4));
+          sum = _mm512_dpbusd_epi32(sum, xu, _mm512_load_si512(digits[1] + at));
+        } else {
+          sum = _mm512_dpbusd_epi32(s0[r], xu, d0[r]);
+        }
+        const __m512 scaled_integer = _mm512_sub_ps(_mm512_castsi512_ps(sum), bias[r]);
+        acc[r][c] = _mm512_add_ps(_mm512_mul_ps(scaled_integer, scale_x), acc[r][c]);
+      }
+    }
+  }
+  StoreFour(job, rb, r0, b0, acc);
 }
 
 template <int M, bool kTruncate>
@@ -427,15 +535,41 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
   // buffer and read back for every batch row (the integers, and so the results,
   // are the same as forming it in registers per tile).
   const bool formed = job.batch >= 3;
-  thread_local std::vector<__m512i> digit_storage;
+  const bool biased = formed && Avx512AccumulateInUse() == Avx512Accumulate::kWeightScaleInBias;
+  thread_local std::vector<__m512i> digit_storage, start_storage;
   uint8_t* digits[2] = {nullptr, nullptr};
+  int32_t* starts[2] = {nullptr, nullptr};
   if (formed) {
     const size_t per_part = static_cast<size_t>(groups) * kRowBlock;
     digit_storage.resize(2 * per_part);
     digits[0] = reinterpret_cast<uint8_t*>(digit_storage.data());
     digits[1] = digits[0] + per_part * kGroupSize;
+    if (biased) {
+      start_storage.resize(2 * per_part);
+      starts[0] = reinterpret_cast<int32_t*>(start_storage.data());
+      starts[1] = starts[0] + per_part * kLanesPerGroup;
+    }
   }
   for (int64_t rb = rb0; rb < rb1; ++rb) {
+    if (biased) {
+      FormRowBlock<M, kTruncate>(*job.w, rb, digits);
+      // ws_storage holds the biases B here (no weight scales: they ride in B).
+      PrepareBiasedRowBlock<M, kTruncate>(*job.w, rb, digits, starts, ws_storage.data());
+      int64_t b0 = 0;
+      for (; b0 + 4 <= job.batch; b0 += 4) {
+        BiasedTile<M, kTruncate, 4, 4>(job, rb, 0, b0, ws, digits, starts);
+        BiasedTile<M, kTruncate, 4, 4>(job, rb, 4, b0, ws, digits, starts);
+      }
+      for (int r0 : {0, 4}) {
+        switch (job.batch - b0) {
+          case 1: BiasedTile<M, kTruncate, 4, 1>(job, rb, r0, b0, ws, digits, starts); break;
+          case 2: BiasedTile<M, kTruncate, 4, 2>(job, rb, r0, b0, ws, digits, starts); break;
+          case 3: BiasedTile<M, kTruncate, 4, 3>(job, rb, r0, b0, ws, digits, starts); break;
+          default: break;
+        }
+      }
+      continue;
+    }
     WeightScales(*job.w, rb, M, ws_storage.data());
     if (formed) {
       FormRowBlock<M, kTruncate>(*job.w, rb, digits);

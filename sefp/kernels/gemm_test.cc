@@ -4,12 +4,15 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sefp/format.h"
 #include "sefp/kernels/activations.h"
+#include "sefp/kernels/internal.h"
 #include "sefp/kernels/thread_pool.h"
 #include "sefp/layout.h"
 #include "sefp/test_util.h"
@@ -30,6 +33,26 @@ std::vector<Isa> Isas() {
   }
   return isas;
 }
+
+// The AVX-512 kernel's two accumulation forms (internal.h) run on any AVX-512
+// CPU; the CPU picks one, the tests run both.
+std::vector<internal::Avx512Accumulate> AccumulateForms(Isa isa) {
+  if (isa != Isa::kAvx512) return {internal::Avx512AccumulateInUse()};
+  return {internal::Avx512Accumulate::kFma, internal::Avx512Accumulate::kWeightScaleInBias};
+}
+
+const char* AccumulateName(internal::Avx512Accumulate form) {
+  return form == internal::Avx512Accumulate::kFma ? "fma" : "weight scale in bias";
+}
+
+// Forces one form for its scope.
+class ForcedAccumulate {
+ public:
+  explicit ForcedAccumulate(internal::Avx512Accumulate form) {
+    internal::ForceAvx512AccumulateForTesting(form);
+  }
+  ~ForcedAccumulate() { internal::ClearForcedAvx512AccumulateForTesting(); }
+};
 
 std::vector<float> RandomInputs(int64_t n, std::mt19937* rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -171,6 +194,24 @@ TEST(ActivationsTest, ScalesNearTheFloatLimitCountAsDiverged) {
   }
 }
 
+TEST(ActivationsTest, ScalesBelowTheMinimumCountAsZero) {
+  // A block whose scale would be below kMinScale is all zero (every kernel
+  // product must stay a normal float); at kMinScale it is an ordinary block.
+  for (bool simd : {false, true}) {
+    std::vector<float> x(64, 1.0f);
+    for (int i = 0; i < 4; ++i) x[i] = 100.0f * 0x1p-102f;  // block 0: scale ~0.79 * 2^-102
+    x[4] = 127.0f * 0x1p-102f;                              // block 1: scale 2^-102
+    x[5] = x[6] = x[7] = 0.0f;
+    QuantizedActivations q;
+    q.Quantize(x, 1, 64, simd);
+    EXPECT_EQ(q.scales(0)[0], 0.0f) << simd;
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(q.values(0)[i], 0) << simd;
+    EXPECT_EQ(q.offsets(0)[0], 0);
+    EXPECT_EQ(q.scales(0)[1], kMinScale) << simd;
+    EXPECT_EQ(q.values(0)[4], 127) << simd;
+  }
+}
+
 // The AVX-512 quantizer (where the CPU has it) against the portable code: the
 // same bits, zero and non-finite blocks, ties and the clamp included.
 TEST(ActivationsTest, EveryPathGivesTheSameBits) {
@@ -268,20 +309,25 @@ TEST(GemmTest, EveryIsaMatchesTheReferenceAtEveryPrecision) {
             std::vector<double> ref(batch * s.rows);
             ASSERT_TRUE(ReferenceGemm(*t, m, mode, xq, batch, absl::MakeSpan(ref)).ok());
             std::vector<std::vector<float>> results;
+            std::vector<std::string> names;
             for (Isa isa : Isas()) {
-              SCOPED_TRACE(::testing::Message()
-                           << s.rows << "x" << s.cols << " batch " << batch << " "
-                           << ReconstructionName(mode) << " m=" << m << " " << IsaName(isa));
-              std::vector<float> y(batch * s.rows, std::nanf(""));
-              ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), {mode, isa, nullptr}).ok());
-              for (size_t i = 0; i < y.size(); ++i) {
-                ASSERT_NEAR(y[i], ref[i], 1e-5 * err_scale[i] + 1e-30) << "output " << i;
+              for (internal::Avx512Accumulate form : AccumulateForms(isa)) {
+                ForcedAccumulate forced(form);
+                names.push_back(absl::StrCat(IsaName(isa), " (", AccumulateName(form), ")"));
+                SCOPED_TRACE(::testing::Message()
+                             << s.rows << "x" << s.cols << " batch " << batch << " "
+                             << ReconstructionName(mode) << " m=" << m << " " << names.back());
+                std::vector<float> y(batch * s.rows, std::nanf(""));
+                ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(y), {mode, isa, nullptr}).ok());
+                for (size_t i = 0; i < y.size(); ++i) {
+                  ASSERT_NEAR(y[i], ref[i], 1e-5 * err_scale[i] + 1e-30) << "output " << i;
+                }
+                results.push_back(std::move(y));
               }
-              results.push_back(std::move(y));
             }
             // Every path performs the same float operations in the same order.
             for (size_t i = 1; i < results.size(); ++i) {
-              ASSERT_TRUE(BitEqual(results[0], results[i])) << IsaName(Isas()[i]);
+              ASSERT_TRUE(BitEqual(results[0], results[i])) << names[i];
             }
           }
         }
@@ -305,15 +351,28 @@ TEST_P(IsaPathTest, BitEqualToTheScalarPathOnMixedScales) {
   ASSERT_TRUE(t.ok());
   auto w = PackedMatrix::Pack(*t);
   ASSERT_TRUE(w.ok());
+  std::uniform_int_distribution<int> exponent(-110, 90);
   for (int64_t batch : {1, 2, 3, 4, 7, 9}) {
-    const std::vector<float> x = RandomInputs(batch * cols, &rng);
+    std::vector<float> x = RandomInputs(batch * cols, &rng);
+    // Input blocks of every magnitude the quantizer keeps, and some it flushes
+    // (below kMinScale) or calls diverged (2^93): products at the float range's
+    // ends, where a power of two commutes with rounding only if they stay normal.
+    for (int64_t i = 0; i < batch * cols; i += kLaneInputs) {
+      const float f = std::ldexp(1.0f, exponent(rng));
+      for (int j = 0; j < kLaneInputs; ++j) x[i + j] *= f;
+    }
     for (Reconstruction mode : kModes) {
       for (int m = 2; m <= 8; ++m) {
-        std::vector<float> scalar(batch * rows), simd(batch * rows);
+        std::vector<float> scalar(batch * rows);
         ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(scalar), {mode, Isa::kScalar}).ok());
-        ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(simd), {mode, isa}).ok());
-        EXPECT_TRUE(BitEqual(scalar, simd))
-            << IsaName(isa) << " batch " << batch << " m=" << m << " " << ReconstructionName(mode);
+        for (internal::Avx512Accumulate form : AccumulateForms(isa)) {
+          ForcedAccumulate forced(form);
+          std::vector<float> simd(batch * rows);
+          ASSERT_TRUE(Gemm(*w, m, x, batch, absl::MakeSpan(simd), {mode, isa}).ok());
+          EXPECT_TRUE(BitEqual(scalar, simd))
+              << IsaName(isa) << " (" << AccumulateName(form) << ") batch " << batch << " m=" << m
+              << " " << ReconstructionName(mode);
+        }
       }
     }
   }
@@ -410,18 +469,26 @@ TEST(GemmTest, OneHotInputsReadBackEveryDecodedWeight) {
 
 TEST(GemmTest, NonFiniteActivationsGiveNaN) {
   std::mt19937 rng(2);
-  const int64_t rows = 16, cols = 128;
-  auto t = EncodeTensor("w", testing::RandomWeights(rows, cols, 0.05f, &rng), rows, cols);
+  const int64_t rows = 16, cols = 128, batch = 4;  // 4 rows: the formed path too
+  std::vector<float> wf = testing::RandomWeights(rows, cols, 0.05f, &rng);
+  for (int64_t k = 64; k < cols; ++k) wf[3 * cols + k] = 0.0f;  // row 3, group 1: a zero group
+  auto t = EncodeTensor("w", wf, rows, cols);
   auto w = PackedMatrix::Pack(*t);
-  std::vector<float> x = RandomInputs(2 * cols, &rng);
-  x[cols + 100] = std::numeric_limits<float>::quiet_NaN();  // row 1 only
+  std::vector<float> x = RandomInputs(batch * cols, &rng);
+  x[cols + 100] = std::numeric_limits<float>::quiet_NaN();  // row 1 only, in group 1
   for (Isa isa : Isas()) {
-    std::vector<float> y(2 * rows);
-    ASSERT_TRUE(Gemm(*w, 4, x, 2, absl::MakeSpan(y), {Reconstruction::kMidpoint, isa}).ok());
-    for (int64_t n = 0; n < rows; ++n) {
-      EXPECT_TRUE(std::isfinite(y[n])) << IsaName(isa);
-      // Even where W's group is all zero: its scale 0 times NaN is NaN.
-      EXPECT_TRUE(std::isnan(y[rows + n])) << IsaName(isa) << " output " << n;
+    for (internal::Avx512Accumulate form : AccumulateForms(isa)) {
+      ForcedAccumulate forced(form);
+      std::vector<float> y(batch * rows);
+      ASSERT_TRUE(
+          Gemm(*w, 4, x, batch, absl::MakeSpan(y), {Reconstruction::kMidpoint, isa}).ok());
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t n = 0; n < rows; ++n) {
+          // Even where W's group is all zero: its scale 0 times NaN is NaN.
+          EXPECT_EQ(std::isnan(y[b * rows + n]), b == 1)
+              << IsaName(isa) << " (" << AccumulateName(form) << ") row " << b << " output " << n;
+        }
+      }
     }
   }
 }

@@ -22,6 +22,22 @@ struct GemmJob {
   float* y;       // [batch][w->rows()]
 };
 
+// How the AVX-512 kernel scales and accumulates its exact integers from 3 batch
+// rows on (gemm_avx512.cc). Both perform gemm.h's arithmetic, bit for bit; they
+// differ in which execution units they load:
+// - kFma: fma(float(I), scale, bias) then fma(that, 2^(e - m), acc): two FMAs
+//   beside each VPDPBUSD, which suits Intel, where every 512-bit float
+//   operation shares ports 0 and 5;
+// - kWeightScaleInBias: the weight's power of two rides in the conversion bias,
+//   then VSUBPS, VMULPS, VADDPS: on AMD Zen 4 and 5 the adds run on pipes of
+//   their own, 2 cycles per product instead of 3.
+enum class Avx512Accumulate { kFma, kWeightScaleInBias };
+// kWeightScaleInBias on AMD CPUs, kFma elsewhere, unless a test forced one.
+Avx512Accumulate Avx512AccumulateInUse();
+// Tests: run the other form on this CPU (both are valid on any AVX-512 CPU).
+void ForceAvx512AccumulateForTesting(Avx512Accumulate form);
+void ClearForcedAvx512AccumulateForTesting();
+
 // Computes the outputs of row blocks [rb0, rb1) for every batch row.
 void RowBlocksScalar(const GemmJob& job, int64_t rb0, int64_t rb1);
 void RowBlocksAvx2(const GemmJob& job, int64_t rb0, int64_t rb1);
