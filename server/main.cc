@@ -4,6 +4,7 @@
 // command line or config.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -62,6 +63,20 @@ std::vector<std::string> ExtractSetFlags(int* argc, char** argv, std::string* er
   return overrides;
 }
 
+// The main thread's id, for ForwardToMainThread.
+pid_t main_thread_id = 0;
+
+// Runs only on a thread that does not block the stop signals: one started
+// before main() blocked them. OpenBLAS starts its worker threads from a
+// library constructor, so a SIGTERM sent while the main thread is not inside
+// sigwait could land there and, with the default action, kill the server
+// (exit 143 instead of a drain: a rare failure of SecondSignalForcesExit).
+// Handing it to the main thread keeps it pending there for sigwait.
+// (tgkill is a plain system call, safe in a signal handler.)
+void ForwardToMainThread(int signal_number) {
+  ::syscall(SYS_tgkill, ::getpid(), main_thread_id, signal_number);
+}
+
 int WaitForSignal(const sigset_t& signals) {
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) != 0) {
@@ -73,12 +88,20 @@ int WaitForSignal(const sigset_t& signals) {
 
 int main(int argc, char** argv) {
   // Signals are taken synchronously by the main thread: block them before any
-  // thread exists, so every thread gRPC or civetweb starts inherits the mask.
+  // thread of ours exists, so every thread gRPC or civetweb starts inherits
+  // the mask; threads that libraries started earlier forward them (above).
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  main_thread_id = static_cast<pid_t>(::syscall(SYS_gettid));
+  struct sigaction forward = {};
+  forward.sa_handler = ForwardToMainThread;
+  sigemptyset(&forward.sa_mask);
+  forward.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &forward, nullptr);
+  sigaction(SIGINT, &forward, nullptr);
 
   std::string set_error;
   std::vector<std::string> overrides = ExtractSetFlags(&argc, argv, &set_error);

@@ -2,7 +2,10 @@
 // (health, reflection, the API), a real HTTP scrape checked by promtool, the
 // real `otaro` CLI, and the shutdown sequence driven by real signals.
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -10,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "common/testing/shared_data.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -222,6 +226,37 @@ TEST(ServerLifecycleTest, SecondSignalForcesExit) {
   ASSERT_TRUE(code.has_value()) << "second signal did not force the exit";
   EXPECT_EQ(*code, 1);
   EXPECT_TRUE(absl::StrContains(server.process().Stderr(), "second signal"));
+}
+
+// Threads the server did not start (OpenBLAS starts its workers from a
+// library constructor, before main blocks the stop signals) may receive a
+// process-wide SIGTERM when the main thread is not in sigwait: delivered
+// straight to such a thread, it must still drain, not kill the server.
+TEST(ServerLifecycleTest, StopSignalOnAThreadThatDoesNotBlockItStillDrains) {
+  RunningServer server("foreign_thread", "  drain_delay_seconds: 0\n");
+  ASSERT_GT(server.grpc_port(), 0);
+  const pid_t pid = server.process().pid();
+  pid_t target = 0;
+  for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"))) {
+    int tid = 0;
+    if (!absl::SimpleAtoi(task.path().filename().string(), &tid) || tid == pid) continue;
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      uint64_t blocked = 0;
+      if (absl::StartsWith(line, "SigBlk:") &&
+          absl::SimpleHexAtoi(absl::StripAsciiWhitespace(line.substr(7)), &blocked) &&
+          (blocked & (uint64_t{1} << (SIGTERM - 1))) == 0) {
+        target = tid;
+      }
+    }
+  }
+  if (target == 0) GTEST_SKIP() << "every thread of the server blocks SIGTERM here";
+  ASSERT_EQ(::syscall(SYS_tgkill, pid, target, SIGTERM), 0);
+  std::optional<int> code = server.process().Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.has_value()) << "the server did not stop";
+  EXPECT_EQ(*code, 0) << server.process().Stderr();
+  EXPECT_TRUE(absl::StrContains(server.process().Stderr(), "draining"));
 }
 
 TEST(ServerLifecycleTest, PortInUseIsAClearStartupError) {
