@@ -252,7 +252,7 @@ void SefpGemmArgs(benchmark::internal::Benchmark* b) {
     for (int threads : {1, AllThreads()}) {
       for (int64_t batch : kBatches) {
         if (s[1] == 8192 && batch == 256) continue;  // seconds per call; 64 already shows the trend
-        for (int m : {3, 8}) {
+        for (int m : {3, 7, 8}) {
           for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
             if (CpuSupports(isa)) b->Args({s[0], s[1], m, batch, static_cast<int64_t>(isa), threads});
           }

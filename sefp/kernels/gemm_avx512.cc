@@ -128,9 +128,15 @@ __attribute__((always_inline)) inline __m512i LookUp(__m512i bits) {
 // d (+128) of one tile (row block, group) in the mixed arrangement for row
 // parity H: d[p][k] is part p, chunk pair k. `tile` is the tile's byte offset
 // inside a plane array.
-template <int M, bool kTruncate, int H>
+// |d| = 2 q_7 + 1 - t of m = 7 (at most 255: one u8) from the transposed byte
+// (bit j = plane j): bit 8 - j of |d| is digit plane j XOR the sign (plane 0),
+// j = 1..7, and bit 0 is the constant 1 - t (the affine's immediate).
+constexpr uint64_t kMagnitude7 = 0x0081412111090503ull;
+
+template <int M, bool kTruncate, int H, bool kMagnitude = false>
 __attribute__((always_inline)) inline void FormMixed(const uint8_t* const* planes, int64_t tile,
                                                      __m512i (&d)[2][4]) {
+  static_assert(!kMagnitude || M == 7, "only m = 7's magnitudes fit a byte with planes 0..7");
   using D = Digits<M, kTruncate>;
   constexpr int kTop = M < 8 ? M : 7;  // planes in the transposed byte
   auto plane = [&](int j) {
@@ -162,6 +168,11 @@ __attribute__((always_inline)) inline void FormMixed(const uint8_t* const* plane
 #pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) {
     const __m512i bits = _mm512_gf2p8affine_epi64_epi8(identity, words[k], 0);
+    if constexpr (kMagnitude) {
+      d[0][k] = _mm512_gf2p8affine_epi64_epi8(
+          bits, _mm512_set1_epi64(static_cast<int64_t>(kMagnitude7)), kTruncate ? 0 : 1);
+      continue;
+    }
     d[0][k] = LookUp<D::kTable0>(bits);
     if constexpr (D::kSplit) d[1][k] = LookUp<D::kTable1>(bits);
     if constexpr (M == 8) {
@@ -332,20 +343,22 @@ void MixedTile(const GemmJob& job, int64_t rb, int64_t b0, const float* ws) {
 // d (+128) of the 8 rows of row block rb for every group, formed once for a
 // whole batch: part p of row r, group g at digits[p][(g * 8 + r) * 64], in the
 // weights' own order (a 4x4 transpose of the mixed registers' 128-bit lanes).
-template <int M, bool kTruncate>
+// kMagnitude (m = 7 only): |d| instead of d's parts, one part.
+template <int M, bool kTruncate, bool kMagnitude = false>
 void FormRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* digits) {
   using D = Digits<M, kTruncate>;
+  constexpr int kParts = kMagnitude ? 1 : D::kParts;
   const uint8_t* planes[kMasterBits + 1];
   for (int j = 0; j <= M; ++j) planes[j] = w.plane(j);
   for (int64_t g = 0; g < w.groups(); ++g) {
     const int64_t tile = w.TileIndex(rb, g) * kTileBytes;
     __m512i d[2][2][4];
-    FormMixed<M, kTruncate, 0>(planes, tile, d[0]);
-    FormMixed<M, kTruncate, 1>(planes, tile, d[1]);
+    FormMixed<M, kTruncate, 0, kMagnitude>(planes, tile, d[0]);
+    FormMixed<M, kTruncate, 1, kMagnitude>(planes, tile, d[1]);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
 #pragma GCC unroll 2
-      for (int p = 0; p < D::kParts; ++p) {
+      for (int p = 0; p < kParts; ++p) {
         const __m512i* t = d[h][p];
         uint8_t* out = digits[p] + (g * kRowBlock + h) * kGroupSize;
         const __m512i u0 = _mm512_shuffle_i64x2(t[0], t[1], 0x44);
@@ -524,6 +537,69 @@ void BiasedTile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float*
   StoreFour(job, rb, r0, b0, acc);
 }
 
+// m = 7 in the kWeightScaleInBias form: |d| <= 255 is one u8, so VPDPBUSD
+// multiplies it with the input, negated where the weight is negative (s8,
+// |q| <= 127), onto bits(B): one product per pair instead of the split's two,
+// a shift and an add; the negation (x ^ s) - s with s = 0xFF on negative
+// weights costs two byte operations. FormRowBlock<7, t, true> wrote |d|; this
+// zeroes a zero group's, stores each row's sign bytes s (64 per (group, row),
+// the digits' order) and biases[8 g + r] = B.
+template <bool kTruncate>
+void PrepareMagnitudeRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* magnitudes,
+                              uint8_t* signs, float* biases) {
+  constexpr int kM = 7;
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const int64_t tile = w.TileIndex(rb, g);
+    const int8_t* e = w.exponents() + tile * kRowBlock;
+    const uint64_t* sign_words = w.TileWords(0, tile);
+    for (int r = 0; r < kRowBlock; ++r) {
+      const bool zero = e[r] == kZeroGroupExponent;
+      const int32_t bias_bits = kFloatBiasBits + (zero ? 0 : (e[r] - kM) * (1 << 23));
+      __builtin_memcpy(&biases[8 * g + r], &bias_bits, sizeof(float));
+      const int64_t at = (g * kRowBlock + r) * kGroupSize;
+      if (zero) _mm512_store_si512(magnitudes + at, _mm512_setzero_si512());
+      _mm512_store_si512(signs + at, _mm512_movm_epi8(sign_words[r]));
+    }
+  }
+}
+
+template <bool kTruncate, int R, int C>
+void MagnitudeTile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* biases,
+                   const uint8_t* magnitudes, const uint8_t* signs) {
+  static_assert(R == 4, "the epilogue reduces 4 rows at once");
+  const PackedMatrix& w = *job.w;
+  const BatchRows<C> in(job, b0);
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    __m512i magnitude[R], sign[R];
+    __m512 bias[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+      magnitude[r] = _mm512_load_si512(magnitudes + at);
+      sign[r] = _mm512_load_si512(signs + at);
+      bias[r] = _mm512_set1_ps(biases[8 * g + r0 + r]);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      const __m512i x = _mm512_load_si512(in.values[c] + g * kGroupSize);
+      const __m512 scale_x = _mm512_load_ps(in.scales[c] + g * kLanesPerGroup);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512i signed_x = _mm512_sub_epi8(_mm512_xor_si512(x, sign[r]), sign[r]);
+        const __m512i sum =
+            _mm512_dpbusd_epi32(_mm512_castps_si512(bias[r]), magnitude[r], signed_x);
+        const __m512 scaled_integer = _mm512_sub_ps(_mm512_castsi512_ps(sum), bias[r]);
+        acc[r][c] = _mm512_add_ps(_mm512_mul_ps(scaled_integer, scale_x), acc[r][c]);
+      }
+    }
+  }
+  StoreFour(job, rb, r0, b0, acc);
+}
+
 template <int M, bool kTruncate>
 void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
   using D = Digits<M, kTruncate>;
@@ -551,6 +627,27 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
     }
   }
   for (int64_t rb = rb0; rb < rb1; ++rb) {
+    if constexpr (M == 7) {
+      if (biased) {
+        // digits[0]: |d|; digits[1] (the split's second part, unused): signs.
+        FormRowBlock<M, kTruncate, true>(*job.w, rb, digits);
+        PrepareMagnitudeRowBlock<kTruncate>(*job.w, rb, digits[0], digits[1], ws_storage.data());
+        int64_t b0 = 0;
+        for (; b0 + 4 <= job.batch; b0 += 4) {
+          MagnitudeTile<kTruncate, 4, 4>(job, rb, 0, b0, ws, digits[0], digits[1]);
+          MagnitudeTile<kTruncate, 4, 4>(job, rb, 4, b0, ws, digits[0], digits[1]);
+        }
+        for (int r0 : {0, 4}) {
+          switch (job.batch - b0) {
+            case 1: MagnitudeTile<kTruncate, 4, 1>(job, rb, r0, b0, ws, digits[0], digits[1]); break;
+            case 2: MagnitudeTile<kTruncate, 4, 2>(job, rb, r0, b0, ws, digits[0], digits[1]); break;
+            case 3: MagnitudeTile<kTruncate, 4, 3>(job, rb, r0, b0, ws, digits[0], digits[1]); break;
+            default: break;
+          }
+        }
+        continue;
+      }
+    }
     if (biased) {
       FormRowBlock<M, kTruncate>(*job.w, rb, digits);
       // ws_storage holds the biases B here (no weight scales: they ride in B).
