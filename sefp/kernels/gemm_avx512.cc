@@ -600,6 +600,25 @@ void MagnitudeTile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const flo
   StoreFour(job, rb, r0, b0, acc);
 }
 
+// Calls tile.template operator()<C>(r0, b0) over the 8 rows of a row block
+// (r0 = 0, 4) times every batch row: 4 batch rows per tile, then the rest.
+template <typename TileFn>
+__attribute__((always_inline)) inline void ForEachTile(int64_t batch, TileFn&& tile) {
+  int64_t b0 = 0;
+  for (; b0 + 4 <= batch; b0 += 4) {
+    tile.template operator()<4>(0, b0);
+    tile.template operator()<4>(4, b0);
+  }
+  for (int r0 : {0, 4}) {
+    switch (batch - b0) {
+      case 1: tile.template operator()<1>(r0, b0); break;
+      case 2: tile.template operator()<2>(r0, b0); break;
+      case 3: tile.template operator()<3>(r0, b0); break;
+      default: break;
+    }
+  }
+}
+
 template <int M, bool kTruncate>
 void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
   using D = Digits<M, kTruncate>;
@@ -632,19 +651,9 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
         // digits[0]: |d|; digits[1] (the split's second part, unused): signs.
         FormRowBlock<M, kTruncate, true>(*job.w, rb, digits);
         PrepareMagnitudeRowBlock<kTruncate>(*job.w, rb, digits[0], digits[1], ws_storage.data());
-        int64_t b0 = 0;
-        for (; b0 + 4 <= job.batch; b0 += 4) {
-          MagnitudeTile<kTruncate, 4, 4>(job, rb, 0, b0, ws, digits[0], digits[1]);
-          MagnitudeTile<kTruncate, 4, 4>(job, rb, 4, b0, ws, digits[0], digits[1]);
-        }
-        for (int r0 : {0, 4}) {
-          switch (job.batch - b0) {
-            case 1: MagnitudeTile<kTruncate, 4, 1>(job, rb, r0, b0, ws, digits[0], digits[1]); break;
-            case 2: MagnitudeTile<kTruncate, 4, 2>(job, rb, r0, b0, ws, digits[0], digits[1]); break;
-            case 3: MagnitudeTile<kTruncate, 4, 3>(job, rb, r0, b0, ws, digits[0], digits[1]); break;
-            default: break;
-          }
-        }
+        ForEachTile(job.batch, [&]<int C>(int r0, int64_t b0) {
+          MagnitudeTile<kTruncate, 4, C>(job, rb, r0, b0, ws, digits[0], digits[1]);
+        });
         continue;
       }
     }
@@ -652,37 +661,17 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
       FormRowBlock<M, kTruncate>(*job.w, rb, digits);
       // ws_storage holds the biases B here (no weight scales: they ride in B).
       PrepareBiasedRowBlock<M, kTruncate>(*job.w, rb, digits, starts, ws_storage.data());
-      int64_t b0 = 0;
-      for (; b0 + 4 <= job.batch; b0 += 4) {
-        BiasedTile<M, kTruncate, 4, 4>(job, rb, 0, b0, ws, digits, starts);
-        BiasedTile<M, kTruncate, 4, 4>(job, rb, 4, b0, ws, digits, starts);
-      }
-      for (int r0 : {0, 4}) {
-        switch (job.batch - b0) {
-          case 1: BiasedTile<M, kTruncate, 4, 1>(job, rb, r0, b0, ws, digits, starts); break;
-          case 2: BiasedTile<M, kTruncate, 4, 2>(job, rb, r0, b0, ws, digits, starts); break;
-          case 3: BiasedTile<M, kTruncate, 4, 3>(job, rb, r0, b0, ws, digits, starts); break;
-          default: break;
-        }
-      }
+      ForEachTile(job.batch, [&]<int C>(int r0, int64_t b0) {
+        BiasedTile<M, kTruncate, 4, C>(job, rb, r0, b0, ws, digits, starts);
+      });
       continue;
     }
     WeightScales(*job.w, rb, M, ws_storage.data());
     if (formed) {
       FormRowBlock<M, kTruncate>(*job.w, rb, digits);
-      int64_t b0 = 0;
-      for (; b0 + 4 <= job.batch; b0 += 4) {
-        Tile<M, kTruncate, 4, 4>(job, rb, 0, b0, ws, digits);
-        Tile<M, kTruncate, 4, 4>(job, rb, 4, b0, ws, digits);
-      }
-      for (int r0 : {0, 4}) {
-        switch (job.batch - b0) {
-          case 1: Tile<M, kTruncate, 4, 1>(job, rb, r0, b0, ws, digits); break;
-          case 2: Tile<M, kTruncate, 4, 2>(job, rb, r0, b0, ws, digits); break;
-          case 3: Tile<M, kTruncate, 4, 3>(job, rb, r0, b0, ws, digits); break;
-          default: break;
-        }
-      }
+      ForEachTile(job.batch, [&]<int C>(int r0, int64_t b0) {
+        Tile<M, kTruncate, 4, C>(job, rb, r0, b0, ws, digits);
+      });
       continue;
     }
     // One or two batch rows: d formed in registers, both row parities at once

@@ -51,7 +51,7 @@ read -r -a ABSL_LIBS <<<"$(sed -n 's/.*"\(-labsl_[a-z_0-9]*\)".*/\1/p' third_par
 
 # Targets: name | sources | extra link flags | -max_len
 TOKENIZER_SRCS="engine/tokenizer/loaders.cc engine/tokenizer/tokenizer.cc engine/tokenizer/utf8.cc common/utf8.cc engine/formats/gguf.cc common/mapped_file.cc common/atomic_file.cc"
-SEFP_SRCS="common/safetensors/safetensors.cc common/utf8.cc common/mapped_file.cc common/atomic_file.cc common/logging.cc sefp/format.cc sefp/layout.cc sefp/checkpoint.cc sefp/kernels/gemm.cc sefp/kernels/gemm_scalar.cc sefp/kernels/thread_pool.cc sefp/kernels/gemm_avx2.cc sefp/kernels/gemm_avx512.cc sefp/kernels/activations.cc sefp/kernels/activations_avx512.cc"
+SEFP_SRCS="common/safetensors/safetensors.cc common/utf8.cc common/mapped_file.cc common/atomic_file.cc common/logging.cc common/page_buffer.cc sefp/format.cc sefp/layout.cc sefp/checkpoint.cc sefp/kernels/gemm.cc sefp/kernels/gemm_scalar.cc sefp/kernels/thread_pool.cc sefp/kernels/gemm_avx2.cc sefp/kernels/gemm_avx512.cc sefp/kernels/activations.cc sefp/kernels/activations_avx512.cc"
 TARGETS=(
   "gguf|engine/formats/gguf_fuzz.cc engine/formats/gguf.cc common/mapped_file.cc||65536"
   "sefp_checkpoint|sefp/fuzz/checkpoint_fuzz_target.cc $SEFP_SRCS|-lspdlog -lfmt|8192"

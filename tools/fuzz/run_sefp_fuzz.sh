@@ -21,7 +21,7 @@ FLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer -ffp-contract=off -I.
        -fsanitize=fuzzer-no-link,address,undefined
        -DSPDLOG_SHARED_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL)
 SOURCES=(common/safetensors/safetensors.cc common/utf8.cc common/mapped_file.cc common/atomic_file.cc
-         common/logging.cc sefp/format.cc sefp/layout.cc sefp/checkpoint.cc
+         common/logging.cc common/page_buffer.cc sefp/format.cc sefp/layout.cc sefp/checkpoint.cc
          sefp/kernels/gemm.cc sefp/kernels/gemm_scalar.cc sefp/kernels/thread_pool.cc
          sefp/kernels/activations.cc
          sefp/fuzz/checkpoint_fuzz_target.cc)
