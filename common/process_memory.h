@@ -9,7 +9,11 @@
 // measured on SmolLM2-135M, resident memory grew from 211 MiB to 2.75 GiB over 20
 // publish/rollback cycles while the allocator's in-use bytes stayed flat, and
 // malloc_trim gave it all back. So the owners of large, rare frees (a model
-// version, a tuning job) call ReleaseFreeHeapMemory after them.
+// version, a tuning job) call ReleaseFreeHeapMemory after them. The weights
+// themselves now live in PageBuffers (common/page_buffer.h) and never enter
+// the arenas, so what is trimmed is the loader's transients, the rest of a
+// version and a job's state; the trim holds each arena's lock while it walks
+// it, so the server runs it at background priority.
 #ifndef OTARO_COMMON_PROCESS_MEMORY_H_
 #define OTARO_COMMON_PROCESS_MEMORY_H_
 
