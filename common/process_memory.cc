@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/background_priority.h"
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -37,7 +39,7 @@ int64_t PeakResidentBytes() { return ProcSelfStatusBytes("VmHWM"); }
 int64_t ReleaseFreeHeapMemory() {
   const int64_t before = ResidentBytes();
 #if defined(__GLIBC__)
-  malloc_trim(0);
+  RunAtBackgroundPriority([] { return malloc_trim(0); });
 #endif
   const int64_t after = ResidentBytes();
   return before >= 0 && after >= 0 && after < before ? before - after : 0;
