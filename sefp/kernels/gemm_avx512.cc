@@ -453,6 +453,12 @@ void Tile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
 // A split precision's hi part (d = 32 hi + lo) starts at -128 sum(hi), is
 // shifted, and the lo part accumulates onto bits(B) - 128 sum(lo).
 
+// bits(B) of a (row, group) with exponent e at precision m: 1.5 x 2^(23 + e - m),
+// or 1.5 x 2^23 for a zero group (whose digits are 0, so any B gives 0).
+inline int32_t ConversionBiasBits(int8_t e, int m) {
+  return kFloatBiasBits + (e == kZeroGroupExponent ? 0 : (e - m) * (1 << 23));
+}
+
 // Rewrites FormRowBlock's digits of row block rb in place as signed bytes (0
 // for a zero group) and fills, per part p, starts[p] (16 int32 per (group,
 // row), the digits' order), and biases[8 g + r] = B.
@@ -467,7 +473,7 @@ void PrepareBiasedRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* di
     for (int r = 0; r < kRowBlock; ++r) {
       const bool zero = e[r] == kZeroGroupExponent;
       const int64_t at = (g * kRowBlock + r) * kGroupSize;
-      const int32_t bias_bits = kFloatBiasBits + (zero ? 0 : (e[r] - M) * (1 << 23));
+      const int32_t bias_bits = ConversionBiasBits(e[r], M);
       __builtin_memcpy(&biases[8 * g + r], &bias_bits, sizeof(float));
 #pragma GCC unroll 2
       for (int p = 0; p < D::kParts; ++p) {
@@ -553,11 +559,10 @@ void PrepareMagnitudeRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* magnit
     const int8_t* e = w.exponents() + tile * kRowBlock;
     const uint64_t* sign_words = w.TileWords(0, tile);
     for (int r = 0; r < kRowBlock; ++r) {
-      const bool zero = e[r] == kZeroGroupExponent;
-      const int32_t bias_bits = kFloatBiasBits + (zero ? 0 : (e[r] - kM) * (1 << 23));
+      const int32_t bias_bits = ConversionBiasBits(e[r], kM);
       __builtin_memcpy(&biases[8 * g + r], &bias_bits, sizeof(float));
       const int64_t at = (g * kRowBlock + r) * kGroupSize;
-      if (zero) _mm512_store_si512(magnitudes + at, _mm512_setzero_si512());
+      if (e[r] == kZeroGroupExponent) _mm512_store_si512(magnitudes + at, _mm512_setzero_si512());
       _mm512_store_si512(signs + at, _mm512_movm_epi8(sign_words[r]));
     }
   }
