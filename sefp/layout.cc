@@ -55,7 +55,7 @@ absl::StatusOr<PackedMatrix> PackedMatrix::Pack(const SefpTensor& t, int residen
   if (absl::Status s = p.Allocate(t.rows, t.cols, t.groups_per_row(), resident_max_bits); !s.ok()) {
     return s;
   }
-  int8_t* exponents = reinterpret_cast<int8_t*>(p.memory_.data() + p.exponents_offset());
+  int8_t* exponents = p.mutable_exponents();
   std::memset(exponents, kZeroGroupExponent, p.exponent_bytes());
 
   const int64_t rb_bytes = t.row_bytes();

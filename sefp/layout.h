@@ -96,6 +96,9 @@ class PackedMatrix {
   // then the exponents.
   absl::Status Allocate(int64_t rows, int64_t cols, int64_t groups, int resident_max_bits);
   uint8_t* mutable_plane(int j) { return memory_.data() + j * plane_bytes_; }
+  int8_t* mutable_exponents() {
+    return reinterpret_cast<int8_t*>(memory_.data() + exponents_offset());
+  }
   size_t exponents_offset() const { return (resident_max_bits_ + 1) * plane_bytes_; }
   size_t exponent_bytes() const { return static_cast<size_t>(row_blocks_ * groups_) * kRowBlock; }
 
