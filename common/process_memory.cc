@@ -3,8 +3,6 @@
 #include <cstdio>
 #include <cstring>
 
-#include "common/background_priority.h"
-
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -39,7 +37,7 @@ int64_t PeakResidentBytes() { return ProcSelfStatusBytes("VmHWM"); }
 int64_t ReleaseFreeHeapMemory() {
   const int64_t before = ResidentBytes();
 #if defined(__GLIBC__)
-  RunAtBackgroundPriority([] { return malloc_trim(0); });
+  malloc_trim(0);
 #endif
   const int64_t after = ResidentBytes();
   return before >= 0 && after >= 0 && after < before ? before - after : 0;

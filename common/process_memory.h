@@ -12,7 +12,8 @@
 // version, a tuning job) call ReleaseFreeHeapMemory after them. The weights
 // themselves now live in PageBuffers (common/page_buffer.h) and never enter
 // the arenas, so what is trimmed is the loader's transients, the rest of a
-// version and a job's state.
+// version and a job's state; the trim holds each arena's lock while it walks
+// it, so the server runs it at background priority.
 #ifndef OTARO_COMMON_PROCESS_MEMORY_H_
 #define OTARO_COMMON_PROCESS_MEMORY_H_
 
@@ -28,11 +29,8 @@ int64_t PeakResidentBytes();
 // Returns the free pages the allocator holds in every arena to the kernel
 // (malloc_trim(0) on glibc; nothing elsewhere). Thread-safe. It takes each
 // arena's lock while it walks it, a few milliseconds per GiB released, so call
-// it after rare, large frees, never per request. The trim runs on a thread of
-// its own at background priority (common/background_priority.h), the caller
-// waiting: at normal priority it stalled the server's streams, whose threads
-// allocate in the arenas it locks. Returns the bytes by which resident memory
-// fell (0 when it did not, or when unknown).
+// it after rare, large frees, never per request. Returns the bytes by which
+// resident memory fell (0 when it did not, or when unknown).
 int64_t ReleaseFreeHeapMemory();
 
 }  // namespace otaro

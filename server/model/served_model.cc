@@ -71,13 +71,20 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(
   // under load does not slow the streams of the version being served; the
   // backend and scheduler (threads that must run at normal priority) are
   // created below, on the caller's thread (common/background_priority.h).
-  auto model = RunAtBackgroundPriority([&] { return engine::LoadModel(path, options); });
   // The loader's transients (a GGUF's dequantized tensors, a checkpoint's
-  // logical planes before packing) are freed by now: back to the system
-  // (common/process_memory.h; the trim runs at background priority too).
-  const absl::Time trim_start = absl::Now();
-  const int64_t transients = ReleaseFreeHeapMemory();
-  const absl::Duration trim_time = absl::Now() - trim_start;
+  // logical planes before packing) are freed when LoadModel returns; they go
+  // back to the system right after, still at background priority: the trim
+  // holds each malloc arena's lock while it walks it, and at normal priority
+  // it stalled the streams' threads that allocate (common/process_memory.h).
+  int64_t transients = 0;
+  absl::Duration trim_time;
+  auto model = RunAtBackgroundPriority([&] {
+    auto loaded = engine::LoadModel(path, options);
+    const absl::Time trim_start = absl::Now();
+    transients = ReleaseFreeHeapMemory();
+    trim_time = absl::Now() - trim_start;
+    return loaded;
+  });
   if (!model.ok()) {
     return absl::Status(model.status().code(),
                         absl::StrCat("cannot load model version ", version, " from ", path, ": ",
@@ -145,11 +152,12 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(
   return std::shared_ptr<const ServedModel>(served.release(), [](const ServedModel* model) {
     const uint64_t version = model->version;
     const absl::Time start = absl::Now();
-    const absl::Time trim_start = RunAtBackgroundPriority([&] {
+    absl::Time trim_start;
+    const int64_t released = RunAtBackgroundPriority([&] {
       delete model;
-      return absl::Now();
+      trim_start = absl::Now();
+      return ReleaseFreeHeapMemory();
     });
-    const int64_t released = ReleaseFreeHeapMemory();
     OTARO_LOG_INFO("model version {} unloaded in {:.1f} ms; then {:.0f} MiB returned to the "
                    "system in {:.1f} ms",
                    version, absl::ToDoubleMilliseconds(trim_start - start), released / 1048576.0,

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/atomic_file.h"
+#include "common/background_priority.h"
 #include "common/logging.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
@@ -388,7 +389,9 @@ void TuningJobManager::WorkerLoop() {
     RunJob(id);
     // The job's masters, gradients and optimizer state are freed by now; hand
     // their pages back, or the allocator keeps them (common/process_memory.h).
-    const int64_t released = ReleaseFreeHeapMemory();
+    // At background priority: the trim holds each arena's lock as it walks
+    // it, and the streams' threads allocate in those arenas too.
+    const int64_t released = RunAtBackgroundPriority([] { return ReleaseFreeHeapMemory(); });
     OTARO_LOG_INFO("tuning job {} ended; {:.0f} MiB of its memory returned to the system", id,
                    released / 1048576.0);
     {
