@@ -140,6 +140,45 @@ TEST(ProcessMemoryTest, ReleaseFreeHeapMemoryReturnsScatteredFreePages) {
 #endif
 }
 
+// The soak test's growth in miniature. A thread frees a 16 MiB block: by
+// default glibc then raises its mmap threshold to 16 MiB and its trim
+// threshold to 32 MiB, for the whole process. The thread's next 24 MiB of
+// 256 KiB blocks come from its arena and, freed, become the arena's free top,
+// below the trim threshold: resident until someone calls malloc_trim. In the
+// server, what requests and threads free after the last trim stayed so
+// (24 MiB here without ConfigureHeapForLongRunningServer; 0 with it).
+TEST(ProcessMemoryTest, AThreadsFreedBlocksGoBackWithoutATrimAfterConfiguringTheHeap) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__GLIBC__)
+  GTEST_SKIP() << "needs glibc's malloc (the sanitizers replace it)";
+#else
+  if (const char* t = std::getenv("GLIBC_TUNABLES"); t != nullptr && std::strstr(t, "glibc.malloc.")) {
+    GTEST_SKIP() << "GLIBC_TUNABLES sets the allocator";
+  }
+  ASSERT_TRUE(ConfigureHeapForLongRunningServer());
+  int64_t before = 0, after = 0;
+  std::thread([&] {
+    constexpr size_t kLarge = size_t{16} << 20;
+    char* large = static_cast<char*>(std::malloc(kLarge));
+    std::memset(large, 1, kLarge);
+    asm volatile("" : : "r"(large) : "memory");  // keeps the compiler from dropping the pair
+    std::free(large);
+    before = ResidentBytes();
+    constexpr size_t kBlock = 256 << 10;
+    std::vector<char*> blocks;
+    blocks.reserve(96);  // no small live block of its own between the freed ones
+    for (int i = 0; i < 96; ++i) {
+      blocks.push_back(static_cast<char*>(std::malloc(kBlock)));
+      std::memset(blocks.back(), 1, kBlock);
+    }
+    for (char* block : blocks) std::free(block);
+    after = ResidentBytes();
+  }).join();
+  EXPECT_LT(after, before + (int64_t{8} << 20))
+      << "resident after freeing 24 MiB: " << (after - before) / 1048576.0
+      << " MiB above where the thread started";
+#endif
+}
+
 // A PageBuffer's pages go back to the kernel when it is destroyed, with no
 // trim: what the model's weights rely on (page_buffer.h).
 TEST(PageBufferTest, IsZeroedAlignedMovableAndReturnedWhenFreed) {

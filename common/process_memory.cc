@@ -1,6 +1,7 @@
 #include "common/process_memory.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #if defined(__GLIBC__)
@@ -33,6 +34,27 @@ int64_t ProcSelfStatusBytes(const char* key) {
 
 int64_t ResidentBytes() { return ProcSelfStatusBytes("VmRSS"); }
 int64_t PeakResidentBytes() { return ProcSelfStatusBytes("VmHWM"); }
+
+bool ConfigureHeapForLongRunningServer() {
+#if defined(__GLIBC__)
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return false;
+  // Setting either one also turns glibc's dynamic thresholds off.
+  return mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 4 << 20) == 1;
+#else
+  return false;
+#endif
+}
+
+HeapUsage CurrentHeapUsage() {
+  HeapUsage usage;
+#if defined(__GLIBC__)
+  const struct mallinfo2 info = mallinfo2();
+  usage.in_use_bytes = static_cast<int64_t>(info.uordblks + info.hblkhd);
+  usage.free_bytes = static_cast<int64_t>(info.fordblks);
+#endif
+  return usage;
+}
 
 int64_t ReleaseFreeHeapMemory() {
   const int64_t before = ResidentBytes();

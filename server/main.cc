@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/logging.h"
+#include "common/process_memory.h"
 #include "server/build_info.h"
 #include "server/config/config.h"
 #include "server/otaro_server.h"
@@ -87,6 +88,10 @@ int WaitForSignal(const sigset_t& signals) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Versions and tuning jobs come and go for as long as the server runs: fixed
+  // allocator thresholds keep what they free from staying resident
+  // (common/process_memory.h).
+  const bool heap_configured = otaro::ConfigureHeapForLongRunningServer();
   // Signals are taken synchronously by the main thread: block them before any
   // thread of ours exists, so every thread gRPC or civetweb starts inherits
   // the mask; threads that libraries started earlier forward them (above).
@@ -144,6 +149,10 @@ int main(int argc, char** argv) {
   OTARO_LOG_INFO("otaro_server {} ({}) starting, pid {}", otaro::server::kVersion,
                  otaro::server::kGitCommit, ::getpid());
   OTARO_LOG_INFO("effective configuration:\n{}", otaro::server::FormatConfig(*config));
+  OTARO_LOG_INFO("heap: {}", heap_configured
+                                 ? "fixed malloc thresholds (blocks >= 1 MiB mapped, arena tops "
+                                   "above 4 MiB returned on free)"
+                                 : "left to the C library (GLIBC_TUNABLES sets it, or not glibc)");
 
   auto server = otaro::server::OtaroServer::Start(*config);
   if (!server.ok()) {

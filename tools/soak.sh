@@ -4,7 +4,9 @@
 # inter-token gaps checked) with more cycles than CI runs. Prints the test's
 # figures. Usage: tools/soak.sh [CYCLES, default 200]
 # OTARO_SOAK_SERVER_LOG=FILE keeps the server's log there (timestamps to set
-# beside the long gaps the test prints).
+# beside the long gaps the test prints). OTARO_SOAK_SMAPS_DIR=DIR keeps the
+# server's /proc/PID/smaps at the start, after the job, after one cycle and at
+# the end; `python3 tools/soak_smaps.py DIR` says where the memory went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cycles="${1:-200}"
@@ -16,4 +18,5 @@ bazel test -c opt "${config[@]}" //tests/reliability:soak_test --nocache_test_re
   --test_timeout=$((600 + 10 * cycles)) --test_output=streamed \
   --test_env=OTARO_SHARED_DIR="$shared" --test_env=OTARO_DEFAULT_MODEL="$model" \
   --test_env=OTARO_SOAK_CYCLES="$cycles" \
-  --test_env=OTARO_SOAK_SERVER_LOG="${OTARO_SOAK_SERVER_LOG:-}" 2>&1 | grep -E '^soak:|FAIL|Failure|Expected|grew|stalled|PASSED'
+  --test_env=OTARO_SOAK_SERVER_LOG="${OTARO_SOAK_SERVER_LOG:-}" \
+  --test_env=OTARO_SOAK_SMAPS_DIR="${OTARO_SOAK_SMAPS_DIR:-}" 2>&1 | grep -E '^soak:|FAIL|Failure|Expected|grew|stalled|PASSED'

@@ -143,6 +143,16 @@ std::string MakeDataDir() {
   return data;
 }
 
+// With OTARO_SOAK_SMAPS_DIR set, copies the server's /proc/PID/smaps there as
+// NAME.smaps: what grew between two points, mapping by mapping (heap, malloc
+// arenas, thread stacks, files), is what tools/soak_smaps.py compares.
+void SaveSmaps(StoriesServer& server, const std::string& name) {
+  const char* dir = std::getenv("OTARO_SOAK_SMAPS_DIR");
+  if (dir == nullptr || *dir == 0) return;
+  std::ifstream in(absl::StrCat("/proc/", server.process().pid(), "/smaps"));
+  std::ofstream(absl::StrCat(dir, "/", name, ".smaps")) << in.rdbuf();
+}
+
 // Runs a 2-step job on the served model and waits for it: version 2.
 void TuneOnce(const StoriesServer& server) {
   auto tuning = otaro::v1::Tuning::NewStub(grpc::CreateChannel(
@@ -201,11 +211,13 @@ TEST(SoakTest, PublishCyclesUnderStreamingLoadKeepMemoryFlatAndStreamsFlowing) {
   StreamingClients clients(server);
   absl::SleepFor(absl::Seconds(3));  // warm: KV cache, thread pools, gRPC buffers
   const int64_t rss_start = server.ResidentBytes();
+  SaveSmaps(server, "start");
 
   const absl::Time job_begin = absl::Now();
   TuneOnce(server);
   const Gap job = {job_begin, absl::Now()};
   const int64_t rss_after_job = server.ResidentBytes();
+  SaveSmaps(server, "after_job");
 
   const int cycles = Cycles();
   std::vector<Gap> swaps;  // when a publish or rollback was under way
@@ -231,6 +243,7 @@ TEST(SoakTest, PublishCyclesUnderStreamingLoadKeepMemoryFlatAndStreamsFlowing) {
     ASSERT_EQ(version.version(), 1u);
     rss_peak = std::max(rss_peak, server.ResidentBytes());
     absl::SleepFor(quiet);
+    if (i == 0) SaveSmaps(server, "after_cycle_1");
   }
   clients.Stop();
   ASSERT_TRUE(server.WaitIdle()) << "requests or KV blocks still held after the soak";
@@ -242,6 +255,7 @@ TEST(SoakTest, PublishCyclesUnderStreamingLoadKeepMemoryFlatAndStreamsFlowing) {
     absl::SleepFor(absl::Milliseconds(100));
     rss_end = std::min(rss_end, server.ResidentBytes());
   }
+  SaveSmaps(server, "end");
   if (const char* log = std::getenv("OTARO_SOAK_SERVER_LOG"); log != nullptr && *log != 0) {
     std::ofstream(log) << server.process().Stderr();  // to study a stall: tools/soak.sh
   }
