@@ -416,6 +416,19 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "otaro: cannot run %s\n", tool.c_str());
       return 1;
     }
+    // A command the usage lists as offline whose tool is missing: say so,
+    // instead of "unknown command".
+    const std::string name = argv[1];
+    if (name == "convert" || name == "export" || name == "eval" || offline_tune) {
+      std::string folder = name;
+      std::replace(folder.begin(), folder.end(), '-', '_');
+      std::fprintf(stderr,
+                   "otaro: '%s' runs the offline tool otaro-%s, which is neither beside this "
+                   "binary nor on PATH; build it with bazel build -c opt //tools/%s:otaro-%s "
+                   "(tools/serve.sh builds it)\n",
+                   name.c_str(), name.c_str(), folder.c_str(), name.c_str());
+      return 2;
+    }
   }
   // Accept --prefill-bits as well as --prefill_bits (absl flag names use
   // underscores; people type dashes).

@@ -333,6 +333,19 @@ TEST(ServerLifecycleTest, CliExplainsUnreachableServerAndBadUsage) {
   auto usage = testing::Run({otaro, "frobnicate"}, dir);
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_TRUE(absl::StrContains(usage.err, "unknown command 'frobnicate'")) << usage.err;
+
+  // An offline command whose tool is not installed beside the client: the
+  // client alone in a folder, with nothing on PATH.
+  const std::string alone = dir + "/alone/bin";
+  std::filesystem::create_directories(alone);
+  std::filesystem::copy_file(otaro, alone + "/otaro",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto missing = testing::Run({"/usr/bin/env", "PATH=/nonexistent", alone + "/otaro", "convert",
+                               "in.gguf", "out.sefp"},
+                              dir);
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(missing.err, "runs the offline tool otaro-convert")) << missing.err;
+  EXPECT_TRUE(absl::StrContains(missing.err, "//tools/convert:otaro-convert")) << missing.err;
 }
 
 }  // namespace
