@@ -30,10 +30,11 @@ int64_t PeakResidentBytes();
 // start. Why: glibc raises its mmap threshold (to up to 32 MiB) and its trim
 // threshold (to twice that) each time a large block is freed, so after the
 // first model version or tuning job most large buffers are carved from the
-// arenas instead of mapped; and malloc_trim does not return the free top of a
-// thread's arena (only of the main one). In the soak test each of ~8 threads'
-// arenas kept 14-15 MiB of free top, +90-150 MiB over 20 publish cycles while
-// the bytes in use stayed flat. Fixed thresholds (blocks of 1 MiB and up get
+// arenas instead of mapped, and a thread arena's free top stays resident
+// until the next malloc_trim: whatever requests and threads free after the
+// last trim (an unload's) is kept. In the soak test each of ~8 threads'
+// arenas held 14-15 MiB of free top at the end, +90-150 MiB over 20 publish
+// cycles while the bytes in use stayed flat. Fixed thresholds (blocks of 1 MiB and up get
 // their own mapping, returned on free; an arena's free top above 4 MiB is
 // given back on the free that made it) took that to +7-11 MiB, with the
 // streams' median inter-token gap and the tuning job's time unchanged.
