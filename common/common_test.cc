@@ -151,7 +151,8 @@ TEST(ProcessMemoryTest, AThreadsFreedBlocksGoBackWithoutATrimAfterConfiguringThe
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__GLIBC__)
   GTEST_SKIP() << "needs glibc's malloc (the sanitizers replace it)";
 #else
-  if (const char* t = std::getenv("GLIBC_TUNABLES"); t != nullptr && std::strstr(t, "glibc.malloc.")) {
+  if (const char* t = std::getenv("GLIBC_TUNABLES");
+      t != nullptr && std::strstr(t, "glibc.malloc.") != nullptr) {
     GTEST_SKIP() << "GLIBC_TUNABLES sets the allocator";
   }
   ASSERT_TRUE(ConfigureHeapForLongRunningServer());

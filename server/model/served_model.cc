@@ -160,10 +160,12 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> LoadServedModel(
     });
     const HeapUsage heap = CurrentHeapUsage();
     OTARO_LOG_INFO("model version {} unloaded in {:.1f} ms; then {:.0f} MiB returned to the "
-                   "system in {:.1f} ms; resident {:.1f} MiB, heap in use {:.1f} MiB, free {:.1f} MiB",
+                   "system in {:.1f} ms; resident {:.1f} MiB, heap in use {:.1f} MiB, "
+                   "free {:.1f} MiB",
                    version, absl::ToDoubleMilliseconds(trim_start - start), released / 1048576.0,
-                   absl::ToDoubleMilliseconds(absl::Now() - trim_start), ResidentBytes() / 1048576.0,
-                   heap.in_use_bytes / 1048576.0, heap.free_bytes / 1048576.0);
+                   absl::ToDoubleMilliseconds(absl::Now() - trim_start),
+                   ResidentBytes() / 1048576.0, heap.in_use_bytes / 1048576.0,
+                   heap.free_bytes / 1048576.0);
   });
 }
 
