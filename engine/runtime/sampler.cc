@@ -16,12 +16,52 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-int32_t Argmax(absl::Span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+// The largest logit and whether any is NaN, in one pass over independent
+// lanes: a greedy step of 16 sequences scans 16 x 49152 logits on the
+// scheduler's thread while the engine's other threads wait, and the plain
+// loop (a compare chained through the running maximum, and a NaN check that
+// exits early) took ~4% of a 16-stream server's time. `v > lane ? v : lane`
+// skips NaN and keeps the first of equal values, as the scalar loop did.
+struct MaxScan {
+  float max;
+  bool has_nan;
+};
+MaxScan ScanMax(absl::Span<const float> logits) {
+  constexpr size_t kLanes = 16;
+  float lane[kLanes];
+  bool nan[kLanes];
+  for (size_t j = 0; j < kLanes; ++j) {
+    lane[j] = -INFINITY;
+    nan[j] = false;
   }
-  return best;
+  const size_t n = logits.size();
+  const float* x = logits.data();
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) {
+      const float v = x[i + j];
+      nan[j] |= v != v;
+      lane[j] = v > lane[j] ? v : lane[j];
+    }
+  }
+  MaxScan out = {-INFINITY, false};
+  for (; i < n; ++i) {
+    out.has_nan |= x[i] != x[i];
+    out.max = x[i] > out.max ? x[i] : out.max;
+  }
+  for (size_t j = 0; j < kLanes; ++j) {
+    out.has_nan |= nan[j];
+    out.max = lane[j] > out.max ? lane[j] : out.max;
+  }
+  return out;
+}
+
+// The lowest id holding `max` (no logit is NaN): ties go to the lowest id.
+int32_t FirstIndexOf(absl::Span<const float> logits, float max) {
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (logits[i] == max) return static_cast<int32_t>(i);
+  }
+  return 0;  // not reached: max is one of the logits
 }
 
 }  // namespace
@@ -58,13 +98,12 @@ absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const Sampli
                                     uint64_t step, bool with_logprob) {
   if (absl::Status s = ValidateSamplingParams(params); !s.ok()) return s;
   if (logits.empty()) return absl::InvalidArgumentError("no logits to sample from");
-  for (float v : logits) {
-    if (std::isnan(v)) return absl::InternalError("logits contain NaN");
-  }
+  const MaxScan scan = ScanMax(logits);
+  if (scan.has_nan) return absl::InternalError("logits contain NaN");
   SampledToken out;
   const int64_t vocab = static_cast<int64_t>(logits.size());
   if (params.temperature == 0 || params.top_k == 1) {
-    out.id = Argmax(logits);
+    out.id = FirstIndexOf(logits, scan.max);
     out.logprob = with_logprob ? LogSoftmaxAt(logits, out.id) : std::nan("");
     return out;
   }

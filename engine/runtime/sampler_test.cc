@@ -29,6 +29,35 @@ TEST(SamplerTest, GreedyIsArgmaxWithLowestIdOnTies) {
   EXPECT_EQ(Sample(tie, top1, 9)->id, 1);
 }
 
+// Greedy scans the logits in 16 lanes plus a tail: against the plain
+// first-maximum loop over sizes around the lane width, with values drawn from
+// a few levels (many ties, across lanes and in the tail), infinities, signed
+// zeros, and a NaN anywhere being an error.
+TEST(SamplerTest, GreedyMatchesThePlainLoopOnEveryLayout) {
+  auto plain = [](const std::vector<float>& l) {
+    int32_t best = 0;
+    for (size_t i = 1; i < l.size(); ++i) {
+      if (l[i] > l[best]) best = static_cast<int32_t>(i);
+    }
+    return best;
+  };
+  const float levels[] = {-INFINITY, -1.0f, -0.0f, 0.0f, 2.5f, 2.5f, 7.0f, INFINITY};
+  uint64_t state = 12345;
+  auto next = [&] { return state = state * 6364136223846793005ull + 1442695040888963407ull; };
+  for (size_t n : {1, 2, 15, 16, 17, 31, 32, 33, 49152}) {
+    for (int trial = 0; trial < 40; ++trial) {
+      std::vector<float> l(n);
+      const int spread = 1 + trial % 8;  // how many of the levels appear
+      for (float& v : l) v = levels[(next() >> 33) % spread];
+      ASSERT_EQ(Sample(l, {}, 0)->id, plain(l)) << "n " << n << " trial " << trial;
+      l[(next() >> 33) % n] = std::nanf("");
+      auto with_nan = Sample(l, {}, 0);
+      ASSERT_FALSE(with_nan.ok()) << "n " << n << " trial " << trial;
+      EXPECT_EQ(with_nan.status().code(), absl::StatusCode::kInternal);
+    }
+  }
+}
+
 TEST(SamplerTest, LogprobIsTheLogSoftmaxOfTheChosenToken) {
   std::vector<float> l = {1, 2, 3};
   const double z = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
