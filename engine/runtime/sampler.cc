@@ -115,35 +115,40 @@ absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const Sampli
   auto more_likely = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };
-  int64_t keep = vocab;
+  auto weight = [&](int32_t id) {
+    return std::exp((static_cast<double>(logits[id]) - scan.max) / params.temperature);
+  };
+  std::vector<double> w;
+  double total = 0;
   if (params.top_k > 0 && params.top_k < vocab) {
-    keep = params.top_k;
-    std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), more_likely);
-    ids.resize(keep);
+    std::partial_sort(ids.begin(), ids.begin() + params.top_k, ids.end(), more_likely);
+    ids.resize(params.top_k);
   } else if (params.top_p < 1) {
-    std::sort(ids.begin(), ids.end(), more_likely);
+    // The smallest set of most likely tokens whose mass (at the temperature,
+    // float64) reaches top_p of the whole. Sorting the whole vocabulary for
+    // it took ~8 ms a row (49152 ids); the set is usually far smaller, so a
+    // sorted prefix is widened 4x at a time until it holds that mass.
+    for (int32_t id : ids) total += weight(id);
+    const double wanted = params.top_p * total;
+    for (int64_t sorted = std::min<int64_t>(vocab, 256);; sorted = std::min(vocab, 4 * sorted)) {
+      std::partial_sort(ids.begin(), ids.begin() + sorted, ids.end(), more_likely);
+      double mass = 0;
+      int64_t n = 0;
+      while (n < sorted && mass < wanted) mass += weight(ids[n++]);
+      if (mass >= wanted || sorted == vocab) {
+        ids.resize(n);
+        break;
+      }
+    }
   }
 
-  // Probabilities at the temperature, in float64, over the kept candidates.
-  double max = -INFINITY;
-  for (int32_t id : ids) max = std::max(max, static_cast<double>(logits[id]));
-  std::vector<double> w(ids.size());
-  double total = 0;
+  // Probabilities at the temperature, in float64, over the kept candidates
+  // (for top_p: the nucleus, renormalized to its own mass).
+  w.resize(ids.size());
+  total = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
-    w[i] = std::exp((static_cast<double>(logits[ids[i]]) - max) / params.temperature);
+    w[i] = weight(ids[i]);
     total += w[i];
-  }
-  if (params.top_p < 1) {
-    // The smallest prefix (ids are sorted here) whose mass reaches top_p.
-    double mass = 0;
-    size_t n = 0;
-    while (n < w.size()) {
-      mass += w[n++];
-      if (mass >= params.top_p * total) break;
-    }
-    w.resize(n);
-    ids.resize(n);
-    total = mass;
   }
   const double target = SampleUniform(params.seed, step) * total;
   double cumulative = 0;

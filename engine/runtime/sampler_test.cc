@@ -1,5 +1,6 @@
 #include "engine/runtime/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -54,6 +55,57 @@ TEST(SamplerTest, GreedyMatchesThePlainLoopOnEveryLayout) {
       auto with_nan = Sample(l, {}, 0);
       ASSERT_FALSE(with_nan.ok()) << "n " << n << " trial " << trial;
       EXPECT_EQ(with_nan.status().code(), absl::StatusCode::kInternal);
+    }
+  }
+}
+
+// top_p over a large vocabulary: the sampler sorts only a prefix and widens
+// it (256, 1024, 4096, all); against the whole sort, the same token for every
+// step, with nuclei from a few tokens to most of the vocabulary.
+TEST(SamplerTest, TopPOnALargeVocabularyMatchesAFullSort) {
+  constexpr int kVocab = 5000;
+  for (double spread : {0.05, 1.0, 6.0}) {  // flat ... peaked
+    std::vector<float> l(kVocab);
+    for (int i = 0; i < kVocab; ++i) l[i] = static_cast<float>(std::sin(i * 0.61) * spread);
+    l[1234] += 2;
+    l[4321] = l[1234];  // a tie at the top
+    for (double top_p : {0.3, 0.9, 0.999}) {
+      SamplingParams p;
+      p.temperature = 0.8;
+      p.top_p = top_p;
+      p.seed = 7;
+      // The reference: every id sorted, most likely first (ties: lower id).
+      std::vector<int32_t> ids(kVocab);
+      for (int i = 0; i < kVocab; ++i) ids[i] = i;
+      std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
+        return l[a] > l[b] || (l[a] == l[b] && a < b);
+      });
+      const double max = *std::max_element(l.begin(), l.end());
+      auto weight = [&](int32_t id) { return std::exp((l[id] - max) / p.temperature); };
+      double total = 0;
+      for (int i = 0; i < kVocab; ++i) total += weight(i);
+      std::vector<double> w;
+      double mass = 0;
+      while (w.size() < ids.size() && mass < top_p * total) {
+        w.push_back(weight(ids[w.size()]));
+        mass += w.back();
+      }
+      for (uint64_t step = 0; step < 200; ++step) {
+        const double target = SampleUniform(p.seed, step) * mass;
+        double cumulative = 0;
+        int32_t want = ids[w.size() - 1];
+        for (size_t i = 0; i < w.size(); ++i) {
+          cumulative += w[i];
+          if (target < cumulative) {
+            want = ids[i];
+            break;
+          }
+        }
+        auto got = Sample(l, p, step, false);
+        ASSERT_TRUE(got.ok());
+        ASSERT_EQ(got->id, want) << "spread " << spread << " top_p " << top_p << " step " << step
+                                 << " (nucleus " << w.size() << " tokens)";
+      }
     }
   }
 }
