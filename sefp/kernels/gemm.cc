@@ -145,13 +145,12 @@ namespace {
 std::atomic<int> forced_accumulate{-1};
 }  // namespace
 
-Avx512Accumulate Avx512AccumulateInUse() {
+Avx512Accumulate Avx512AccumulateFor(int mantissa_bits) {
   const int forced = forced_accumulate.load(std::memory_order_relaxed);
   if (forced >= 0) return static_cast<Avx512Accumulate>(forced);
-  static const Avx512Accumulate chosen = __builtin_cpu_is("amd")
-                                             ? Avx512Accumulate::kWeightScaleInBias
-                                             : Avx512Accumulate::kFma;
-  return chosen;
+  static const bool amd = __builtin_cpu_is("amd");
+  return amd || mantissa_bits == 7 ? Avx512Accumulate::kWeightScaleInBias
+                                   : Avx512Accumulate::kFma;
 }
 
 void ForceAvx512AccumulateForTesting(Avx512Accumulate form) {

@@ -635,7 +635,7 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
   // buffer and read back for every batch row (the integers, and so the results,
   // are the same as forming it in registers per tile).
   const bool formed = job.batch >= 3;
-  const bool biased = formed && Avx512AccumulateInUse() == Avx512Accumulate::kWeightScaleInBias;
+  const bool biased = formed && Avx512AccumulateFor(M) == Avx512Accumulate::kWeightScaleInBias;
   thread_local std::vector<__m512i> digit_storage, start_storage;
   uint8_t* digits[2] = {nullptr, nullptr};
   int32_t* starts[2] = {nullptr, nullptr};

@@ -37,7 +37,7 @@ std::vector<Isa> Isas() {
 // The AVX-512 kernel's two accumulation forms (internal.h) run on any AVX-512
 // CPU; the CPU picks one, the tests run both.
 std::vector<internal::Avx512Accumulate> AccumulateForms(Isa isa) {
-  if (isa != Isa::kAvx512) return {internal::Avx512AccumulateInUse()};
+  if (isa != Isa::kAvx512) return {internal::Avx512Accumulate::kFma};  // not read there
   return {internal::Avx512Accumulate::kFma, internal::Avx512Accumulate::kWeightScaleInBias};
 }
 
@@ -101,6 +101,19 @@ float CutScale(float scale) {
   bits &= ~uint32_t{3};
   std::memcpy(&scale, &bits, sizeof(bits));
   return scale;
+}
+
+// Which form each precision gets when no test forces one (internal.h): on
+// AMD the bias form for every m; elsewhere the FMA form but at m = 7.
+TEST(GemmTest, AccumulateFormPerPrecision) {
+  const bool amd = __builtin_cpu_is("amd");
+  for (int m = 2; m <= 8; ++m) {
+    const bool biased = amd || m == 7;
+    EXPECT_EQ(internal::Avx512AccumulateFor(m), biased
+                                                    ? internal::Avx512Accumulate::kWeightScaleInBias
+                                                    : internal::Avx512Accumulate::kFma)
+        << "m " << m;
+  }
 }
 
 TEST(ActivationsTest, QuantizationRule) {

@@ -32,8 +32,13 @@ struct GemmJob {
 //   then VSUBPS, VMULPS, VADDPS: on AMD Zen 4 and 5 the adds run on pipes of
 //   their own, 2 cycles per product instead of 3.
 enum class Avx512Accumulate { kFma, kWeightScaleInBias };
-// kWeightScaleInBias on AMD CPUs, kFma elsewhere, unless a test forced one.
-Avx512Accumulate Avx512AccumulateInUse();
+// The form for a product at `mantissa_bits`, unless a test forced one: on AMD
+// CPUs kWeightScaleInBias; elsewhere kFma, except at m = 7, where
+// kWeightScaleInBias has a path of its own (|d| formed by one GF2P8AFFINEQB,
+// one product per pair where the FMA form splits d in two): on an Intel Xeon
+// (Sapphire Rapids class) it ran m = 7 in 76-82% of the FMA form's time at
+// batch 4..256 on 1 and 2 threads, and every other m in 106-120%.
+Avx512Accumulate Avx512AccumulateFor(int mantissa_bits);
 // Tests: run the other form on this CPU (both are valid on any AVX-512 CPU).
 void ForceAvx512AccumulateForTesting(Avx512Accumulate form);
 void ClearForcedAvx512AccumulateForTesting();
