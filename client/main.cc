@@ -382,16 +382,34 @@ const std::map<std::string, Command>& Commands() {
   return *commands;
 }
 
+// The offline tools the usage lists: `otaro NAME ...` runs otaro-NAME, built
+// by //tools/NAME:otaro-NAME.
+struct OfflineTool {
+  const char* name;
+  const char* summary;
+};
+constexpr OfflineTool kOfflineTools[] = {
+    {"convert", "IN OUT: a HF folder or GGUF file to a SEFP checkpoint"},
+    {"export", "MODEL OUT --format gguf|hf: for llama.cpp or transformers"},
+    {"tune", "--model M --data D --out DIR | --recipe FILE: an OTARo run on this machine"},
+    {"eval", "ppl | zeroshot: perplexity and zero-shot accuracy"},
+};
+
+bool IsOfflineTool(const std::string& name) {
+  return std::any_of(std::begin(kOfflineTools), std::end(kOfflineTools),
+                     [&](const OfflineTool& tool) { return name == tool.name; });
+}
+
 std::string Usage() {
   std::string usage = "otaro COMMAND [flags]\n\ncommands:\n";
-  for (const auto& [name, command] : Commands()) {
+  auto line = [&](const std::string& name, const std::string& summary) {
     absl::StrAppend(&usage, "  ", name, std::string(10 - std::min<size_t>(name.size(), 9), ' '),
-                    command.summary, "\n");
+                    summary, "\n");
+  };
+  for (const auto& [name, command] : Commands()) line(name, command.summary);
+  for (const OfflineTool& tool : kOfflineTools) {
+    line(tool.name, absl::StrCat(tool.summary, " (offline)"));
   }
-  absl::StrAppend(&usage, "  convert   IN OUT: a HF folder or GGUF file to a SEFP checkpoint (offline)\n");
-  absl::StrAppend(&usage, "  export    MODEL OUT --format gguf|hf: for llama.cpp or transformers (offline)\n");
-  absl::StrAppend(&usage, "  tune      --model M --data D --out DIR | --recipe FILE: an OTARo run on this machine (offline)\n");
-  absl::StrAppend(&usage, "  eval      ppl | zeroshot: perplexity and zero-shot accuracy (offline)\n");
   absl::StrAppend(&usage, "\nflags: --server host:port, --timeout_seconds S; otaro --help for all");
   return usage;
 }
@@ -419,14 +437,12 @@ int main(int argc, char** argv) {
     // A command the usage lists as offline whose tool is missing: say so,
     // instead of "unknown command".
     const std::string name = argv[1];
-    if (name == "convert" || name == "export" || name == "eval" || offline_tune) {
-      std::string folder = name;
-      std::replace(folder.begin(), folder.end(), '-', '_');
+    if (otaro::client::IsOfflineTool(name)) {  // "tune" gets here only as the offline run
       std::fprintf(stderr,
                    "otaro: '%s' runs the offline tool otaro-%s, which is neither beside this "
                    "binary nor on PATH; build it with bazel build -c opt //tools/%s:otaro-%s "
                    "(tools/serve.sh builds it)\n",
-                   name.c_str(), name.c_str(), folder.c_str(), name.c_str());
+                   name.c_str(), name.c_str(), name.c_str(), name.c_str());
       return 2;
     }
   }
