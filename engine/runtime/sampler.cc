@@ -126,12 +126,18 @@ absl::StatusOr<SampledToken> Sample(absl::Span<const float> logits, const Sampli
   } else if (params.top_p < 1) {
     // The smallest set of most likely tokens whose mass (at the temperature,
     // float64) reaches top_p of the whole. Sorting the whole vocabulary for
-    // it took ~8 ms a row (49152 ids); the set is usually far smaller, so a
-    // sorted prefix is widened 4x at a time until it holds that mass.
+    // it took ~4 ms a row (49152 ids); the set is often far smaller, so the
+    // 256 most likely are sorted first, and everything only when they fall
+    // short. (Widening 4x at a time instead cost 3x the whole sort on a flat
+    // distribution: partial_sort's heap is slow for large prefixes.)
     for (int32_t id : ids) total += weight(id);
     const double wanted = params.top_p * total;
-    for (int64_t sorted = std::min<int64_t>(vocab, 256);; sorted = std::min(vocab, 4 * sorted)) {
-      std::partial_sort(ids.begin(), ids.begin() + sorted, ids.end(), more_likely);
+    for (int64_t sorted = std::min<int64_t>(vocab, 256);; sorted = vocab) {
+      if (sorted == vocab) {
+        std::sort(ids.begin(), ids.end(), more_likely);
+      } else {
+        std::partial_sort(ids.begin(), ids.begin() + sorted, ids.end(), more_likely);
+      }
       double mass = 0;
       int64_t n = 0;
       while (n < sorted && mass < wanted) mass += weight(ids[n++]);

@@ -59,9 +59,10 @@ TEST(SamplerTest, GreedyMatchesThePlainLoopOnEveryLayout) {
   }
 }
 
-// top_p over a large vocabulary: the sampler sorts only a prefix and widens
-// it (256, 1024, 4096, all); against the whole sort, the same token for every
-// step, with nuclei from a few tokens to most of the vocabulary.
+// top_p over a large vocabulary: the sampler sorts the 256 most likely first
+// and everything only when they fall short; against the whole sort, the same
+// token for every step, with nuclei from a few tokens to most of the
+// vocabulary (both branches).
 TEST(SamplerTest, TopPOnALargeVocabularyMatchesAFullSort) {
   constexpr int kVocab = 5000;
   for (double spread : {0.05, 1.0, 6.0}) {  // flat ... peaked
