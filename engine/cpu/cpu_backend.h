@@ -62,6 +62,10 @@ class CpuBackend : public Backend {
   size_t WorkspaceBytes() const override {
     return workspace_bytes_.load(std::memory_order_relaxed);
   }
+  // On the kernels' pool (one range per thread, the caller's the first).
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) override {
+    if (n > 0) ForRows(n, fn);
+  }
 
   int num_threads() const { return pool_->num_threads(); }
   // The SEFP kernel ISA in use (never kAuto).

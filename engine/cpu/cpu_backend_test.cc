@@ -4,8 +4,12 @@
 // prefill, block boundaries, refusals).
 #include "engine/cpu/cpu_backend.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "common/testing/shared_data.h"
@@ -349,6 +353,27 @@ TEST_F(CpuBackendTest, RefusesWhatCannotRun) {
   absl::Status too_long = kv.Allocate(1, 600).status();
   EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StrContains(too_long.message(), "context")) << too_long;
+}
+
+TEST_F(CpuBackendTest, ParallelForCoversEachIndexOnceOnThePoolsThreads) {
+  for (int threads : {1, 2}) {
+    auto backend = MakeBackend(quantized_, threads);
+    for (int64_t n : {0, 1, 2, 3, 16, 17}) {
+      std::vector<std::atomic<int>> calls(static_cast<size_t>(n));
+      std::mutex mu;
+      std::set<std::thread::id> ran_on;
+      backend->ParallelFor(n, [&](int64_t begin, int64_t end) {
+        EXPECT_LT(begin, end);
+        for (int64_t i = begin; i < end; ++i) calls[i].fetch_add(1);
+        std::lock_guard<std::mutex> lock(mu);
+        ran_on.insert(std::this_thread::get_id());
+      });
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(calls[i].load(), 1) << "index " << i << " of " << n;
+      // Work that can be split is: the scheduler's sampling gains from it.
+      EXPECT_EQ(ran_on.size(), static_cast<size_t>(std::min<int64_t>(n, threads)))
+          << threads << " threads, n " << n;
+    }
+  }
 }
 
 }  // namespace

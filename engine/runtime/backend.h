@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,15 @@ class Backend {
   // completed Forward, 0 before the first. The buffers grow to the largest step
   // and are kept. Thread-safe: may be read while a step runs.
   virtual size_t WorkspaceBytes() const = 0;
+
+  // Calls fn(begin, end) on disjoint ranges covering [0, n) and returns when
+  // all are done: the caller's host work between steps (the scheduler samples
+  // a step's rows with it) on the CPU threads the backend keeps, which are
+  // idle then. Forward's rule applies: never while Forward or another
+  // ParallelFor runs on this backend. Here: fn(0, n) on the calling thread.
+  virtual void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n > 0) fn(0, n);
+  }
 };
 
 }  // namespace otaro::engine

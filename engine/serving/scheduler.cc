@@ -63,8 +63,8 @@ struct Scheduler::Core {
 
   // Engine thread.
   void Step();
-  // Samples the request's next token from its row of the step's logits.
-  absl::Status Accept(Request& r, absl::Span<const float> logits);
+  // Takes the token sampled for the request from its row of the step's logits.
+  absl::Status Accept(Request& r, absl::StatusOr<SampledToken> tok);
   // Frees the request's KV blocks, leaves the running count and calls on_finish.
   void Finish(Request& r, const absl::Status& status);
   void EraseFinished();
@@ -370,6 +370,7 @@ void Scheduler::Core::Step() {
   }
   steps.fetch_add(1);
   const Clock::time_point now = Clock::now();
+  std::vector<size_t> sampling;  // the rows whose request takes a token now
   for (size_t j = 0; j < rows.size(); ++j) {
     Request& r = *rows[j];
     if (r.cancelled.load()) continue;  // dropped at the next boundary
@@ -378,7 +379,25 @@ void Scheduler::Core::Step() {
       if (r.prefilling()) continue;
       r.prefilled_at = now;
     }
-    if (absl::Status s = Accept(r, logits.Last(j)); !s.ok()) {
+    sampling.push_back(j);
+  }
+  // Sampling is a pure function of a row and its request (sampler.h), so the
+  // rows are sampled on the backend's threads, idle between steps (at 16
+  // streams with top_p, serial sampling took a third of a step); the tokens
+  // are then taken in row order here, where the callbacks run.
+  std::vector<absl::StatusOr<SampledToken>> sampled(sampling.size());
+  backend->ParallelFor(static_cast<int64_t>(sampling.size()), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Request& r = *rows[sampling[i]];
+      // The index of the token keys the random number, so a seeded request
+      // gets the same tokens whatever else runs.
+      sampled[i] = Sample(logits.Last(sampling[i]), r.request.sampling,
+                          r.out->result().tokens.size(), r.request.logprobs);
+    }
+  });
+  for (size_t i = 0; i < sampling.size(); ++i) {
+    Request& r = *rows[sampling[i]];
+    if (absl::Status s = Accept(r, std::move(sampled[i])); !s.ok()) {
       OTARO_LOG_ERROR("scheduler: sampling request {} failed: {}", r.id, s);
       Finish(r, absl::InternalError(absl::StrCat("sampling: ", s.message())));
     } else if (r.out->done()) {
@@ -387,12 +406,8 @@ void Scheduler::Core::Step() {
   }
 }
 
-absl::Status Scheduler::Core::Accept(Request& r, absl::Span<const float> row) {
+absl::Status Scheduler::Core::Accept(Request& r, absl::StatusOr<SampledToken> tok) {
   const GenerationRequest& q = r.request;
-  // The index of the token keys the random number, so a seeded request gets
-  // the same tokens whatever else runs.
-  absl::StatusOr<SampledToken> tok =
-      Sample(row, q.sampling, r.out->result().tokens.size(), q.logprobs);
   if (!tok.ok()) return tok.status();
   SequenceOutput::Accepted accepted = r.out->Accept(*tok);
   if (accepted.appended) {

@@ -1,9 +1,9 @@
 // otaro-bench: a client-side load generator against a running otaro_server,
 // through the public API only (run as `otaro bench`).
 //   otaro-bench --server host:port --bits 8,3 --concurrency 1,4,16 --requests N
-//               --max_tokens 64 --prompt "..." [--mix]
-// For each (bits, concurrency) it sends N GenerateStream requests (greedy,
-// stop_at_eos=false, prefill and decode at E5M<bits>) with that many in flight,
+//               --max_tokens 64 --prompt "..." [--mix] [--temperature T --top_p P]
+// For each (bits, concurrency) it sends N GenerateStream requests (greedy unless
+// --temperature, stop_at_eos=false, prefill and decode at E5M<bits>) with that many in flight,
 // and prints, as the client saw them: time to first token p50/p99, inter-token
 // latency p50/p99, aggregate generated tokens/s, requests/s and errors. With
 // --mix, one row per concurrency whose requests cycle through the precisions.
@@ -18,6 +18,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/connection.h"
 #include "grpcpp/grpcpp.h"
@@ -34,6 +35,10 @@ ABSL_FLAG(std::string, prompt, "Once upon a time, in a small village by the sea,
 ABSL_FLAG(bool, mix, false,
           "One row per concurrency with the --bits precisions mixed: request i runs at "
           "bits[i % n] (prefill and decode), so concurrent streams differ in precision.");
+ABSL_FLAG(double, temperature, 0,
+          "Sampling temperature of every request; 0 = greedy. Chat clients sample (e.g. 0.7 "
+          "with --top_p 0.9), which costs the server more per token than greedy.");
+ABSL_FLAG(double, top_p, 1, "Nucleus sampling threshold, (0, 1] (with --temperature > 0).");
 ABSL_FLAG(int, warmup, 1, "Requests sent (and not measured) before each measured run.");
 ABSL_FLAG(double, timeout_seconds, 600, "Deadline of each request.");
 
@@ -105,6 +110,15 @@ int main(int argc, char** argv) {
                          "--prompt non-empty\n");
     return 2;
   }
+  const double temperature = absl::GetFlag(FLAGS_temperature);
+  const double top_p = absl::GetFlag(FLAGS_top_p);
+  if (!(temperature >= 0) || !(top_p > 0 && top_p <= 1)) {
+    std::fprintf(stderr, "otaro bench: --temperature must be >= 0 and --top_p in (0, 1]\n");
+    return 2;
+  }
+  const std::string sampling =
+      temperature == 0 ? "greedy"
+                       : absl::StrCat("temperature ", temperature, ", top_p ", top_p, ", seeded");
 
   ConnectionOptions options;
   options.address = absl::GetFlag(FLAGS_server);
@@ -130,9 +144,9 @@ int main(int argc, char** argv) {
               options.address.c_str(), info.source().c_str(), info.architecture().c_str(),
               info.num_layers(), info.hidden_size(), info.device().c_str(),
               info.kernel_isa().c_str(), info.lm_head_precision().c_str());
-  std::printf("%d requests per row, %d tokens each (greedy, stop_at_eos=false), prompt of %zu "
+  std::printf("%d requests per row, %d tokens each (%s, stop_at_eos=false), prompt of %zu "
               "characters; times in ms, as the client saw them\n\n",
-              requests, max_tokens, absl::GetFlag(FLAGS_prompt).size());
+              requests, max_tokens, sampling.c_str(), absl::GetFlag(FLAGS_prompt).size());
   std::printf("| bits | concurrency | requests | errors | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 "
               "| tokens/s (all) | requests/s |\n|---|---|---|---|---|---|---|---|---|---|\n");
   std::fflush(stdout);
@@ -155,7 +169,10 @@ int main(int argc, char** argv) {
       request.mutable_decode_precision()->set_mantissa_bits(m);
       request.mutable_prefill_precision()->set_mantissa_bits(m);
       request.set_max_tokens(static_cast<uint32_t>(max_tokens));
-      request.mutable_sampling()->set_temperature(0);
+      request.mutable_sampling()->set_temperature(static_cast<float>(temperature));
+      request.mutable_sampling()->set_top_p(static_cast<float>(top_p));
+      // A fixed seed: the same tokens, so the same work, in every run.
+      request.mutable_sampling()->set_seed(1);
       request.set_stop_at_eos(false);
       for (int i = 0; i < absl::GetFlag(FLAGS_warmup); ++i) (void)RunOne(stub.get(), options, request);
       variants.push_back(std::move(request));
