@@ -145,12 +145,17 @@ namespace {
 std::atomic<int> forced_accumulate{-1};
 }  // namespace
 
-Avx512Accumulate Avx512AccumulateFor(int mantissa_bits) {
+Avx512Accumulate Avx512AccumulateFor(int mantissa_bits, int64_t batch) {
   const int forced = forced_accumulate.load(std::memory_order_relaxed);
-  if (forced >= 0) return static_cast<Avx512Accumulate>(forced);
+  if (forced >= 0) {
+    const auto form = static_cast<Avx512Accumulate>(forced);
+    return form == Avx512Accumulate::kWidePairs && mantissa_bits <= 6 ? Avx512Accumulate::kFma
+                                                                      : form;
+  }
   static const bool amd = __builtin_cpu_is("amd");
-  return amd || mantissa_bits == 7 ? Avx512Accumulate::kWeightScaleInBias
-                                   : Avx512Accumulate::kFma;
+  if (amd || mantissa_bits == 7) return Avx512Accumulate::kWeightScaleInBias;
+  if (mantissa_bits == 8 && batch >= 16) return Avx512Accumulate::kWidePairs;
+  return Avx512Accumulate::kFma;
 }
 
 void ForceAvx512AccumulateForTesting(Avx512Accumulate form) {

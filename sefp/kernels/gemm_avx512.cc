@@ -605,6 +605,135 @@ void MagnitudeTile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const flo
   StoreFour(job, rb, r0, b0, acc);
 }
 
+// --- the split precisions (m = 7, 8) in 16-bit pairs --------------------------
+// Avx512Accumulate::kWidePairs (internal.h). d = 32 hi + lo (|d| <= 511) is
+// formed once per row block as int16, and so are the inputs once per job, both
+// in the order that puts lane l's 4 inputs in two 16-bit pairs: the first
+// register holds inputs 4l, 4l + 1 of every lane l, the second 4l + 2, 4l + 3.
+// Two VPDPWSSD then give each lane exactly gemm.h's I[l] (|I| < 2^22, no
+// saturation: the plain form wraps and never needs to), onto kFloatBiasBits,
+// and the FMA form's two FMAs finish it: 4 operations per 64 products where
+// the split form takes 6 (two VPDPBUSD, a shift and an add besides the FMAs).
+
+// Byte i of the result: input byte 4 (i / 2) + i % 2 for i < 32, and
+// 4 ((i - 32) / 2) + 2 + i % 2 after, so sign-extending each 32-byte half to
+// int16 gives the two pair registers.
+inline __m512i PairOrder() {
+  alignas(64) static constexpr auto kIndex = [] {
+    std::array<uint8_t, 64> index{};
+    for (int i = 0; i < 64; ++i) {
+      const int half = i / 32, j = i % 32;
+      index[i] = static_cast<uint8_t>(4 * (j / 2) + 2 * half + j % 2);
+    }
+    return index;
+  }();
+  return _mm512_load_si512(kIndex.data());
+}
+
+// The two int16 pair registers of 64 signed bytes.
+__attribute__((always_inline)) inline void WidenPairs(__m512i bytes, __m512i order, __m512i* first,
+                                                      __m512i* second) {
+  const __m512i paired = _mm512_permutexvar_epi8(order, bytes);
+  *first = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(paired));
+  *second = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(paired, 1));
+}
+
+// VPERMI2B indices taking, from lo (bytes 0..63) and hi (64..127), the (lo, hi)
+// byte pairs of d's int16 pair register `second` (0: inputs 4l, 4l + 1; 1:
+// 4l + 2, 4l + 3), so that one VPMADDUBSW by (1, 32) gives lo + 32 hi.
+inline __m512i LoHiPairOrder(int second) {
+  alignas(64) static constexpr auto kIndex = [] {
+    std::array<std::array<uint8_t, 64>, 2> index{};
+    for (int p = 0; p < 2; ++p) {
+      for (int word = 0; word < 32; ++word) {
+        const int input = 4 * (word / 2) + 2 * p + word % 2;
+        index[p][2 * word] = static_cast<uint8_t>(input);            // lo
+        index[p][2 * word + 1] = static_cast<uint8_t>(64 + input);   // hi
+      }
+    }
+    return index;
+  }();
+  return _mm512_load_si512(kIndex[second].data());
+}
+
+// Rewrites FormRowBlock's two parts (+128 each) of row block rb in place as d's
+// two int16 pair registers: digits[0] the first, digits[1] the second.
+template <int M, bool kTruncate>
+void PrepareWideRowBlock(const PackedMatrix& w, int64_t rb, uint8_t* const* digits) {
+  static_assert(Digits<M, kTruncate>::kSplit, "only the split precisions need 16 bits");
+  const __m512i order[2] = {LoHiPairOrder(0), LoHiPairOrder(1)};
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i weights = _mm512_set1_epi16(static_cast<int16_t>((1 << kSplitShift) << 8 | 1));
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    for (int r = 0; r < kRowBlock; ++r) {
+      const int64_t at = (g * kRowBlock + r) * kGroupSize;
+      const __m512i hi = _mm512_xor_si512(_mm512_load_si512(digits[0] + at), flip);
+      const __m512i lo = _mm512_xor_si512(_mm512_load_si512(digits[1] + at), flip);
+#pragma GCC unroll 2
+      for (int p = 0; p < 2; ++p) {
+        // |lo + 32 hi| <= 511: VPMADDUBSW's saturation never applies.
+        _mm512_store_si512(digits[p] + at, _mm512_maddubs_epi16(
+                                               weights, _mm512_permutex2var_epi8(lo, order[p], hi)));
+      }
+    }
+  }
+}
+
+// The job's inputs as int16 pairs: wide[2 (b G + g) + p] for batch row b of
+// the job (from row0), group g of G, pair register p.
+void WidenInputs(const GemmJob& job, std::vector<__m512i>* wide) {
+  const int64_t groups = job.w->groups();
+  wide->resize(static_cast<size_t>(2 * job.batch * groups));
+  const __m512i order = PairOrder();
+  for (int64_t b = 0; b < job.batch; ++b) {
+    const int8_t* values = job.x->values(job.row0 + b);
+    for (int64_t g = 0; g < groups; ++g) {
+      __m512i* out = wide->data() + 2 * (b * groups + g);
+      WidenPairs(_mm512_load_si512(values + g * kGroupSize), order, &out[0], &out[1]);
+    }
+  }
+}
+
+template <int R, int C>
+void WideTile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const float* ws,
+              const uint8_t* const* digits, const __m512i* wide_inputs) {
+  static_assert(R == 4, "the epilogue reduces 4 rows at once");
+  const PackedMatrix& w = *job.w;
+  const int64_t groups = w.groups();
+  const BatchRows<C> in(job, b0);
+  const __m512i float_bias = _mm512_set1_epi32(kFloatBiasBits);
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i d0[R], d1[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const int64_t at = (g * kRowBlock + r0 + r) * kGroupSize;
+      d0[r] = _mm512_load_si512(digits[0] + at);
+      d1[r] = _mm512_load_si512(digits[1] + at);
+    }
+    const float* ws_g = ws + 8 * g + r0;
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      const __m512i* x = wide_inputs + 2 * ((b0 + c) * groups + g);
+      const __m512i x0 = _mm512_load_si512(x), x1 = _mm512_load_si512(x + 1);
+      const int64_t lane = g * kLanesPerGroup;
+      const __m512 scale_x = _mm512_load_ps(in.scales[c] + lane);
+      const __m512 bias_scale_x = _mm512_load_ps(in.float_bias_scales[c] + lane);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512i sum =
+            _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(float_bias, d0[r], x0), d1[r], x1);
+        acc[r][c] = _mm512_fmadd_ps(ScaledProducts(sum, scale_x, bias_scale_x),
+                                    _mm512_set1_ps(ws_g[r]), acc[r][c]);
+      }
+    }
+  }
+  StoreFour(job, rb, r0, b0, acc);
+}
+
 // Calls tile.template operator()<C>(r0, b0) over the 8 rows of a row block
 // (r0 = 0, 4) times every batch row: 4 batch rows per tile, then the rest.
 template <typename TileFn>
@@ -635,7 +764,11 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
   // buffer and read back for every batch row (the integers, and so the results,
   // are the same as forming it in registers per tile).
   const bool formed = job.batch >= 3;
-  const bool biased = formed && Avx512AccumulateFor(M) == Avx512Accumulate::kWeightScaleInBias;
+  const Avx512Accumulate form = Avx512AccumulateFor(M, job.batch);
+  const bool biased = formed && form == Avx512Accumulate::kWeightScaleInBias;
+  const bool wide = formed && D::kSplit && form == Avx512Accumulate::kWidePairs;
+  thread_local std::vector<__m512i> wide_inputs;
+  if (wide) WidenInputs(job, &wide_inputs);
   thread_local std::vector<__m512i> digit_storage, start_storage;
   uint8_t* digits[2] = {nullptr, nullptr};
   int32_t* starts[2] = {nullptr, nullptr};
@@ -651,6 +784,17 @@ void RowBlocks(const GemmJob& job, int64_t rb0, int64_t rb1) {
     }
   }
   for (int64_t rb = rb0; rb < rb1; ++rb) {
+    if constexpr (D::kSplit) {
+      if (wide) {
+        FormRowBlock<M, kTruncate>(*job.w, rb, digits);
+        PrepareWideRowBlock<M, kTruncate>(*job.w, rb, digits);
+        WeightScales(*job.w, rb, M, ws_storage.data());
+        ForEachTile(job.batch, [&]<int C>(int r0, int64_t b0) {
+          WideTile<4, C>(job, rb, r0, b0, ws, digits, wide_inputs.data());
+        });
+        continue;
+      }
+    }
     if constexpr (M == 7) {
       if (biased) {
         // digits[0]: |d|; digits[1] (the split's second part, unused): signs.

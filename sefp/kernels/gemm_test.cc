@@ -34,15 +34,21 @@ std::vector<Isa> Isas() {
   return isas;
 }
 
-// The AVX-512 kernel's two accumulation forms (internal.h) run on any AVX-512
-// CPU; the CPU picks one, the tests run both.
+// The AVX-512 kernel's accumulation forms (internal.h) run on any AVX-512
+// CPU; the CPU picks one per precision, the tests run every one.
 std::vector<internal::Avx512Accumulate> AccumulateForms(Isa isa) {
   if (isa != Isa::kAvx512) return {internal::Avx512Accumulate::kFma};  // not read there
-  return {internal::Avx512Accumulate::kFma, internal::Avx512Accumulate::kWeightScaleInBias};
+  return {internal::Avx512Accumulate::kFma, internal::Avx512Accumulate::kWeightScaleInBias,
+          internal::Avx512Accumulate::kWidePairs};
 }
 
 const char* AccumulateName(internal::Avx512Accumulate form) {
-  return form == internal::Avx512Accumulate::kFma ? "fma" : "weight scale in bias";
+  switch (form) {
+    case internal::Avx512Accumulate::kFma: return "fma";
+    case internal::Avx512Accumulate::kWeightScaleInBias: return "weight scale in bias";
+    case internal::Avx512Accumulate::kWidePairs: return "16-bit pairs";
+  }
+  return "?";
 }
 
 // Forces one form for its scope.
@@ -103,17 +109,27 @@ float CutScale(float scale) {
   return scale;
 }
 
-// Which form each precision gets when no test forces one (internal.h): on
-// AMD the bias form for every m; elsewhere the FMA form but at m = 7.
+// Which form each precision and batch get when no test forces one
+// (internal.h): on AMD the bias form for every m; elsewhere the FMA form but
+// at m = 7 (the bias form) and at m = 8 from 16 rows (16-bit pairs).
 TEST(GemmTest, AccumulateFormPerPrecision) {
+  using internal::Avx512Accumulate;
   const bool amd = __builtin_cpu_is("amd");
   for (int m = 2; m <= 8; ++m) {
-    const bool biased = amd || m == 7;
-    EXPECT_EQ(internal::Avx512AccumulateFor(m), biased
-                                                    ? internal::Avx512Accumulate::kWeightScaleInBias
-                                                    : internal::Avx512Accumulate::kFma)
-        << "m " << m;
+    for (int64_t batch : {3, 15, 16, 256}) {
+      Avx512Accumulate want = Avx512Accumulate::kFma;
+      if (amd || m == 7) {
+        want = Avx512Accumulate::kWeightScaleInBias;
+      } else if (m == 8 && batch >= 16) {
+        want = Avx512Accumulate::kWidePairs;
+      }
+      EXPECT_EQ(internal::Avx512AccumulateFor(m, batch), want) << "m " << m << " batch " << batch;
+    }
   }
+  // Forced, the 16-bit pairs mean the FMA form where d fits a byte.
+  ForcedAccumulate forced(Avx512Accumulate::kWidePairs);
+  EXPECT_EQ(internal::Avx512AccumulateFor(6, 64), Avx512Accumulate::kFma);
+  EXPECT_EQ(internal::Avx512AccumulateFor(7, 3), Avx512Accumulate::kWidePairs);
 }
 
 TEST(ActivationsTest, QuantizationRule) {

@@ -23,7 +23,7 @@ struct GemmJob {
 };
 
 // How the AVX-512 kernel scales and accumulates its exact integers from 3 batch
-// rows on (gemm_avx512.cc). Both perform gemm.h's arithmetic, bit for bit; they
+// rows on (gemm_avx512.cc). All perform gemm.h's arithmetic, bit for bit; they
 // differ in which execution units they load:
 // - kFma: fma(float(I), scale, bias) then fma(that, 2^(e - m), acc): two FMAs
 //   beside each VPDPBUSD, which suits Intel, where every 512-bit float
@@ -31,14 +31,23 @@ struct GemmJob {
 // - kWeightScaleInBias: the weight's power of two rides in the conversion bias,
 //   then VSUBPS, VMULPS, VADDPS: on AMD Zen 4 and 5 the adds run on pipes of
 //   their own, 2 cycles per product instead of 3.
-enum class Avx512Accumulate { kFma, kWeightScaleInBias };
-// The form for a product at `mantissa_bits`, unless a test forced one: on AMD
-// CPUs kWeightScaleInBias; elsewhere kFma, except at m = 7, where
-// kWeightScaleInBias has a path of its own (|d| formed by one GF2P8AFFINEQB,
-// one product per pair where the FMA form splits d in two): on an Intel Xeon
-// (Sapphire Rapids class) it ran m = 7 in 76-82% of the FMA form's time at
-// batch 4..256 on 1 and 2 threads, and every other m in 106-120%.
-Avx512Accumulate Avx512AccumulateFor(int mantissa_bits);
+// - kWidePairs, for the split precisions (m = 7, 8) only: d widened to int16
+//   once per row block, two VPDPWSSD per 64 products where the split takes two
+//   VPDPBUSD, a shift and an add, then kFma's two FMAs. Forced at m <= 6, whose
+//   d fits a byte (one VPDPBUSD per 64 products), it means kFma.
+enum class Avx512Accumulate { kFma, kWeightScaleInBias, kWidePairs };
+// The form for a product at `mantissa_bits` over `batch` rows, unless a test
+// forced one. On AMD CPUs kWeightScaleInBias. Elsewhere kFma, except:
+// - m = 7: kWeightScaleInBias, which has a path of its own there (|d| formed
+//   by one GF2P8AFFINEQB, one product per pair where the FMA form splits d in
+//   two): on an Intel Xeon (Sapphire Rapids class) it ran m = 7 in 76-82% of
+//   the FMA form's time at batch 4..256 on 1 and 2 threads, and every other m
+//   in 106-120%;
+// - m = 8 from 16 rows: kWidePairs, whose widening per row block pays off
+//   only over enough rows: same CPU, 1536x576, 1 thread, against kFma: batch
+//   4 +4..8% time, 8 even, 16 -12..17%, 64 -17..21% (at m = 7 it was even with
+//   the magnitude path at 16 rows and 6-9% faster at 64, so m = 7 keeps it).
+Avx512Accumulate Avx512AccumulateFor(int mantissa_bits, int64_t batch);
 // Tests: run the other form on this CPU (both are valid on any AVX-512 CPU).
 void ForceAvx512AccumulateForTesting(Avx512Accumulate form);
 void ClearForcedAvx512AccumulateForTesting();
