@@ -23,7 +23,15 @@ score  scores every result with `otaro eval ppl` on the held-out text
        Q8_0 and Q4_0, and scored by the same command, so every number shares one
        protocol. Writes DIR/scores.json (kept between calls: only what is missing
        is scored).
+zeroshot  zero-shot accuracy (`otaro eval zeroshot`: arc_easy, piqa, hellaswag,
+       winogrande, the first --items questions of each) of the untuned model
+       and of each run with --tag-prefix's tag (default: the Alpaca runs) at
+       E5M8, E5M4 and E5M3. Writes DIR/zeroshot.json, resumable like score.
 table  prints the Markdown tables and writes the machine-readable summary.
+
+--corpus alpaca trains on alpaca-subset-2k (instruction data, the recipe's
+settings otherwise) and names the folders <strategy>-alpaca[-TAG]-s<seed>;
+their perplexity is scored on WikiText-2 like every other run.
 """
 import argparse
 import datetime
@@ -35,6 +43,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPE = "deploy/recipes/smollm2-otaro.yaml"
 BITS = [8, 7, 6, 5, 4, 3, 2]
+# Training data by --corpus: (path under data/corpora, format). "auto" reads
+# each file by its kind: the held-out WikiText stays text.
+CORPORA = {"wikitext": ("wikitext-2-tokens/valid.txt", "text"),
+           "alpaca": ("alpaca-subset-2k/alpaca_data_2000.json", "auto")}
+ZERO_SHOT_TASKS = ["arc_easy", "piqa", "hellaswag", "winogrande"]
+ZERO_SHOT_BITS = [8, 4, 3]
 OPT = "bazel-out/k8-opt/bin"
 # Bits per weight of each format, for the pipeline table (SEFP.md: (m + 1) + 1/8
 # per linear weight; llama.cpp: Q8_0 8.5, Q4_0 4.5).
@@ -55,6 +69,10 @@ def shared_dir():
     return os.environ.get("OTARO_SHARED_DIR", os.path.join(os.path.dirname(ROOT), "shared"))
 
 
+def run_tag(args):
+    return "-".join(t for t in (args.corpus if args.corpus != "wikitext" else "", args.tag) if t)
+
+
 def run_dir(out, strategy, seed, tag=""):
     name = strategy.replace(":", "_").replace("+", "_") + ("-" + tag if tag else "")
     return os.path.join(out, "%s-s%d" % (name, seed))
@@ -64,7 +82,7 @@ def cmd_run(args):
     sh(["bazel", "build", "-c", "opt", "//tools/tune:otaro-tune"], stderr=subprocess.DEVNULL)
     model = default_model()
     for strategy in args.strategies.split(","):
-        out = run_dir(args.out, strategy, args.seed, args.tag)
+        out = run_dir(args.out, strategy, args.seed, run_tag(args))
         if os.path.exists(os.path.join(out, "model.sefp")):
             print("done already: " + out, file=sys.stderr)
             continue
@@ -82,6 +100,9 @@ def cmd_run(args):
             cmd += ["--schedule", args.schedule, "--min-lr", repr(args.min_lr)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.corpus != "wikitext":
+            path, fmt = CORPORA[args.corpus]
+            cmd += ["--data", os.path.join(shared_dir(), "data/corpora", path), "--format", fmt]
         if os.path.exists(os.path.join(out, "checkpoints", "LATEST")):
             cmd.append("--resume")
         sh(cmd)
@@ -91,6 +112,8 @@ def ppl(model, args, bits, fp):
     text = os.path.join(shared_dir(), "data/corpora/wikitext-2-tokens/test.txt")
     cmd = [os.path.join(OPT, "tools/eval/otaro-eval"), "ppl", model, text, "--max_tokens", str(args.tokens),
            "--bits", ",".join(map(str, bits)), "--json"]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     if fp:
         cmd.append("--fp")
     out = sh(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
@@ -162,6 +185,29 @@ def cmd_score(args):
         save()
 
 
+def cmd_zeroshot(args):
+    sh(["bazel", "build", "-c", "opt", "//tools/eval:otaro-eval"], stderr=subprocess.DEVNULL)
+    path = os.path.join(args.out, "zeroshot.json")
+    scores = json.load(open(path)) if os.path.exists(path) else {}
+    models = {"untuned": default_model()}
+    for name in sorted(os.listdir(args.out)):
+        sefp = os.path.join(args.out, name, "model.sefp")
+        if "-%s-" % args.tag_prefix in name and os.path.exists(sefp):
+            models[name] = sefp
+    for name, model in models.items():
+        if name in scores:
+            continue
+        out = sh([os.path.join(OPT, "tools/eval/otaro-eval"), "zeroshot", "--model", model,
+                  "--task", ",".join(ZERO_SHOT_TASKS), "--bits", ",".join(map(str, ZERO_SHOT_BITS)),
+                  "--limit", str(args.items), "--data-dir", os.path.join(shared_dir(), "data/eval"),
+                  "--threads", str(args.threads), "--json"],
+                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        scores[name] = json.loads(out)
+        with open(path + ".tmp", "w") as f:
+            json.dump(scores, f, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
+
+
 def cmd_table(args):
     scores = json.load(open(os.path.join(args.out, "scores.json")))
     precisions = ["fp32"] + ["E5M%d" % m for m in BITS]
@@ -195,6 +241,26 @@ def cmd_table(args):
             print("| %s | %.3g | %.2f | %.2fx |" % (fmt, BPW[fmt], v, v / fp))
             entry[fmt] = {"perplexity": v, "ratio_to_fp32": v / fp, "bits_per_weight": BPW[fmt]}
         summary.setdefault("pipelines", {})[base] = entry
+    zpath = os.path.join(args.out, "zeroshot.json")
+    if os.path.exists(zpath):
+        zero = json.load(open(zpath))
+        print("\nZero-shot accuracy, acc / acc_norm in %% (first %d questions of each set; "
+              "standard error up to ~2.2 points):\n" % args.items)
+        cols = ["%s E5M%d" % (t, m) for t in ZERO_SHOT_TASKS for m in ZERO_SHOT_BITS]
+        print("| model | " + " | ".join(cols) + " |")
+        print("|---|" + "---|" * len(cols))
+        for name in sorted(zero):
+            cells = {(r["task"], r["precision"]): r for r in zero[name]["results"]}
+            row, entry = [], {}
+            for t in ZERO_SHOT_TASKS:
+                for m in ZERO_SHOT_BITS:
+                    r = cells.get((t, "E5M%d" % m))
+                    row.append("%.1f / %.1f" % (100 * r["acc"], 100 * r["acc_norm"]) if r else "")
+                    if r:
+                        entry.setdefault(t, {})["E5M%d" % m] = {
+                            "acc": r["acc"], "acc_norm": r["acc_norm"], "count": r["count"]}
+            print("| %s | %s |" % (name, " | ".join(row)))
+            summary.setdefault("zero_shot", {})[name] = entry
     summary["recipe_run"] = args.recipe_run
     if args.json:
         os.makedirs(os.path.dirname(args.json), exist_ok=True)
@@ -205,7 +271,7 @@ def cmd_table(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["run", "score", "table"])
+    ap.add_argument("command", choices=["run", "score", "zeroshot", "table"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--strategies", default="otaro,uniform,fp")
     ap.add_argument("--seed", type=int, default=1)
@@ -215,8 +281,11 @@ def main():
     ap.add_argument("--schedule", default="", help="override the recipe's lr schedule (constant|cosine)")
     ap.add_argument("--min-lr", type=float, default=0.0, help="final lr of a cosine --schedule")
     ap.add_argument("--tag", default="", help="variant name in the run folder (<strategy>-TAG-s<seed>)")
+    ap.add_argument("--corpus", default="wikitext", choices=sorted(CORPORA), help="training data")
+    ap.add_argument("--items", type=int, default=500, help="zero-shot questions per task")
+    ap.add_argument("--tag-prefix", default="alpaca", help="zeroshot scores the runs with this tag")
     ap.add_argument("--reconstruction", default="midpoint")
-    ap.add_argument("--threads", type=int, default=0, help="trainer threads (0 = all cores)")
+    ap.add_argument("--threads", type=int, default=0, help="trainer / evaluator threads (0 = all cores)")
     ap.add_argument("--tokens", type=int, default=8192, help="held-out tokens scored")
     ap.add_argument("--peer-dir", default="/tmp/llamacpp-peer")
     ap.add_argument("--json", default="")
@@ -224,7 +293,7 @@ def main():
                     help="the run whose settings the recipe holds (marked in the summary)")
     args = ap.parse_args()
     os.chdir(ROOT)
-    {"run": cmd_run, "score": cmd_score, "table": cmd_table}[args.command](args)
+    {"run": cmd_run, "score": cmd_score, "zeroshot": cmd_zeroshot, "table": cmd_table}[args.command](args)
 
 
 if __name__ == "__main__":
