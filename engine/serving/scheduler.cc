@@ -382,9 +382,10 @@ void Scheduler::Core::Step() {
     sampling.push_back(j);
   }
   // Sampling is a pure function of a row and its request (sampler.h), so the
-  // rows are sampled on the backend's threads, idle between steps (at 16
-  // streams with top_p, serial sampling took a third of a step); the tokens
-  // are then taken in row order here, where the callbacks run.
+  // rows are sampled on the backend's threads, idle between steps; the tokens
+  // are then taken in row order here, where the callbacks run. (16 streams at
+  // temperature 0.7 / top_p 0.9 sampled serially spent ~7 ms of a ~24 ms step
+  // doing it; in parallel the total rate rose 10-16%.)
   std::vector<absl::StatusOr<SampledToken>> sampled(sampling.size());
   backend->ParallelFor(static_cast<int64_t>(sampling.size()), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
