@@ -26,7 +26,8 @@ score  scores every result with `otaro eval ppl` on the held-out text
 zeroshot  zero-shot accuracy (`otaro eval zeroshot`: arc_easy, piqa, hellaswag,
        winogrande, the first --items questions of each) of the untuned model
        and of each run with --tag-prefix's tag (default: the Alpaca runs) at
-       E5M8, E5M4 and E5M3. Writes DIR/zeroshot.json, resumable like score.
+       E5M8, E5M4 and E5M3, and of those fp runs' llama.cpp Q4_0 (made by
+       score) in float32. Writes DIR/zeroshot.json, resumable like score.
 table  prints the Markdown tables and writes the machine-readable summary.
 
 --corpus alpaca trains on alpaca-subset-2k (instruction data, the recipe's
@@ -194,12 +195,22 @@ def cmd_zeroshot(args):
         sefp = os.path.join(args.out, name, "model.sefp")
         if "-%s-" % args.tag_prefix in name and os.path.exists(sefp):
             models[name] = sefp
+    # The standard pipeline's Q4_0 of those fp runs (written by `score`), in
+    # float32 as llama.cpp stores it: the same questions through the same code.
+    pipeline_tasks = args.pipeline_tasks.split(",") if args.pipeline_tasks else ZERO_SHOT_TASKS
+    for name in sorted(list(models)):
+        q4 = os.path.join(args.out, "%s-tuned.Q4_0.gguf" % name)
+        if name.startswith("fp-") and os.path.exists(q4):
+            models["pipeline:%s:Q4_0" % name] = q4
     for name, model in models.items():
         if name in scores:
             continue
+        pipeline = name.startswith("pipeline:")
         out = sh([os.path.join(OPT, "tools/eval/otaro-eval"), "zeroshot", "--model", model,
-                  "--task", ",".join(ZERO_SHOT_TASKS), "--bits", ",".join(map(str, ZERO_SHOT_BITS)),
-                  "--limit", str(args.items), "--data-dir", os.path.join(shared_dir(), "data/eval"),
+                  "--task", ",".join(pipeline_tasks if pipeline else ZERO_SHOT_TASKS),
+                  "--bits", "" if pipeline else ",".join(map(str, ZERO_SHOT_BITS))] +
+                 (["--fp"] if pipeline else []) +
+                 ["--limit", str(args.items), "--data-dir", os.path.join(shared_dir(), "data/eval"),
                   "--threads", str(args.threads), "--json"],
                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
         scores[name] = json.loads(out)
@@ -254,10 +265,13 @@ def cmd_table(args):
             row, entry = [], {}
             for t in ZERO_SHOT_TASKS:
                 for m in ZERO_SHOT_BITS:
-                    r = cells.get((t, "E5M%d" % m))
+                    # A pipeline row (float32 of llama.cpp's Q4_0) fills the E5M3 column, its
+                    # neighbour in bits per weight (4.5 against 4.125).
+                    key = "fp32" if name.startswith("pipeline:") and m == 3 else "E5M%d" % m
+                    r = cells.get((t, key))
                     row.append("%.1f / %.1f" % (100 * r["acc"], 100 * r["acc_norm"]) if r else "")
                     if r:
-                        entry.setdefault(t, {})["E5M%d" % m] = {
+                        entry.setdefault(t, {})[key] = {
                             "acc": r["acc"], "acc_norm": r["acc_norm"], "count": r["count"]}
             print("| %s | %s |" % (name, " | ".join(row)))
             summary.setdefault("zero_shot", {})[name] = entry
@@ -284,6 +298,8 @@ def main():
     ap.add_argument("--corpus", default="wikitext", choices=sorted(CORPORA), help="training data")
     ap.add_argument("--items", type=int, default=500, help="zero-shot questions per task")
     ap.add_argument("--tag-prefix", default="alpaca", help="zeroshot scores the runs with this tag")
+    ap.add_argument("--pipeline-tasks", default="",
+                    help="zeroshot: the sets scored for the fp runs' llama.cpp Q4_0 (default: all four)")
     ap.add_argument("--reconstruction", default="midpoint")
     ap.add_argument("--threads", type=int, default=0, help="trainer / evaluator threads (0 = all cores)")
     ap.add_argument("--tokens", type=int, default=8192, help="held-out tokens scored")
