@@ -615,16 +615,17 @@ void MagnitudeTile(const GemmJob& job, int64_t rb, int r0, int64_t b0, const flo
 // and the FMA form's two FMAs finish it: 4 operations per 64 products where
 // the split form takes 6 (two VPDPBUSD, a shift and an add besides the FMAs).
 
-// Byte i of the result: input byte 4 (i / 2) + i % 2 for i < 32, and
-// 4 ((i - 32) / 2) + 2 + i % 2 after, so sign-extending each 32-byte half to
-// int16 gives the two pair registers.
+// The input (0..63 of a group) in 16-bit word `word` (0..31) of pair register
+// p: lane word / 2 holds inputs 4 l, 4 l + 1 in register 0, 4 l + 2, 4 l + 3
+// in register 1. The one rule both the inputs' and the digits' orders follow.
+constexpr int PairInput(int p, int word) { return 4 * (word / 2) + 2 * p + word % 2; }
+
+// VPERMB indices putting register p's inputs in bytes 32 p .. 32 p + 31, so
+// sign-extending each 32-byte half to int16 gives the two pair registers.
 inline __m512i PairOrder() {
   alignas(64) static constexpr auto kIndex = [] {
     std::array<uint8_t, 64> index{};
-    for (int i = 0; i < 64; ++i) {
-      const int half = i / 32, j = i % 32;
-      index[i] = static_cast<uint8_t>(4 * (j / 2) + 2 * half + j % 2);
-    }
+    for (int i = 0; i < 64; ++i) index[i] = static_cast<uint8_t>(PairInput(i / 32, i % 32));
     return index;
   }();
   return _mm512_load_si512(kIndex.data());
@@ -646,7 +647,7 @@ inline __m512i LoHiPairOrder(int second) {
     std::array<std::array<uint8_t, 64>, 2> index{};
     for (int p = 0; p < 2; ++p) {
       for (int word = 0; word < 32; ++word) {
-        const int input = 4 * (word / 2) + 2 * p + word % 2;
+        const int input = PairInput(p, word);
         index[p][2 * word] = static_cast<uint8_t>(input);            // lo
         index[p][2 * word + 1] = static_cast<uint8_t>(64 + input);   // hi
       }
